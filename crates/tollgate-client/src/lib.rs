@@ -1,0 +1,1 @@
+//! tollgate-client (placeholder; built in a later issue).

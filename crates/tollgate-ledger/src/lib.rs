@@ -1,0 +1,1 @@
+//! tollgate-ledger (placeholder; built in a later issue).

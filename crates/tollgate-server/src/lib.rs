@@ -1,0 +1,1 @@
+//! tollgate-server (placeholder; built in a later issue).

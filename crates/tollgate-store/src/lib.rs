@@ -1,0 +1,1 @@
+//! tollgate-store (placeholder; built in a later issue).
