@@ -1,0 +1,271 @@
+//! Ledger entries and their canonical encoding.
+
+use std::fmt;
+use std::str::FromStr;
+
+use serde::{Deserialize, Serialize};
+
+use crate::{Hash, LedgerError};
+
+/// The largest sequence number an entry may carry: JSON numbers are exact only up to
+/// 2^53, and RFC 8785 serialises numbers as IEEE 754 doubles.
+pub const MAX_SEQ: u64 = (1 << 53) - 1;
+
+/// What an entry records.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EntryKind {
+    /// A verdict (also shadow and candidate verdicts).
+    Decision,
+    /// A decision was sent to human review.
+    ReviewOpened,
+    /// A reviewer resolved a review.
+    ReviewResolved,
+    /// A signed outcome report was accepted.
+    OutcomeAccepted,
+    /// A policy version was published.
+    PolicyPublished,
+    /// A policy version became active.
+    PolicyActivated,
+    /// An override was set.
+    OverrideSet,
+    /// An override was cleared.
+    OverrideCleared,
+    /// An API key was created.
+    KeyCreated,
+    /// An API key was revoked.
+    KeyRevoked,
+    /// A signal source was registered.
+    SourceRegistered,
+}
+
+impl EntryKind {
+    /// Every kind, in declaration order.
+    pub const ALL: [EntryKind; 11] = [
+        EntryKind::Decision,
+        EntryKind::ReviewOpened,
+        EntryKind::ReviewResolved,
+        EntryKind::OutcomeAccepted,
+        EntryKind::PolicyPublished,
+        EntryKind::PolicyActivated,
+        EntryKind::OverrideSet,
+        EntryKind::OverrideCleared,
+        EntryKind::KeyCreated,
+        EntryKind::KeyRevoked,
+        EntryKind::SourceRegistered,
+    ];
+
+    /// The wire name (`decision`, `review_opened`, …).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EntryKind::Decision => "decision",
+            EntryKind::ReviewOpened => "review_opened",
+            EntryKind::ReviewResolved => "review_resolved",
+            EntryKind::OutcomeAccepted => "outcome_accepted",
+            EntryKind::PolicyPublished => "policy_published",
+            EntryKind::PolicyActivated => "policy_activated",
+            EntryKind::OverrideSet => "override_set",
+            EntryKind::OverrideCleared => "override_cleared",
+            EntryKind::KeyCreated => "key_created",
+            EntryKind::KeyRevoked => "key_revoked",
+            EntryKind::SourceRegistered => "source_registered",
+        }
+    }
+}
+
+impl fmt::Display for EntryKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for EntryKind {
+    type Err = LedgerError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        EntryKind::ALL
+            .into_iter()
+            .find(|k| k.as_str() == s)
+            .ok_or_else(|| LedgerError::UnknownKind(s.to_owned()))
+    }
+}
+
+/// One entry of a tenant's ledger, as stored and exported (one JSON object a line).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Entry {
+    /// The tenant whose ledger this is.
+    pub tenant: String,
+    /// Position in the tenant's ledger: 0, 1, 2… without gaps.
+    pub seq: u64,
+    /// Entry time, RFC 3339 in UTC, as given by the appender.
+    pub time: String,
+    /// What the entry records.
+    pub kind: EntryKind,
+    /// The recorded data (for a decision: request, verdict, trace, policy, …).
+    pub body: serde_json::Value,
+    /// `entry_hash` of the previous entry; zero for entry 0.
+    pub prev_hash: Hash,
+    /// SHA-256 of [`Entry::canonical_bytes`].
+    pub entry_hash: Hash,
+}
+
+impl Entry {
+    /// Seals a draft at position `seq` after `prev_hash`, computing its hash.
+    pub fn seal(draft: &EntryDraft, seq: u64, prev_hash: Hash) -> Result<Entry, LedgerError> {
+        let prepared = PreparedDraft::new(draft)?;
+        let (_, entry_hash) = prepared.seal(seq, prev_hash)?;
+        Ok(Entry {
+            tenant: draft.tenant.clone(),
+            seq,
+            time: draft.time.clone(),
+            kind: draft.kind,
+            body: draft.body.clone(),
+            prev_hash,
+            entry_hash,
+        })
+    }
+
+    /// RFC 8785 (JCS) bytes of the entry without `entry_hash`.
+    pub fn canonical_bytes(&self) -> Result<Vec<u8>, LedgerError> {
+        let prepared = PreparedDraft::from_parts(&self.tenant, &self.time, self.kind, &self.body)?;
+        prepared.canonical(self.seq, self.prev_hash)
+    }
+
+    /// SHA-256 of the canonical bytes: what `entry_hash` must be.
+    pub fn compute_hash(&self) -> Result<Hash, LedgerError> {
+        Ok(Hash::digest(&self.canonical_bytes()?))
+    }
+
+    /// Parses the canonical bytes of an entry (as stored) and attaches its hash.
+    ///
+    /// This does not check that `entry_hash` matches; [`crate::Verifier`] does.
+    pub fn from_canonical(bytes: &[u8], entry_hash: Hash) -> Result<Entry, LedgerError> {
+        #[derive(Deserialize)]
+        #[serde(deny_unknown_fields)]
+        struct Unhashed {
+            tenant: String,
+            seq: u64,
+            time: String,
+            kind: EntryKind,
+            body: serde_json::Value,
+            prev_hash: Hash,
+        }
+        let u: Unhashed =
+            serde_json::from_slice(bytes).map_err(|e| LedgerError::Decode(e.to_string()))?;
+        Ok(Entry {
+            tenant: u.tenant,
+            seq: u.seq,
+            time: u.time,
+            kind: u.kind,
+            body: u.body,
+            prev_hash: u.prev_hash,
+            entry_hash,
+        })
+    }
+
+    /// The entry as one JSON line (the export format), without the newline.
+    pub fn to_json_line(&self) -> Result<String, LedgerError> {
+        serde_json::to_string(self).map_err(|e| LedgerError::Encode(e.to_string()))
+    }
+
+    /// Parses one export line.
+    pub fn from_json_line(line: &str) -> Result<Entry, LedgerError> {
+        serde_json::from_str(line).map_err(|e| LedgerError::Decode(e.to_string()))
+    }
+}
+
+/// What an appender supplies; the sequencer adds `seq` and `prev_hash`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct EntryDraft {
+    /// The tenant whose ledger receives the entry.
+    pub tenant: String,
+    /// Entry time, RFC 3339 in UTC.
+    pub time: String,
+    /// What the entry records.
+    pub kind: EntryKind,
+    /// The recorded data.
+    pub body: serde_json::Value,
+}
+
+/// A draft whose variable-free parts are already canonicalised, so that a sequencer
+/// can seal it with a few byte copies and one hash.
+///
+/// Appenders prepare drafts on their own threads; the single writer only seals them.
+#[derive(Clone, Debug)]
+pub struct PreparedDraft {
+    /// JCS of the body.
+    body: Vec<u8>,
+    kind: EntryKind,
+    /// JCS of the tenant string (with quotes).
+    tenant: Vec<u8>,
+    /// JCS of the time string (with quotes).
+    time: Vec<u8>,
+}
+
+impl PreparedDraft {
+    /// Canonicalises a draft.
+    pub fn new(draft: &EntryDraft) -> Result<PreparedDraft, LedgerError> {
+        PreparedDraft::from_parts(&draft.tenant, &draft.time, draft.kind, &draft.body)
+    }
+
+    fn from_parts(
+        tenant: &str,
+        time: &str,
+        kind: EntryKind,
+        body: &serde_json::Value,
+    ) -> Result<PreparedDraft, LedgerError> {
+        Ok(PreparedDraft {
+            body: jcs(body)?,
+            kind,
+            tenant: jcs(&tenant)?,
+            time: jcs(&time)?,
+        })
+    }
+
+    /// The canonical bytes of the entry this draft becomes at `seq` after `prev_hash`.
+    ///
+    /// The top-level object is assembled by hand; its members are JCS output. The
+    /// member names are ASCII and written in RFC 8785 order (sorted by UTF-16 code
+    /// units): body, kind, prev_hash, seq, tenant, time. A property test checks the
+    /// result against `serde_json_canonicalizer` over the whole entry.
+    pub fn canonical(&self, seq: u64, prev_hash: Hash) -> Result<Vec<u8>, LedgerError> {
+        if seq > MAX_SEQ {
+            return Err(LedgerError::SeqTooLarge(seq));
+        }
+        let mut out =
+            Vec::with_capacity(self.body.len() + self.tenant.len() + self.time.len() + 140);
+        out.extend_from_slice(b"{\"body\":");
+        out.extend_from_slice(&self.body);
+        out.extend_from_slice(b",\"kind\":\"");
+        out.extend_from_slice(self.kind.as_str().as_bytes());
+        out.extend_from_slice(b"\",\"prev_hash\":\"");
+        out.extend_from_slice(prev_hash.to_hex().as_bytes());
+        out.extend_from_slice(b"\",\"seq\":");
+        // INVARIANT: seq <= 2^53 - 1, so its decimal form is exactly what RFC 8785
+        // (ECMAScript number serialisation) produces for it.
+        out.extend_from_slice(seq.to_string().as_bytes());
+        out.extend_from_slice(b",\"tenant\":");
+        out.extend_from_slice(&self.tenant);
+        out.extend_from_slice(b",\"time\":");
+        out.extend_from_slice(&self.time);
+        out.push(b'}');
+        Ok(out)
+    }
+
+    /// Canonical bytes and entry hash at `seq` after `prev_hash`.
+    pub fn seal(&self, seq: u64, prev_hash: Hash) -> Result<(Vec<u8>, Hash), LedgerError> {
+        let bytes = self.canonical(seq, prev_hash)?;
+        let hash = Hash::digest(&bytes);
+        Ok((bytes, hash))
+    }
+
+    /// The kind of the entry.
+    pub fn kind(&self) -> EntryKind {
+        self.kind
+    }
+}
+
+fn jcs<T: Serialize>(value: &T) -> Result<Vec<u8>, LedgerError> {
+    serde_json_canonicalizer::to_vec(value).map_err(|e| LedgerError::Encode(e.to_string()))
+}
