@@ -1,0 +1,911 @@
+//! The decision pipeline: override → policy rules and survival score → reality bands
+//! → throttle → permit.
+//!
+//! The pipeline runs in two steps so that throttle state can live anywhere (a map in
+//! memory, Redis) while the engine stays pure: [`evaluate`] runs every gate up to the
+//! throttle and says which buckets it needs; the caller reads their state and calls
+//! [`Evaluation::finish`], which returns the verdict and the state changes to apply.
+//! [`decide`] does both against [`MemoryBuckets`].
+
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value as Json;
+
+use crate::adaptive::{self, OutcomeRecord};
+use crate::expr::{self, Activation, PathValue};
+use crate::policy::compile::KeyPart;
+use crate::policy::{CompiledPolicy, DefaultEffect, Effect, OnError};
+use crate::request::{DecisionRequest, FieldError, InvalidRequest, Mode};
+use crate::throttle::{self, BucketDemand, GcraCheck, MemoryBuckets, TatUpdate};
+use crate::time::UnixMillis;
+use crate::verdict::{
+    Gate, GateResult, GateTrace, Outcome, PolicyStamp, ReviewRequest, Status, TraceStep, Verdict,
+};
+
+/// Longest `action.type`, `actor.id` or `source` accepted, in bytes.
+pub const MAX_ID_LEN: usize = 256;
+/// Longest `intent` accepted, in bytes.
+pub const MAX_INTENT_LEN: usize = 16 * 1024;
+/// Most signals accepted in one request.
+pub const MAX_SIGNALS: usize = 64;
+
+/// A `policy_refs` entry after the caller looked it up.
+#[derive(Clone, Debug)]
+pub enum PolicyBinding {
+    /// The reference names this compiled policy version.
+    Found(Arc<CompiledPolicy>),
+    /// The reference names no known policy: the decision fails closed.
+    NotFound(String),
+}
+
+/// What an operator kill switch covers.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(tag = "scope", content = "value", rename_all = "snake_case")]
+pub enum OverrideScope {
+    /// All of the tenant's traffic.
+    Tenant,
+    /// Requests whose `actor.id` is this.
+    Actor(String),
+    /// Requests whose `action.type` is this.
+    ActionType(String),
+    /// Requests whose `source` is this.
+    Source(String),
+}
+
+impl OverrideScope {
+    fn matches(&self, request: &DecisionRequest) -> bool {
+        match self {
+            OverrideScope::Tenant => true,
+            OverrideScope::Actor(id) => request.actor_id() == Some(id.as_str()),
+            OverrideScope::ActionType(t) => request.action_type() == Some(t.as_str()),
+            OverrideScope::Source(s) => request.source.as_deref() == Some(s.as_str()),
+        }
+    }
+
+    fn describe(&self) -> String {
+        match self {
+            OverrideScope::Tenant => "tenant".to_owned(),
+            OverrideScope::Actor(v) => format!("actor:{v}"),
+            OverrideScope::ActionType(v) => format!("action_type:{v}"),
+            OverrideScope::Source(v) => format!("source:{v}"),
+        }
+    }
+}
+
+/// An engaged kill switch of the tenant.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Override {
+    /// Override id.
+    pub id: String,
+    /// What it covers.
+    pub scope: OverrideScope,
+    /// Why it was set (reported in the explanation).
+    pub reason: String,
+}
+
+/// A human approval that the caller found valid for this request's digest.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Approval {
+    /// The review that was approved.
+    pub review_id: String,
+    /// Who approved it.
+    pub approvers: Vec<String>,
+}
+
+/// Everything a decision depends on. The engine reads nothing else.
+#[derive(Clone, Copy, Debug)]
+pub struct DecideInput<'a> {
+    /// The request.
+    pub request: &'a DecisionRequest,
+    /// The policies to evaluate, resolved from `policy_refs` (or the tenant default).
+    pub policies: &'a [PolicyBinding],
+    /// The decision time.
+    pub now: UnixMillis,
+    /// The tenant's engaged overrides.
+    pub overrides: &'a [Override],
+    /// Accepted outcomes of (tenant, source); read only when the request opts in.
+    pub outcomes: &'a [OutcomeRecord],
+    /// A valid approval for this request's digest, if the caller found one.
+    pub approval: Option<&'a Approval>,
+    /// The tenant-wide shadow switch.
+    pub tenant_shadow: bool,
+}
+
+/// A verdict and the state changes the caller must apply atomically with the ledger
+/// append.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Decision {
+    /// The verdict.
+    pub verdict: Verdict,
+    /// Bucket TATs to store (empty unless a token was taken).
+    pub bucket_updates: Vec<TatUpdate>,
+}
+
+/// The pipeline after every gate up to the throttle.
+#[derive(Debug)]
+pub struct Evaluation {
+    now: UnixMillis,
+    mode: Mode,
+    policies: Vec<PolicyStamp>,
+    adaptive_bias: Option<f64>,
+    trace: Vec<GateTrace>,
+    /// The first blocking outcome; `None` while every gate passed.
+    outcome: Option<Outcome>,
+    /// Whether the throttle gate runs (its trace step is added by `finish`).
+    throttle_runs: bool,
+    throttle_steps: Vec<TraceStep>,
+    demands: Vec<BucketDemand>,
+    /// Reason codes of matching allow rules, reported on a permit.
+    allow_codes: Vec<String>,
+}
+
+/// Runs the whole pipeline with bucket state in `buckets`, applying the state changes.
+pub fn decide(
+    input: &DecideInput<'_>,
+    buckets: &mut MemoryBuckets,
+) -> Result<Verdict, InvalidRequest> {
+    let eval = evaluate(input)?;
+    let tats = buckets.read(eval.demands());
+    let decision = eval.finish(&tats);
+    buckets.apply(&decision.bucket_updates);
+    Ok(decision.verdict)
+}
+
+/// Validates the request and runs every gate before the throttle.
+pub fn evaluate(input: &DecideInput<'_>) -> Result<Evaluation, InvalidRequest> {
+    validate(input)?;
+    let request = input.request;
+    let mode = if input.tenant_shadow && request.mode.is_enforce() {
+        Mode::Shadow
+    } else {
+        request.mode
+    };
+    let stop_early = mode.is_enforce();
+    let mut ev = Evaluation {
+        now: input.now,
+        mode,
+        policies: input
+            .policies
+            .iter()
+            .filter_map(|b| match b {
+                PolicyBinding::Found(p) => Some(p.stamp.clone()),
+                PolicyBinding::NotFound(_) => None,
+            })
+            .collect(),
+        adaptive_bias: None,
+        trace: Vec::with_capacity(5),
+        outcome: None,
+        throttle_runs: false,
+        throttle_steps: Vec::new(),
+        demands: Vec::new(),
+        allow_codes: Vec::new(),
+    };
+
+    // 1. Override: the emergency stop.
+    override_gate(input, &mut ev);
+    if ev.outcome.is_some() && stop_early {
+        return Ok(ev);
+    }
+
+    // A human approval for this exact request: ALLOW at gate review.
+    if let Some(approval) = input.approval {
+        ev.trace.push(GateTrace {
+            gate: Gate::Review,
+            result: GateResult::Allow,
+            steps: vec![TraceStep::Approval {
+                review_id: approval.review_id.clone(),
+                approvers: approval.approvers.clone(),
+            }],
+        });
+        if ev.outcome.is_none() {
+            ev.outcome = Some(Outcome {
+                status: Status::Allow,
+                gate: Gate::Review,
+                reason_codes: vec!["REVIEW_APPROVED".to_owned()],
+                explanation: format!(
+                    "approved in review {} by {}",
+                    approval.review_id,
+                    approval.approvers.join(", ")
+                ),
+                retry_after_ms: None,
+                review: None,
+            });
+        }
+        return Ok(ev);
+    }
+
+    // 2. Policy rules and survival score.
+    let activations = policy_gate(input, &mut ev);
+    if ev.outcome.is_some() && stop_early {
+        return Ok(ev);
+    }
+    // ESCALATE / REVIEW_REQUIRED are final: no reality, no throttle token.
+    if matches!(
+        ev.outcome.as_ref().map(|o| o.status),
+        Some(Status::Escalate | Status::ReviewRequired)
+    ) {
+        return Ok(ev);
+    }
+
+    // 3. Reality bands.
+    reality_gate(input, &mut ev);
+    if ev.outcome.is_some() && stop_early {
+        return Ok(ev);
+    }
+
+    // 4. Throttle: compute the buckets; `finish` checks them.
+    throttle_demands(input, &activations, &mut ev);
+    Ok(ev)
+}
+
+impl Evaluation {
+    /// The buckets whose state `finish` needs, in order.
+    pub fn demands(&self) -> &[BucketDemand] {
+        &self.demands
+    }
+
+    /// Whether a token will be taken when every bucket allows (enforce mode, every
+    /// earlier gate passed). Otherwise the buckets are only looked at.
+    pub fn consumes(&self) -> bool {
+        self.mode.is_enforce() && self.outcome.is_none()
+    }
+
+    /// Finishes the pipeline with the current TAT of every demanded bucket (same
+    /// order as [`Evaluation::demands`]; `None` = never used).
+    pub fn finish(self, tats: &[Option<i64>]) -> Decision {
+        let (checks, updates) = throttle::check_all(&self.demands, tats, self.now, self.consumes());
+        self.finish_with_checks(&checks, updates)
+    }
+
+    /// Finishes the pipeline with bucket checks made elsewhere with the same GCRA
+    /// (for example by an atomic script in Redis): `checks` in demand order, and the
+    /// updates that were applied.
+    pub fn finish_with_checks(mut self, checks: &[GcraCheck], updates: Vec<TatUpdate>) -> Decision {
+        if self.throttle_runs {
+            let consumed = !updates.is_empty();
+            let mut steps = std::mem::take(&mut self.throttle_steps);
+            let mut retry: Option<u64> = None;
+            for (d, c) in self.demands.iter().zip(checks) {
+                if !c.allowed {
+                    retry = Some(retry.map_or(c.retry_after_ms, |r| r.max(c.retry_after_ms)));
+                }
+                steps.push(TraceStep::Bucket {
+                    key: d.key.clone(),
+                    capacity: d.gcra.capacity,
+                    refill_every_ms: d.gcra.interval_ms,
+                    available: c.available,
+                    allowed: c.allowed,
+                    consumed,
+                    retry_after_ms: (!c.allowed).then_some(c.retry_after_ms),
+                });
+            }
+            let key_error = steps
+                .iter()
+                .any(|s| matches!(s, TraceStep::BucketKeyError { .. }));
+            let missing = checks.len() < self.demands.len();
+            let blocked = retry.is_some() || key_error || missing;
+            if blocked && self.outcome.is_none() {
+                self.outcome = Some(if key_error || missing {
+                    Outcome {
+                        status: Status::Block,
+                        gate: Gate::Throttle,
+                        reason_codes: vec!["THROTTLE_ERROR".to_owned()],
+                        explanation: "a throttle bucket could not be checked; failing closed"
+                            .to_owned(),
+                        retry_after_ms: None,
+                        review: None,
+                    }
+                } else {
+                    let wait = retry.unwrap_or(0);
+                    Outcome {
+                        status: Status::Block,
+                        gate: Gate::Throttle,
+                        reason_codes: vec!["THROTTLED".to_owned()],
+                        explanation: format!(
+                            "rate limit reached: no token available; retry in {wait} ms"
+                        ),
+                        retry_after_ms: Some(wait),
+                        review: None,
+                    }
+                });
+            }
+            self.trace.push(GateTrace {
+                gate: Gate::Throttle,
+                result: if blocked {
+                    GateResult::Block
+                } else {
+                    GateResult::Pass
+                },
+                steps,
+            });
+        }
+        let outcome = match self.outcome {
+            Some(o) => o,
+            None => {
+                self.trace.push(GateTrace {
+                    gate: Gate::Permit,
+                    result: GateResult::Allow,
+                    steps: Vec::new(),
+                });
+                Outcome {
+                    status: Status::Allow,
+                    gate: Gate::Permit,
+                    reason_codes: std::mem::take(&mut self.allow_codes),
+                    explanation: "permitted: every gate passed".to_owned(),
+                    retry_after_ms: None,
+                    review: None,
+                }
+            }
+        };
+        let verdict = if self.mode.is_enforce() {
+            Verdict {
+                status: outcome.status,
+                gate: outcome.gate,
+                reason_codes: outcome.reason_codes,
+                explanation: outcome.explanation,
+                retry_after_ms: outcome.retry_after_ms,
+                review: outcome.review,
+                mode: self.mode,
+                would_be: None,
+                policies: self.policies,
+                adaptive_bias: self.adaptive_bias,
+                trace: self.trace,
+            }
+        } else {
+            Verdict {
+                status: Status::Allow,
+                gate: Gate::Permit,
+                reason_codes: Vec::new(),
+                explanation: format!(
+                    "{} mode: would have been {} at gate {}",
+                    match self.mode {
+                        Mode::DryRun => "dry-run",
+                        _ => "shadow",
+                    },
+                    outcome.status.as_str(),
+                    outcome.gate.as_str()
+                ),
+                retry_after_ms: None,
+                review: None,
+                mode: self.mode,
+                would_be: Some(outcome),
+                policies: self.policies,
+                adaptive_bias: self.adaptive_bias,
+                trace: self.trace,
+            }
+        };
+        Decision {
+            verdict,
+            bucket_updates: updates,
+        }
+    }
+}
+
+fn validate(input: &DecideInput<'_>) -> Result<(), InvalidRequest> {
+    let r = input.request;
+    let mut errors = Vec::new();
+    let mut err = |loc: &[&str], msg: String, kind: &str| {
+        errors.push(FieldError {
+            loc: loc.iter().map(|s| (*s).to_owned()).collect(),
+            msg,
+            kind: kind.to_owned(),
+        });
+    };
+    if r.tenant.is_empty() || r.tenant.len() > MAX_ID_LEN {
+        err(
+            &["tenant"],
+            "tenant must be 1 to 256 bytes".to_owned(),
+            "value_error",
+        );
+    }
+    match r.action.get("type") {
+        None => err(&["action", "type"], "field required".to_owned(), "missing"),
+        Some(Json::String(s)) if s.is_empty() || s.len() > MAX_ID_LEN => err(
+            &["action", "type"],
+            "action type must be 1 to 256 bytes".to_owned(),
+            "string_too_long",
+        ),
+        Some(Json::String(_)) => {}
+        Some(_) => err(
+            &["action", "type"],
+            "action type must be a string".to_owned(),
+            "string_type",
+        ),
+    }
+    if let Some(id) = r.actor.get("id") {
+        match id {
+            Json::String(s) if s.len() > MAX_ID_LEN => err(
+                &["actor", "id"],
+                "actor id must be at most 256 bytes".to_owned(),
+                "string_too_long",
+            ),
+            Json::String(_) => {}
+            _ => err(
+                &["actor", "id"],
+                "actor id must be a string".to_owned(),
+                "string_type",
+            ),
+        }
+    }
+    if r.source.as_ref().is_some_and(|s| s.len() > MAX_ID_LEN) {
+        err(
+            &["source"],
+            "source must be at most 256 bytes".to_owned(),
+            "string_too_long",
+        );
+    }
+    if r.intent.as_ref().is_some_and(|s| s.len() > MAX_INTENT_LEN) {
+        err(
+            &["intent"],
+            "intent must be at most 16384 bytes".to_owned(),
+            "string_too_long",
+        );
+    }
+    if r.signals.len() > MAX_SIGNALS {
+        err(
+            &["signals"],
+            format!("at most {MAX_SIGNALS} signals"),
+            "too_long",
+        );
+    }
+    for (name, value) in &r.signals {
+        if !value.is_finite() {
+            err(
+                &["signals", name],
+                "signal must be a finite number".to_owned(),
+                "finite_number",
+            );
+            continue;
+        }
+        let mut ranges = input.policies.iter().filter_map(|b| match b {
+            PolicyBinding::Found(p) => p.signals.iter().find(|(n, _)| n == name).map(|(_, r)| *r),
+            PolicyBinding::NotFound(_) => None,
+        });
+        let first = ranges.next();
+        let all: Vec<_> = first.into_iter().chain(ranges).collect();
+        let all = if all.is_empty() {
+            vec![Default::default()]
+        } else {
+            all
+        };
+        for range in all {
+            let crate::policy::SignalRange { min, max, .. } = range;
+            if *value < min || *value > max {
+                err(
+                    &["signals", name],
+                    format!("signal must be in [{min}, {max}]"),
+                    "value_error.number.out_of_range",
+                );
+                break;
+            }
+        }
+    }
+    if errors.is_empty() {
+        Ok(())
+    } else {
+        Err(InvalidRequest { errors })
+    }
+}
+
+fn override_gate(input: &DecideInput<'_>, ev: &mut Evaluation) {
+    let mut steps = Vec::with_capacity(input.overrides.len());
+    let mut engaged: Option<&crate::engine::Override> = None;
+    for o in input.overrides {
+        let hit = o.scope.matches(input.request);
+        if hit && engaged.is_none() {
+            engaged = Some(o);
+        }
+        steps.push(TraceStep::Override {
+            id: o.id.clone(),
+            scope: o.scope.describe(),
+            engaged: hit,
+        });
+    }
+    let result = if engaged.is_some() {
+        GateResult::Block
+    } else {
+        GateResult::Pass
+    };
+    ev.trace.push(GateTrace {
+        gate: Gate::Override,
+        result,
+        steps,
+    });
+    if let Some(o) = engaged {
+        ev.outcome = Some(Outcome {
+            status: Status::Block,
+            gate: Gate::Override,
+            reason_codes: vec!["OVERRIDE_ENGAGED".to_owned()],
+            explanation: format!(
+                "override {} ({}) engaged: {}",
+                o.id,
+                o.scope.describe(),
+                o.reason
+            ),
+            retry_after_ms: None,
+            review: None,
+        });
+    }
+}
+
+/// One contribution to the policy gate's verdict.
+struct Candidate {
+    status: Status,
+    code: String,
+    explanation: String,
+    review: Option<ReviewRequest>,
+}
+
+fn effect_status(effect: Effect) -> Status {
+    match effect {
+        Effect::Allow => Status::Allow,
+        Effect::Block => Status::Block,
+        Effect::Escalate => Status::Escalate,
+        Effect::Review => Status::ReviewRequired,
+    }
+}
+
+/// The signals a policy's expressions see: the request's, with declared defaults.
+fn effective_signals<'r>(
+    request: &'r DecisionRequest,
+    p: &'r CompiledPolicy,
+) -> Vec<(&'r str, f64)> {
+    let mut out: Vec<(&str, f64)> = request
+        .signals
+        .iter()
+        .map(|(k, v)| (k.as_str(), *v))
+        .collect();
+    for (name, range) in &p.signals {
+        if let Some(d) = range.default
+            && !request.signals.contains_key(name)
+        {
+            out.push((name.as_str(), d));
+        }
+    }
+    out
+}
+
+fn policy_gate<'a>(input: &DecideInput<'a>, ev: &mut Evaluation) -> Vec<Option<Activation<'a>>> {
+    let request = input.request;
+    let mut steps = Vec::new();
+    let mut candidates: Vec<Candidate> = Vec::new();
+    let mut activations = Vec::with_capacity(input.policies.len());
+    for binding in input.policies {
+        let p = match binding {
+            PolicyBinding::NotFound(reference) => {
+                steps.push(TraceStep::PolicyNotFound {
+                    reference: reference.clone(),
+                });
+                candidates.push(Candidate {
+                    status: Status::Block,
+                    code: "POLICY_NOT_FOUND".to_owned(),
+                    explanation: format!("policy '{reference}' not found; failing closed"),
+                    review: None,
+                });
+                activations.push(None);
+                continue;
+            }
+            PolicyBinding::Found(p) => p,
+        };
+        let signals = effective_signals(request, p);
+        let act = Activation::new(request, &signals, input.now, p.needed);
+        let mut any = false;
+        for rule in &p.rules {
+            let (matched, error) = match act.eval_bool(&rule.cond) {
+                Ok(m) => (m, None),
+                Err(e) => (false, Some(e)),
+            };
+            let failed_closed = error.is_some() && rule.on_error == OnError::Block;
+            steps.push(TraceStep::Rule {
+                policy: p.stamp.id.clone(),
+                rule: rule.name.clone(),
+                matched,
+                effect: rule.effect.as_str().to_owned(),
+                error: error.clone(),
+                failed_closed,
+            });
+            if failed_closed {
+                any = true;
+                candidates.push(Candidate {
+                    status: Status::Block,
+                    code: "RULE_EVALUATION_ERROR".to_owned(),
+                    explanation: format!(
+                        "rule '{}' could not be evaluated and fails closed: {}",
+                        rule.name,
+                        error.unwrap_or_default()
+                    ),
+                    review: None,
+                });
+            } else if matched {
+                any = true;
+                let status = effect_status(rule.effect);
+                let review =
+                    matches!(status, Status::Escalate | Status::ReviewRequired).then(|| {
+                        ReviewRequest {
+                            rule: rule.name.clone(),
+                            policy_id: p.stamp.id.clone(),
+                            approvers: rule.approvers.clone(),
+                            min_approvals: rule.min_approvals,
+                            expires_in_ms: rule.review_expires_ms,
+                        }
+                    });
+                candidates.push(Candidate {
+                    status,
+                    code: rule.reason_code.clone(),
+                    explanation: rule
+                        .explanation
+                        .clone()
+                        .unwrap_or_else(|| format!("rule '{}' matched", rule.name)),
+                    review,
+                });
+            }
+        }
+        if !any {
+            let effect = match p.default_effect {
+                DefaultEffect::Allow => "allow",
+                DefaultEffect::Block => "block",
+            };
+            steps.push(TraceStep::DefaultEffect {
+                policy: p.stamp.id.clone(),
+                effect: effect.to_owned(),
+            });
+            if p.default_effect == DefaultEffect::Block {
+                candidates.push(Candidate {
+                    status: Status::Block,
+                    code: "NO_RULE_MATCHED".to_owned(),
+                    explanation: format!(
+                        "no rule of policy '{}' allows this action and its default is block",
+                        p.stamp.id
+                    ),
+                    review: None,
+                });
+            }
+        }
+        if let Some(survival) = &p.survival {
+            let bias = match (&p.adaptive, request.adaptive) {
+                (Some(settings), true) => Some(adaptive::bias(settings, input.outcomes, input.now)),
+                _ => None,
+            };
+            if ev.adaptive_bias.is_none() {
+                ev.adaptive_bias = bias;
+            }
+            let may_tighten = p.adaptive.as_ref().is_some_and(|a| a.may_tighten);
+            match act.eval_number(&survival.expr) {
+                Ok(score) => {
+                    let passed = adaptive::survival_passes(
+                        score,
+                        bias.unwrap_or(0.0),
+                        survival.threshold,
+                        may_tighten,
+                    );
+                    steps.push(TraceStep::Survival {
+                        policy: p.stamp.id.clone(),
+                        score: Some(score),
+                        bias,
+                        biased_score: bias.map(|b| score + b),
+                        threshold: survival.threshold,
+                        passed,
+                        error: None,
+                    });
+                    if !passed {
+                        candidates.push(Candidate {
+                            status: Status::Block,
+                            code: "SURVIVAL_SCORE_LOW".to_owned(),
+                            explanation: match bias {
+                                Some(b) if score >= survival.threshold => format!(
+                                    "survival score {score} with adaptive bias {b} is below the policy threshold {}",
+                                    survival.threshold
+                                ),
+                                _ => format!(
+                                    "survival score {score} is below the policy threshold {}",
+                                    survival.threshold
+                                ),
+                            },
+                            review: None,
+                        });
+                    }
+                }
+                Err(e) => {
+                    steps.push(TraceStep::Survival {
+                        policy: p.stamp.id.clone(),
+                        score: None,
+                        bias,
+                        biased_score: None,
+                        threshold: survival.threshold,
+                        passed: false,
+                        error: Some(e.clone()),
+                    });
+                    candidates.push(Candidate {
+                        status: Status::Block,
+                        code: "SURVIVAL_SCORE_ERROR".to_owned(),
+                        explanation: format!(
+                            "survival score could not be computed; failing closed: {e}"
+                        ),
+                        review: None,
+                    });
+                }
+            }
+        }
+        activations.push(Some(act));
+    }
+
+    let worst = candidates
+        .iter()
+        .map(|c| c.status)
+        .max_by_key(|s| s.severity())
+        .unwrap_or(Status::Allow);
+    // Most restrictive first, rule order within a level.
+    candidates.sort_by_key(|c| std::cmp::Reverse(c.status.severity()));
+    let result = match worst {
+        Status::Allow => GateResult::Pass,
+        Status::Block => GateResult::Block,
+        Status::Escalate => GateResult::Escalate,
+        Status::ReviewRequired => GateResult::Review,
+    };
+    ev.trace.push(GateTrace {
+        gate: Gate::Policy,
+        result,
+        steps,
+    });
+    if worst != Status::Allow && ev.outcome.is_none() {
+        let explanation = candidates
+            .iter()
+            .filter(|c| c.status == worst)
+            .map(|c| c.explanation.as_str())
+            .collect::<Vec<_>>()
+            .join("; ");
+        let review = candidates
+            .iter()
+            .find(|c| c.status == worst)
+            .and_then(|c| c.review.clone());
+        ev.outcome = Some(Outcome {
+            status: worst,
+            gate: Gate::Policy,
+            reason_codes: dedup(candidates.iter().map(|c| c.code.clone())),
+            explanation,
+            retry_after_ms: None,
+            review,
+        });
+    } else if worst == Status::Allow && !candidates.is_empty() {
+        // Allow rules matched: their reason codes travel with the final verdict.
+        ev.allow_codes = dedup(candidates.iter().map(|c| c.code.clone()));
+    }
+    activations
+}
+
+fn dedup(codes: impl Iterator<Item = String>) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    for c in codes {
+        if !out.contains(&c) {
+            out.push(c);
+        }
+    }
+    out
+}
+
+fn reality_gate(input: &DecideInput<'_>, ev: &mut Evaluation) {
+    let request = input.request;
+    let action_type = request.action_type();
+    let mut steps = Vec::new();
+    let mut failures: Vec<(String, String)> = Vec::new();
+    for binding in input.policies {
+        let PolicyBinding::Found(p) = binding else {
+            continue;
+        };
+        for band in &p.bands {
+            let bound = format!("{} {}", band.cmp.symbol(), band.bound);
+            let in_scope = band
+                .action_types
+                .as_ref()
+                .is_none_or(|types| action_type.is_some_and(|t| types.iter().any(|x| x == t)));
+            let value = request.signals.get(&band.signal).copied();
+            let (passed, skipped) = match (in_scope, value) {
+                (false, _) => (true, true),
+                (true, None) => (!band.required, !band.required),
+                (true, Some(v)) => (band.cmp.holds(v, band.bound), false),
+            };
+            if !passed {
+                let (code, why) = match value {
+                    Some(v) => (
+                        "REALITY_OUT_OF_BAND",
+                        format!("reality band: {} {v} is not {bound}", band.signal),
+                    ),
+                    None => (
+                        "REALITY_SIGNAL_MISSING",
+                        format!("reality band: required signal {} is missing", band.signal),
+                    ),
+                };
+                failures.push((code.to_owned(), why));
+            }
+            steps.push(TraceStep::Band {
+                policy: p.stamp.id.clone(),
+                signal: band.signal.clone(),
+                value,
+                bound,
+                passed,
+                skipped,
+            });
+        }
+    }
+    let blocked = !failures.is_empty();
+    ev.trace.push(GateTrace {
+        gate: Gate::Reality,
+        result: if blocked {
+            GateResult::Block
+        } else {
+            GateResult::Pass
+        },
+        steps,
+    });
+    if blocked && ev.outcome.is_none() {
+        ev.outcome = Some(Outcome {
+            status: Status::Block,
+            gate: Gate::Reality,
+            reason_codes: dedup(failures.iter().map(|(c, _)| c.clone())),
+            explanation: failures
+                .iter()
+                .map(|(_, w)| w.as_str())
+                .collect::<Vec<_>>()
+                .join("; "),
+            retry_after_ms: None,
+            review: None,
+        });
+    }
+}
+
+fn throttle_demands(
+    input: &DecideInput<'_>,
+    activations: &[Option<Activation<'_>>],
+    ev: &mut Evaluation,
+) {
+    let request = input.request;
+    for (pi, binding) in input.policies.iter().enumerate() {
+        let PolicyBinding::Found(p) = binding else {
+            continue;
+        };
+        for (ti, t) in p.throttles.iter().enumerate() {
+            ev.throttle_runs = true;
+            let mut key = Vec::with_capacity(t.parts.len() + 3);
+            key.push(Json::String(request.tenant.clone()));
+            key.push(Json::String(p.stamp.id.clone()));
+            key.push(Json::from(ti));
+            let mut error = None;
+            for part in &t.parts {
+                match part {
+                    KeyPart::Path(path) => key.push(match expr::read_path(request, path) {
+                        Some(PathValue::Str(s)) => Json::String(s.to_owned()),
+                        Some(PathValue::Json(v)) => v.clone(),
+                        None => Json::Null,
+                    }),
+                    KeyPart::Cel(e) => {
+                        let value = activations
+                            .get(pi)
+                            .and_then(Option::as_ref)
+                            .ok_or_else(|| "policy not evaluated".to_owned())
+                            .and_then(|act| act.eval(e))
+                            .and_then(|v| expr::key_string(&v));
+                        match value {
+                            Ok(s) => key.push(Json::String(s)),
+                            Err(e) => {
+                                error = Some(e);
+                                break;
+                            }
+                        }
+                    }
+                }
+            }
+            match error {
+                Some(e) => ev.throttle_steps.push(TraceStep::BucketKeyError {
+                    policy: p.stamp.id.clone(),
+                    index: ti,
+                    error: e,
+                }),
+                None => ev.demands.push(BucketDemand {
+                    key: Json::Array(key).to_string(),
+                    gcra: t.gcra,
+                }),
+            }
+        }
+    }
+}

@@ -1,0 +1,349 @@
+//! CEL glue: compiling conditions once, checking what they reference, and evaluating
+//! them against one request's variables.
+
+use std::collections::{BTreeSet, HashMap};
+use std::sync::{Arc, LazyLock};
+
+use cel::common::ast::{EntryExpr, Expr};
+use cel::objects::{Key, Map as CelMap};
+use cel::{Context, Env, IdedExpr, Program, Value as CelValue};
+use serde_json::Value as Json;
+
+use crate::request::DecisionRequest;
+use crate::time::UnixMillis;
+
+/// Longest condition accepted, in bytes.
+pub(crate) const MAX_EXPRESSION_LEN: usize = 4096;
+/// Deepest expression tree accepted.
+pub(crate) const MAX_EXPRESSION_DEPTH: usize = 64;
+
+/// The variables a condition may use, as bits so a policy can record which it needs.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct VarSet(u16);
+
+/// Variables known to conditions, in bit order.
+pub(crate) const VARIABLES: [&str; 8] = [
+    "actor", "action", "context", "signals", "source", "intent", "tenant", "now",
+];
+
+impl VarSet {
+    pub(crate) fn insert(&mut self, index: usize) {
+        self.0 |= 1 << index;
+    }
+    pub(crate) fn union(self, other: VarSet) -> VarSet {
+        VarSet(self.0 | other.0)
+    }
+    pub(crate) fn contains(self, index: usize) -> bool {
+        self.0 & (1 << index) != 0
+    }
+}
+
+static ENV: LazyLock<Arc<Env>> = LazyLock::new(|| Arc::new(Env::stdlib()));
+
+/// A compiled CEL expression with what it references.
+#[derive(Debug)]
+pub(crate) struct CompiledExpr {
+    pub(crate) program: Program,
+    pub(crate) vars: VarSet,
+    /// `signals.NAME` selections found in the expression.
+    pub(crate) signal_refs: BTreeSet<String>,
+}
+
+/// Compile `source` and check that it references only known variables.
+pub(crate) fn compile(source: &str) -> Result<CompiledExpr, String> {
+    if source.trim().is_empty() {
+        return Err("empty expression".to_owned());
+    }
+    if source.len() > MAX_EXPRESSION_LEN {
+        return Err(format!(
+            "expression is {} bytes long; at most {MAX_EXPRESSION_LEN} are allowed",
+            source.len()
+        ));
+    }
+    let program = ENV
+        .compile(source)
+        .map_err(|e| format!("invalid CEL: {}", one_line(&e.to_string())))?;
+    let mut walk = Walk::default();
+    walk.visit(program.expression(), 0, &mut Vec::new());
+    if walk.too_deep {
+        return Err(format!(
+            "expression nests deeper than {MAX_EXPRESSION_DEPTH} levels"
+        ));
+    }
+    let mut vars = VarSet::default();
+    for name in &walk.free {
+        match VARIABLES.iter().position(|v| v == name) {
+            Some(index) => vars.insert(index),
+            None => {
+                return Err(format!(
+                    "unknown variable '{name}' (known: {})",
+                    VARIABLES.join(", ")
+                ));
+            }
+        }
+    }
+    Ok(CompiledExpr {
+        program,
+        vars,
+        signal_refs: walk.signal_refs,
+    })
+}
+
+fn one_line(text: &str) -> String {
+    text.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+/// Collects free identifiers (those not bound by a comprehension) and `signals.X`.
+#[derive(Default)]
+struct Walk {
+    free: BTreeSet<String>,
+    signal_refs: BTreeSet<String>,
+    too_deep: bool,
+}
+
+impl Walk {
+    fn visit(&mut self, e: &IdedExpr, depth: usize, bound: &mut Vec<String>) {
+        if depth > MAX_EXPRESSION_DEPTH {
+            self.too_deep = true;
+            return;
+        }
+        let d = depth + 1;
+        match &e.expr {
+            Expr::Unspecified | Expr::Literal(_) => {}
+            Expr::Ident(name) => {
+                if !name.starts_with('@') && !bound.iter().any(|b| b == name) {
+                    self.free.insert(name.clone());
+                }
+            }
+            Expr::Select(select) => {
+                if let Expr::Ident(name) = &select.operand.expr
+                    && name == "signals"
+                    && !bound.iter().any(|b| b == name)
+                {
+                    self.signal_refs.insert(select.field.clone());
+                }
+                self.visit(&select.operand, d, bound);
+            }
+            Expr::Call(call) => {
+                if let Some(target) = &call.target {
+                    self.visit(target, d, bound);
+                }
+                for arg in &call.args {
+                    self.visit(arg, d, bound);
+                }
+            }
+            Expr::List(list) => {
+                for el in &list.elements {
+                    self.visit(el, d, bound);
+                }
+            }
+            Expr::Map(map) => {
+                for entry in &map.entries {
+                    self.visit_entry(&entry.expr, d, bound);
+                }
+            }
+            Expr::Struct(s) => {
+                for entry in &s.entries {
+                    self.visit_entry(&entry.expr, d, bound);
+                }
+            }
+            Expr::Comprehension(comp) => {
+                self.visit(&comp.iter_range, d, bound);
+                let before = bound.len();
+                bound.push(comp.iter_var.clone());
+                if let Some(v2) = &comp.iter_var2 {
+                    bound.push(v2.clone());
+                }
+                bound.push(comp.accu_var.clone());
+                self.visit(&comp.accu_init, d, bound);
+                self.visit(&comp.loop_cond, d, bound);
+                self.visit(&comp.loop_step, d, bound);
+                self.visit(&comp.result, d, bound);
+                bound.truncate(before);
+            }
+        }
+    }
+
+    fn visit_entry(&mut self, entry: &EntryExpr, depth: usize, bound: &mut Vec<String>) {
+        match entry {
+            EntryExpr::StructField(f) => self.visit(&f.value, depth, bound),
+            EntryExpr::MapEntry(m) => {
+                self.visit(&m.key, depth, bound);
+                self.visit(&m.value, depth, bound);
+            }
+        }
+    }
+}
+
+/// The CEL variables of one request, built once per decision and shared by every
+/// condition of every policy evaluated for it.
+pub(crate) struct Activation<'a> {
+    ctx: Context<'a, 'a>,
+}
+
+impl std::fmt::Debug for Activation<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Activation")
+    }
+}
+
+impl<'a> Activation<'a> {
+    /// Builds only the variables in `needed`; `signals` is the effective signal map
+    /// (request values with declared defaults filled in).
+    pub(crate) fn new(
+        request: &DecisionRequest,
+        signals: &[(&str, f64)],
+        now: UnixMillis,
+        needed: VarSet,
+    ) -> Self {
+        let mut ctx = Context::with_env(Arc::clone(&ENV));
+        for (index, name) in VARIABLES.iter().enumerate() {
+            if !needed.contains(index) {
+                continue;
+            }
+            let value = match index {
+                0 => object(&request.actor),
+                1 => object(&request.action),
+                2 => object(&request.context),
+                3 => {
+                    let mut map = HashMap::with_capacity(signals.len());
+                    for (k, v) in signals {
+                        map.insert(Key::String(Arc::new((*k).to_owned())), CelValue::Float(*v));
+                    }
+                    CelValue::Map(CelMap { map: Arc::new(map) })
+                }
+                4 => opt_string(request.source.as_deref()),
+                5 => opt_string(request.intent.as_deref()),
+                6 => CelValue::String(Arc::new(request.tenant.clone())),
+                _ => CelValue::Int(now.as_millis()),
+            };
+            ctx.add_variable_from_value(*name, value);
+        }
+        Activation { ctx }
+    }
+
+    /// Evaluates `expr` to a value, or a one-line error.
+    pub(crate) fn eval(&self, expr: &CompiledExpr) -> Result<CelValue, String> {
+        expr.program
+            .execute(&self.ctx)
+            .map_err(|e| one_line(&e.to_string()))
+    }
+
+    /// Evaluates a condition; anything but a boolean is an error.
+    pub(crate) fn eval_bool(&self, expr: &CompiledExpr) -> Result<bool, String> {
+        match self.eval(expr)? {
+            CelValue::Bool(b) => Ok(b),
+            other => Err(format!("condition gave {}, not a bool", type_name(&other))),
+        }
+    }
+
+    /// Evaluates a numeric expression; anything but a finite number is an error.
+    pub(crate) fn eval_number(&self, expr: &CompiledExpr) -> Result<f64, String> {
+        let n = match self.eval(expr)? {
+            CelValue::Float(f) => f,
+            CelValue::Int(i) => i as f64,
+            CelValue::UInt(u) => u as f64,
+            other => return Err(format!("score gave {}, not a number", type_name(&other))),
+        };
+        if n.is_finite() {
+            Ok(n)
+        } else {
+            Err(format!("score is not a finite number ({n})"))
+        }
+    }
+}
+
+fn type_name(v: &CelValue) -> &'static str {
+    match v {
+        CelValue::List(_) => "a list",
+        CelValue::Map(_) => "a map",
+        CelValue::Function(..) => "a function",
+        CelValue::Int(_) => "an int",
+        CelValue::UInt(_) => "a uint",
+        CelValue::Float(_) => "a double",
+        CelValue::String(_) => "a string",
+        CelValue::Bytes(_) => "bytes",
+        CelValue::Bool(_) => "a bool",
+        CelValue::Null => "null",
+        _ => "a value of another type",
+    }
+}
+
+fn opt_string(s: Option<&str>) -> CelValue {
+    match s {
+        Some(s) => CelValue::String(Arc::new(s.to_owned())),
+        None => CelValue::Null,
+    }
+}
+
+fn object(map: &serde_json::Map<String, Json>) -> CelValue {
+    let mut out = HashMap::with_capacity(map.len());
+    for (k, v) in map {
+        out.insert(Key::String(Arc::new(k.clone())), json(v));
+    }
+    CelValue::Map(CelMap { map: Arc::new(out) })
+}
+
+/// JSON to CEL: integers stay integers (`amount > 10000` compares as CEL does),
+/// other numbers are doubles.
+fn json(v: &Json) -> CelValue {
+    match v {
+        Json::Null => CelValue::Null,
+        Json::Bool(b) => CelValue::Bool(*b),
+        Json::Number(n) => {
+            if let Some(i) = n.as_i64() {
+                CelValue::Int(i)
+            } else if let Some(u) = n.as_u64() {
+                CelValue::UInt(u)
+            } else {
+                CelValue::Float(n.as_f64().unwrap_or(f64::NAN))
+            }
+        }
+        Json::String(s) => CelValue::String(Arc::new(s.clone())),
+        Json::Array(items) => CelValue::List(Arc::new(items.iter().map(json).collect())),
+        Json::Object(map) => object(map),
+    }
+}
+
+/// Reads a dotted path (`actor.id`) of a request without CEL, for throttle keys.
+pub(crate) fn read_path<'r>(
+    request: &'r DecisionRequest,
+    path: &[String],
+) -> Option<PathValue<'r>> {
+    let (head, rest) = path.split_first()?;
+    let root = match head.as_str() {
+        "tenant" if rest.is_empty() => return Some(PathValue::Str(&request.tenant)),
+        "source" if rest.is_empty() => return request.source.as_deref().map(PathValue::Str),
+        "intent" if rest.is_empty() => return request.intent.as_deref().map(PathValue::Str),
+        "actor" => &request.actor,
+        "action" => &request.action,
+        "context" => &request.context,
+        _ => return None,
+    };
+    let (first, rest) = rest.split_first()?;
+    let mut cur = root.get(first)?;
+    for seg in rest {
+        cur = cur.get(seg)?;
+    }
+    Some(PathValue::Json(cur))
+}
+
+/// A value read by [`read_path`].
+#[derive(Debug)]
+pub(crate) enum PathValue<'r> {
+    Str(&'r str),
+    Json(&'r Json),
+}
+
+/// The string form of a CEL value used in a bucket key.
+pub(crate) fn key_string(v: &CelValue) -> Result<String, String> {
+    match v {
+        CelValue::String(s) => Ok(s.to_string()),
+        CelValue::Int(i) => Ok(i.to_string()),
+        CelValue::UInt(u) => Ok(u.to_string()),
+        CelValue::Bool(b) => Ok(b.to_string()),
+        CelValue::Null => Ok(String::new()),
+        CelValue::Float(f) => Ok(f.to_string()),
+        other => Err(format!("key expression gave {}", type_name(other))),
+    }
+}

@@ -1,0 +1,598 @@
+//! Compilation: a validated document turned into the immutable form the engine runs.
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use super::document::{
+    AdaptiveDoc, BandDoc, DefaultEffect, Effect, OnError, PolicyDocument, RuleDoc, ThrottleDoc,
+};
+use super::{PolicyError, PolicyIssue};
+use crate::expr::{self, CompiledExpr, VarSet};
+use crate::throttle::Gcra;
+use crate::verdict::PolicyStamp;
+
+/// Largest bucket capacity accepted.
+pub(crate) const MAX_CAPACITY: u32 = 1_000_000;
+/// Longest duration accepted anywhere in a policy (366 days).
+const MAX_DURATION_MS: i64 = 366 * 24 * 3600 * 1000;
+
+/// A compiled, immutable policy version. Cheap to share: hold it in an `Arc`.
+///
+/// INVARIANT: every expression in it compiled and references only known variables;
+/// every threshold and duration is in range.
+#[derive(Debug)]
+pub struct CompiledPolicy {
+    pub(crate) stamp: PolicyStamp,
+    pub(crate) document: PolicyDocument,
+    pub(crate) default_effect: DefaultEffect,
+    pub(crate) signals: Vec<(String, SignalRange)>,
+    pub(crate) rules: Vec<Rule>,
+    pub(crate) survival: Option<Survival>,
+    pub(crate) bands: Vec<Band>,
+    pub(crate) throttles: Vec<Throttle>,
+    pub(crate) adaptive: Option<AdaptiveSettings>,
+    /// Variables any expression of this policy reads.
+    pub(crate) needed: VarSet,
+}
+
+/// The declared range and default of a signal.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct SignalRange {
+    /// Smallest accepted value.
+    pub min: f64,
+    /// Largest accepted value.
+    pub max: f64,
+    /// Used by the survival score when the request omits the signal.
+    pub default: Option<f64>,
+}
+
+impl Default for SignalRange {
+    fn default() -> Self {
+        Self {
+            min: 0.0,
+            max: 1.0,
+            default: None,
+        }
+    }
+}
+
+/// Adaptive-bias settings of a policy.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct AdaptiveSettings {
+    /// Weight of one outcome.
+    pub learning_rate: f64,
+    /// Absolute bound of the bias.
+    pub cap: f64,
+    /// Time half-life in milliseconds.
+    pub half_life_ms: i64,
+    /// Traffic half-life in decisions.
+    pub half_life_decisions: u32,
+    /// Whether a negative bias may block what passes without it.
+    pub may_tighten: bool,
+}
+
+#[derive(Debug)]
+pub(crate) struct Rule {
+    pub(crate) name: String,
+    pub(crate) cond: CompiledExpr,
+    pub(crate) effect: Effect,
+    pub(crate) reason_code: String,
+    pub(crate) explanation: Option<String>,
+    pub(crate) on_error: OnError,
+    pub(crate) approvers: Vec<String>,
+    pub(crate) min_approvals: u32,
+    pub(crate) review_expires_ms: i64,
+}
+
+#[derive(Debug)]
+pub(crate) struct Survival {
+    pub(crate) expr: CompiledExpr,
+    pub(crate) threshold: f64,
+}
+
+/// Comparison of a reality band.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Cmp {
+    Lt,
+    Lte,
+    Gt,
+    Gte,
+}
+
+impl Cmp {
+    pub(crate) fn holds(self, value: f64, bound: f64) -> bool {
+        match self {
+            Cmp::Lt => value < bound,
+            Cmp::Lte => value <= bound,
+            Cmp::Gt => value > bound,
+            Cmp::Gte => value >= bound,
+        }
+    }
+    pub(crate) fn symbol(self) -> &'static str {
+        match self {
+            Cmp::Lt => "<",
+            Cmp::Lte => "<=",
+            Cmp::Gt => ">",
+            Cmp::Gte => ">=",
+        }
+    }
+}
+
+#[derive(Debug)]
+pub(crate) struct Band {
+    pub(crate) signal: String,
+    pub(crate) cmp: Cmp,
+    pub(crate) bound: f64,
+    pub(crate) required: bool,
+    pub(crate) action_types: Option<Vec<String>>,
+}
+
+#[derive(Debug)]
+pub(crate) enum KeyPart {
+    /// A dotted request path read directly (`tenant`, `actor.id`).
+    Path(Vec<String>),
+    /// Any other CEL expression.
+    Cel(Box<CompiledExpr>),
+}
+
+#[derive(Debug)]
+pub(crate) struct Throttle {
+    pub(crate) parts: Vec<KeyPart>,
+    pub(crate) gcra: Gcra,
+}
+
+impl CompiledPolicy {
+    /// Validates and compiles a parsed document. `text_sha256` is the hex SHA-256 of
+    /// the text it was parsed from, recorded in the policy's stamp.
+    pub fn compile(doc: PolicyDocument, text_sha256: String) -> Result<Self, PolicyError> {
+        let mut c = Compiler::default();
+        c.check_id(&doc.id);
+        let signals = c.signals(&doc);
+        let declared: Option<BTreeSet<&str>> = if doc.signals.is_empty() {
+            None
+        } else {
+            Some(doc.signals.keys().map(String::as_str).collect())
+        };
+        let rules = c.rules(&doc.rules, declared.as_ref());
+        let survival = doc.survival.as_ref().and_then(|s| {
+            let expr = c.expr("survival.score", &s.score, declared.as_ref())?;
+            if !(s.threshold.is_finite() && (0.0..=1.0).contains(&s.threshold)) {
+                c.issue(
+                    "survival.threshold",
+                    format!("threshold out of range: {} is not in [0, 1]", s.threshold),
+                );
+                return None;
+            }
+            Some(Survival {
+                expr,
+                threshold: s.threshold,
+            })
+        });
+        let bands = c.bands(&doc.reality, &signals);
+        let throttles = c.throttles(&doc.throttle);
+        let adaptive = doc.adaptive.as_ref().and_then(|a| c.adaptive(a));
+        if !c.issues.is_empty() {
+            return Err(PolicyError { issues: c.issues });
+        }
+        let mut needed = VarSet::default();
+        for rule in &rules {
+            needed = needed.union(rule.cond.vars);
+        }
+        if let Some(s) = &survival {
+            needed = needed.union(s.expr.vars);
+        }
+        for t in &throttles {
+            for part in &t.parts {
+                if let KeyPart::Cel(e) = part {
+                    needed = needed.union(e.vars);
+                }
+            }
+        }
+        let version = doc.version.unwrap_or(1);
+        Ok(CompiledPolicy {
+            stamp: PolicyStamp {
+                id: doc.id.clone(),
+                version,
+                text_sha256,
+            },
+            default_effect: doc.default_effect,
+            signals,
+            rules,
+            survival,
+            bands,
+            throttles,
+            adaptive,
+            needed,
+            document: doc,
+        })
+    }
+
+    /// The policy's id, version and text hash.
+    pub fn stamp(&self) -> &PolicyStamp {
+        &self.stamp
+    }
+
+    /// The policy id.
+    pub fn id(&self) -> &str {
+        &self.stamp.id
+    }
+
+    /// The version number.
+    pub fn version(&self) -> u32 {
+        self.stamp.version
+    }
+
+    /// The document this policy was compiled from.
+    pub fn document(&self) -> &PolicyDocument {
+        &self.document
+    }
+
+    /// The same compiled policy under another version number (the store assigns
+    /// versions on publish).
+    pub fn with_version(mut self, version: u32) -> Self {
+        self.stamp.version = version;
+        self.document.version = Some(version);
+        self
+    }
+
+    /// The declared range of `signal`, or `[0, 1]` when it is not declared.
+    pub fn signal_range(&self, signal: &str) -> SignalRange {
+        self.signals
+            .iter()
+            .find(|(name, _)| name == signal)
+            .map(|(_, r)| *r)
+            .unwrap_or_default()
+    }
+}
+
+#[derive(Default)]
+struct Compiler {
+    issues: Vec<PolicyIssue>,
+}
+
+fn valid_id(id: &str) -> bool {
+    !id.is_empty()
+        && id.len() <= 128
+        && id
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'))
+}
+
+fn valid_reason_code(code: &str) -> bool {
+    !code.is_empty()
+        && code.len() <= 64
+        && code
+            .chars()
+            .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_')
+}
+
+/// A dotted path of identifiers rooted at a request variable, read without CEL.
+fn simple_path(text: &str) -> Option<Vec<String>> {
+    let parts: Vec<String> = text.trim().split('.').map(str::to_owned).collect();
+    let ident = |s: &str| {
+        let mut chars = s.chars();
+        matches!(chars.next(), Some(c) if c.is_ascii_alphabetic() || c == '_')
+            && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+    };
+    if !parts.iter().all(|p| ident(p)) {
+        return None;
+    }
+    match (parts.first().map(String::as_str), parts.len()) {
+        (Some("tenant" | "source" | "intent"), 1) => Some(parts),
+        (Some("actor" | "action" | "context"), n) if n >= 2 => Some(parts),
+        _ => None,
+    }
+}
+
+impl Compiler {
+    fn issue(&mut self, path: impl Into<String>, message: impl Into<String>) {
+        self.issues.push(PolicyIssue {
+            path: path.into(),
+            message: message.into(),
+        });
+    }
+
+    fn check_id(&mut self, id: &str) {
+        if !valid_id(id) {
+            self.issue(
+                "id",
+                format!("invalid policy id '{id}': use 1 to 128 of [A-Za-z0-9_.-]"),
+            );
+        }
+    }
+
+    fn duration_ms(&mut self, path: &str, text: &str) -> Option<i64> {
+        match humantime::parse_duration(text.trim()) {
+            Ok(d) => {
+                let ms = duration_to_ms(d);
+                match ms {
+                    Some(ms) if (1..=MAX_DURATION_MS).contains(&ms) => Some(ms),
+                    _ => {
+                        self.issue(
+                            path,
+                            format!(
+                                "bad duration '{text}': must be a whole number of milliseconds between 1ms and 366d"
+                            ),
+                        );
+                        None
+                    }
+                }
+            }
+            Err(e) => {
+                self.issue(
+                    path,
+                    format!("bad duration '{text}': {e} (write e.g. 250ms, 5s, 24h)"),
+                );
+                None
+            }
+        }
+    }
+
+    fn expr(
+        &mut self,
+        path: &str,
+        source: &str,
+        declared: Option<&BTreeSet<&str>>,
+    ) -> Option<CompiledExpr> {
+        match expr::compile(source) {
+            Ok(e) => {
+                if let Some(declared) = declared
+                    && let Some(unknown) = e
+                        .signal_refs
+                        .iter()
+                        .find(|s| !declared.contains(s.as_str()))
+                {
+                    self.issue(
+                        path,
+                        format!("unknown signal '{unknown}': declare it under `signals`"),
+                    );
+                    return None;
+                }
+                Some(e)
+            }
+            Err(message) => {
+                self.issue(path, message);
+                None
+            }
+        }
+    }
+
+    fn signals(&mut self, doc: &PolicyDocument) -> Vec<(String, SignalRange)> {
+        let mut out = Vec::with_capacity(doc.signals.len());
+        for (name, decl) in &doc.signals {
+            let path = format!("signals.{name}");
+            let range = SignalRange {
+                min: decl.min.unwrap_or(0.0),
+                max: decl.max.unwrap_or(1.0),
+                default: decl.default,
+            };
+            if !(range.min.is_finite() && range.max.is_finite() && range.min < range.max) {
+                self.issue(
+                    &path,
+                    format!(
+                        "threshold out of range: min {} must be below max {}",
+                        range.min, range.max
+                    ),
+                );
+                continue;
+            }
+            if let Some(d) = range.default
+                && !(d.is_finite() && d >= range.min && d <= range.max)
+            {
+                self.issue(
+                    format!("{path}.default"),
+                    format!(
+                        "threshold out of range: default {d} is not in [{}, {}]",
+                        range.min, range.max
+                    ),
+                );
+                continue;
+            }
+            out.push((name.clone(), range));
+        }
+        out
+    }
+
+    fn rules(&mut self, docs: &[RuleDoc], declared: Option<&BTreeSet<&str>>) -> Vec<Rule> {
+        let mut names = BTreeSet::new();
+        let mut out = Vec::with_capacity(docs.len());
+        for (i, r) in docs.iter().enumerate() {
+            let base = format!("rules[{i}]");
+            if r.name.trim().is_empty() {
+                self.issue(format!("{base}.name"), "a rule needs a name");
+            } else if !names.insert(r.name.as_str()) {
+                self.issue(
+                    format!("{base}.name"),
+                    format!("duplicate rule name '{}'", r.name),
+                );
+            }
+            if !valid_reason_code(&r.reason_code) {
+                self.issue(
+                    format!("{base}.reason_code"),
+                    format!(
+                        "invalid reason code '{}': use 1 to 64 of [A-Z0-9_]",
+                        r.reason_code
+                    ),
+                );
+            }
+            let cond = self.expr(&format!("{base}.when"), &r.when, declared);
+            let (mut approvers, mut min_approvals, mut expires) = (Vec::new(), 1, 24 * 3600 * 1000);
+            if let Some(review) = &r.review {
+                if matches!(r.effect, Effect::Allow | Effect::Block) {
+                    self.issue(
+                        format!("{base}.review"),
+                        "review settings apply only to effects escalate and review",
+                    );
+                }
+                approvers.clone_from(&review.approvers);
+                if let Some(n) = review.min_approvals {
+                    if !(1..=10).contains(&n) {
+                        self.issue(
+                            format!("{base}.review.min_approvals"),
+                            format!("threshold out of range: {n} is not in [1, 10]"),
+                        );
+                    }
+                    min_approvals = n;
+                }
+                if let Some(text) = &review.expires_in
+                    && let Some(ms) = self.duration_ms(&format!("{base}.review.expires_in"), text)
+                {
+                    expires = ms;
+                }
+            }
+            if let Some(cond) = cond {
+                out.push(Rule {
+                    name: r.name.clone(),
+                    cond,
+                    effect: r.effect,
+                    reason_code: r.reason_code.clone(),
+                    explanation: r.explanation.clone(),
+                    on_error: r.on_error,
+                    approvers,
+                    min_approvals,
+                    review_expires_ms: expires,
+                });
+            }
+        }
+        out
+    }
+
+    fn bands(&mut self, docs: &[BandDoc], signals: &[(String, SignalRange)]) -> Vec<Band> {
+        let mut out = Vec::new();
+        for (i, b) in docs.iter().enumerate() {
+            let base = format!("reality[{i}]");
+            if b.signal.trim().is_empty() {
+                self.issue(format!("{base}.signal"), "a band needs a signal");
+                continue;
+            }
+            let range = signals
+                .iter()
+                .find(|(n, _)| *n == b.signal)
+                .map(|(_, r)| *r)
+                .unwrap_or_default();
+            let bounds = [
+                ("lt", b.lt, Cmp::Lt),
+                ("lte", b.lte, Cmp::Lte),
+                ("gt", b.gt, Cmp::Gt),
+                ("gte", b.gte, Cmp::Gte),
+            ];
+            let mut any = false;
+            for (field, bound, cmp) in bounds {
+                let Some(bound) = bound else { continue };
+                any = true;
+                if !(bound.is_finite() && bound >= range.min && bound <= range.max) {
+                    self.issue(
+                        format!("{base}.{field}"),
+                        format!(
+                            "threshold out of range: {bound} is not in [{}, {}], the range of signal '{}'",
+                            range.min, range.max, b.signal
+                        ),
+                    );
+                    continue;
+                }
+                out.push(Band {
+                    signal: b.signal.clone(),
+                    cmp,
+                    bound,
+                    required: b.required,
+                    action_types: b.action_types.clone(),
+                });
+            }
+            if !any {
+                self.issue(base, "a band needs at least one bound (lt, lte, gt or gte)");
+            }
+        }
+        out
+    }
+
+    fn throttles(&mut self, docs: &[ThrottleDoc]) -> Vec<Throttle> {
+        let mut out = Vec::new();
+        for (i, t) in docs.iter().enumerate() {
+            let base = format!("throttle[{i}]");
+            if t.key.is_empty() {
+                self.issue(
+                    format!("{base}.key"),
+                    "a bucket needs at least one key attribute",
+                );
+            }
+            let mut parts = Vec::with_capacity(t.key.len());
+            for (j, k) in t.key.iter().enumerate() {
+                if let Some(path) = simple_path(k) {
+                    parts.push(KeyPart::Path(path));
+                } else if let Some(e) = self.expr(&format!("{base}.key[{j}]"), k, None) {
+                    parts.push(KeyPart::Cel(Box::new(e)));
+                }
+            }
+            if !(1..=MAX_CAPACITY).contains(&t.capacity) {
+                self.issue(
+                    format!("{base}.capacity"),
+                    format!(
+                        "threshold out of range: capacity {} is not in [1, {MAX_CAPACITY}]",
+                        t.capacity
+                    ),
+                );
+            }
+            let interval = self.duration_ms(&format!("{base}.refill_every"), &t.refill_every);
+            if let Some(interval_ms) = interval
+                && parts.len() == t.key.len()
+                && (1..=MAX_CAPACITY).contains(&t.capacity)
+            {
+                out.push(Throttle {
+                    parts,
+                    gcra: Gcra {
+                        capacity: t.capacity,
+                        interval_ms,
+                    },
+                });
+            }
+        }
+        out
+    }
+
+    fn adaptive(&mut self, a: &AdaptiveDoc) -> Option<AdaptiveSettings> {
+        let mut ok = true;
+        if !(a.learning_rate.is_finite() && (0.0..=1.0).contains(&a.learning_rate)) {
+            self.issue(
+                "adaptive.learning_rate",
+                format!(
+                    "threshold out of range: {} is not in [0, 1]",
+                    a.learning_rate
+                ),
+            );
+            ok = false;
+        }
+        if !(a.cap.is_finite() && (0.0..=0.5).contains(&a.cap)) {
+            self.issue(
+                "adaptive.cap",
+                format!("threshold out of range: {} is not in [0, 0.5]", a.cap),
+            );
+            ok = false;
+        }
+        if a.half_life_decisions == 0 {
+            self.issue(
+                "adaptive.half_life_decisions",
+                "threshold out of range: must be at least 1",
+            );
+            ok = false;
+        }
+        let half_life_ms = self.duration_ms("adaptive.half_life", &a.half_life);
+        match (ok, half_life_ms) {
+            (true, Some(half_life_ms)) => Some(AdaptiveSettings {
+                learning_rate: a.learning_rate,
+                cap: a.cap,
+                half_life_ms,
+                half_life_decisions: a.half_life_decisions,
+                may_tighten: a.may_tighten,
+            }),
+            _ => None,
+        }
+    }
+}
+
+fn duration_to_ms(d: Duration) -> Option<i64> {
+    let nanos = d.as_nanos();
+    if !nanos.is_multiple_of(1_000_000) {
+        return None;
+    }
+    i64::try_from(nanos / 1_000_000).ok()
+}

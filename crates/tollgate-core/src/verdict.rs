@@ -1,0 +1,293 @@
+//! Verdicts and the trace of the gates that produced them.
+
+use serde::{Deserialize, Serialize};
+
+use crate::request::Mode;
+
+/// The answer to "may this action run now?".
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum Status {
+    /// The action may run.
+    Allow,
+    /// A person must review the action first.
+    ReviewRequired,
+    /// The action is escalated to a person.
+    Escalate,
+    /// The action must not run.
+    Block,
+}
+
+impl Status {
+    /// Restrictiveness rank: BLOCK > ESCALATE > REVIEW_REQUIRED > ALLOW.
+    pub fn severity(self) -> u8 {
+        match self {
+            Status::Allow => 0,
+            Status::ReviewRequired => 1,
+            Status::Escalate => 2,
+            Status::Block => 3,
+        }
+    }
+
+    /// The wire name (`ALLOW`, `BLOCK`, ...).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Allow => "ALLOW",
+            Status::ReviewRequired => "REVIEW_REQUIRED",
+            Status::Escalate => "ESCALATE",
+            Status::Block => "BLOCK",
+        }
+    }
+}
+
+/// The gate that decided (or, in a trace, that ran).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Gate {
+    /// Operator kill switches.
+    Override,
+    /// A human approval for this exact request.
+    Review,
+    /// Policy rules and the survival score.
+    Policy,
+    /// Bands on numeric signals.
+    Reality,
+    /// Token buckets.
+    Throttle,
+    /// Every gate passed.
+    Permit,
+}
+
+impl Gate {
+    /// The wire name (`policy`, `reality`, ...).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Gate::Override => "override",
+            Gate::Review => "review",
+            Gate::Policy => "policy",
+            Gate::Reality => "reality",
+            Gate::Throttle => "throttle",
+            Gate::Permit => "permit",
+        }
+    }
+}
+
+/// Identifies one compiled policy version.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct PolicyStamp {
+    /// The policy id.
+    pub id: String,
+    /// The immutable version number.
+    pub version: u32,
+    /// Hex SHA-256 of the policy text as published.
+    pub text_sha256: String,
+}
+
+/// What a review-opening rule asks the server to open.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReviewRequest {
+    /// The rule that asked for it.
+    pub rule: String,
+    /// The policy the rule belongs to.
+    pub policy_id: String,
+    /// Approver groups that may approve.
+    pub approvers: Vec<String>,
+    /// Distinct approvals needed.
+    pub min_approvals: u32,
+    /// How long the review stays open, in milliseconds.
+    pub expires_in_ms: i64,
+}
+
+/// The outcome of the pipeline, before the mode is applied.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Outcome {
+    /// Status the gates produced.
+    pub status: Status,
+    /// Gate that decided.
+    pub gate: Gate,
+    /// Reason codes of every rule or check that contributed, in pipeline order.
+    pub reason_codes: Vec<String>,
+    /// A sentence for a person.
+    pub explanation: String,
+    /// For a throttle block: milliseconds until a token is available.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry_after_ms: Option<u64>,
+    /// For ESCALATE / REVIEW_REQUIRED: the review to open.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub review: Option<ReviewRequest>,
+}
+
+/// The engine's answer: the verdict that applies, the would-be outcome in shadow
+/// modes, the adaptive bias when it ran, and the full trace.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Verdict {
+    /// Status that applies. In shadow and dry-run modes this is always ALLOW.
+    pub status: Status,
+    /// Gate that decided what applies (`permit` in shadow modes).
+    pub gate: Gate,
+    /// Reason codes of what applies.
+    pub reason_codes: Vec<String>,
+    /// A sentence for a person.
+    pub explanation: String,
+    /// For a throttle block: milliseconds until a token is available.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry_after_ms: Option<u64>,
+    /// For ESCALATE / REVIEW_REQUIRED in enforce mode: the review to open.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub review: Option<ReviewRequest>,
+    /// The mode the request ran in (after a tenant-wide shadow switch is applied).
+    pub mode: Mode,
+    /// In shadow and dry-run modes: what would have applied in enforce mode.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub would_be: Option<Outcome>,
+    /// The policies that were evaluated, in request order.
+    pub policies: Vec<PolicyStamp>,
+    /// The adaptive bias added to the survival score, when the adaptive layer ran.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub adaptive_bias: Option<f64>,
+    /// Every gate that ran, in order.
+    pub trace: Vec<GateTrace>,
+}
+
+/// One gate in the trace.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct GateTrace {
+    /// The gate.
+    pub gate: Gate,
+    /// `pass`, `block`, `escalate`, `review`, or `skipped`.
+    pub result: GateResult,
+    /// What the gate read and compared.
+    pub steps: Vec<TraceStep>,
+}
+
+/// What one gate concluded.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum GateResult {
+    /// Nothing in this gate objected.
+    Pass,
+    /// The gate blocks.
+    Block,
+    /// A rule escalates.
+    Escalate,
+    /// A rule requires review.
+    Review,
+    /// The gate allowed the request outright (an approval, or permit).
+    Allow,
+}
+
+/// One thing a gate read and compared.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum TraceStep {
+    /// An override was checked against the request.
+    Override {
+        /// Override id.
+        id: String,
+        /// Its scope, e.g. `actor:agent-1`.
+        scope: String,
+        /// Whether it matched this request.
+        engaged: bool,
+    },
+    /// A human approval covered the request.
+    Approval {
+        /// Review id.
+        review_id: String,
+        /// Who approved.
+        approvers: Vec<String>,
+    },
+    /// A `policy_refs` entry that named no known policy.
+    PolicyNotFound {
+        /// The reference as given.
+        reference: String,
+    },
+    /// A rule condition was evaluated.
+    Rule {
+        /// Policy id.
+        policy: String,
+        /// Rule name.
+        rule: String,
+        /// Whether the condition matched.
+        matched: bool,
+        /// The effect the rule has when it matches.
+        effect: String,
+        /// Evaluation error, when the condition could not be evaluated.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        error: Option<String>,
+        /// Whether the error made the rule fail closed (`on_error: block`).
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        failed_closed: bool,
+    },
+    /// No rule matched: the default effect applied.
+    DefaultEffect {
+        /// Policy id.
+        policy: String,
+        /// `allow` or `block`.
+        effect: String,
+    },
+    /// The survival score was computed and compared.
+    Survival {
+        /// Policy id.
+        policy: String,
+        /// The score before the bias.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        score: Option<f64>,
+        /// The adaptive bias, when the adaptive layer ran.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        bias: Option<f64>,
+        /// Score plus bias, when the adaptive layer ran.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        biased_score: Option<f64>,
+        /// The threshold (pass iff score >= threshold).
+        threshold: f64,
+        /// Whether the gate passed on this step.
+        passed: bool,
+        /// Evaluation error, when the score could not be computed (fails closed).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        error: Option<String>,
+    },
+    /// A reality band was checked.
+    Band {
+        /// Policy id.
+        policy: String,
+        /// The signal name.
+        signal: String,
+        /// The value read, if present.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        value: Option<f64>,
+        /// The comparison, e.g. `< 0.15`.
+        bound: String,
+        /// Whether the band passed.
+        passed: bool,
+        /// Whether the band was skipped (absent and not required, or another action type).
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        skipped: bool,
+    },
+    /// A token bucket was checked.
+    Bucket {
+        /// Bucket key.
+        key: String,
+        /// Burst capacity.
+        capacity: u32,
+        /// Emission interval in milliseconds.
+        refill_every_ms: i64,
+        /// Whole tokens available before this request.
+        available: u32,
+        /// Whether a token was (or, in shadow, would have been) available.
+        allowed: bool,
+        /// Whether a token was taken.
+        consumed: bool,
+        /// Milliseconds until a token is available, when not allowed.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        retry_after_ms: Option<u64>,
+    },
+    /// A throttle key could not be computed (fails closed).
+    BucketKeyError {
+        /// Policy id.
+        policy: String,
+        /// Index of the throttle in the policy.
+        index: usize,
+        /// What went wrong.
+        error: String,
+    },
+}
