@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value as Json;
 
 use crate::adaptive::{self, OutcomeRecord};
-use crate::expr::{self, Activation, PathValue};
+use crate::expr::{self, Activation};
 use crate::policy::compile::KeyPart;
 use crate::policy::{CompiledPolicy, DefaultEffect, Effect, OnError};
 use crate::request::{DecisionRequest, FieldError, InvalidRequest, Mode};
@@ -590,6 +590,20 @@ fn policy_gate<'a>(input: &DecideInput<'a>, ev: &mut Evaluation) -> Vec<Option<A
         };
         let signals = effective_signals(request, p);
         let act = Activation::new(request, &signals, input.now, p.needed);
+        if !p.rule_paths.is_empty() {
+            let values = p
+                .rule_paths
+                .iter()
+                .map(|path| {
+                    let value = expr::read_path(request, path).map_or(Json::Null, |v| v.to_json());
+                    (path.join("."), value)
+                })
+                .collect();
+            steps.push(TraceStep::Inputs {
+                policy: p.stamp.id.clone(),
+                values,
+            });
+        }
         let mut any = false;
         for rule in &p.rules {
             let (matched, error) = match act.eval_bool(&rule.cond) {
@@ -873,11 +887,9 @@ fn throttle_demands(
             let mut error = None;
             for part in &t.parts {
                 match part {
-                    KeyPart::Path(path) => key.push(match expr::read_path(request, path) {
-                        Some(PathValue::Str(s)) => Json::String(s.to_owned()),
-                        Some(PathValue::Json(v)) => v.clone(),
-                        None => Json::Null,
-                    }),
+                    KeyPart::Path(path) => {
+                        key.push(expr::read_path(request, path).map_or(Json::Null, |v| v.to_json()))
+                    }
                     KeyPart::Cel(e) => {
                         let value = activations
                             .get(pi)

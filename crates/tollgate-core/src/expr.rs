@@ -47,6 +47,8 @@ pub(crate) struct CompiledExpr {
     pub(crate) vars: VarSet,
     /// `signals.NAME` selections found in the expression.
     pub(crate) signal_refs: BTreeSet<String>,
+    /// Request paths the expression reads (`action.amount`), for the trace.
+    pub(crate) paths: BTreeSet<Vec<String>>,
 }
 
 /// Compile `source` and check that it references only known variables.
@@ -86,6 +88,7 @@ pub(crate) fn compile(source: &str) -> Result<CompiledExpr, String> {
         program,
         vars,
         signal_refs: walk.signal_refs,
+        paths: walk.paths,
     })
 }
 
@@ -98,7 +101,21 @@ fn one_line(text: &str) -> String {
 struct Walk {
     free: BTreeSet<String>,
     signal_refs: BTreeSet<String>,
+    paths: BTreeSet<Vec<String>>,
     too_deep: bool,
+}
+
+/// The dotted path of a chain of selections rooted at an identifier (`a.b.c`).
+fn select_chain(e: &IdedExpr) -> Option<Vec<String>> {
+    match &e.expr {
+        Expr::Ident(name) => Some(vec![name.clone()]),
+        Expr::Select(select) if !select.test => {
+            let mut chain = select_chain(&select.operand)?;
+            chain.push(select.field.clone());
+            Some(chain)
+        }
+        _ => None,
+    }
 }
 
 impl Walk {
@@ -116,6 +133,16 @@ impl Walk {
                 }
             }
             Expr::Select(select) => {
+                if let Some(chain) = select_chain(e) {
+                    let root_bound = chain.first().is_some_and(|r| bound.iter().any(|b| b == r));
+                    if !root_bound {
+                        // Record the longest chain only; prefixes add nothing.
+                        self.paths.retain(|p| !chain.starts_with(p));
+                        if !self.paths.iter().any(|p| p.starts_with(&chain)) {
+                            self.paths.insert(chain);
+                        }
+                    }
+                }
                 if let Expr::Ident(name) = &select.operand.expr
                     && name == "signals"
                     && !bound.iter().any(|b| b == name)
@@ -315,6 +342,12 @@ pub(crate) fn read_path<'r>(
         "tenant" if rest.is_empty() => return Some(PathValue::Str(&request.tenant)),
         "source" if rest.is_empty() => return request.source.as_deref().map(PathValue::Str),
         "intent" if rest.is_empty() => return request.intent.as_deref().map(PathValue::Str),
+        "signals" if rest.len() == 1 => {
+            return rest
+                .first()
+                .and_then(|name| request.signals.get(name))
+                .map(|v| PathValue::Num(*v));
+        }
         "actor" => &request.actor,
         "action" => &request.action,
         "context" => &request.context,
@@ -333,6 +366,17 @@ pub(crate) fn read_path<'r>(
 pub(crate) enum PathValue<'r> {
     Str(&'r str),
     Json(&'r Json),
+    Num(f64),
+}
+
+impl PathValue<'_> {
+    pub(crate) fn to_json(&self) -> Json {
+        match self {
+            PathValue::Str(s) => Json::String((*s).to_owned()),
+            PathValue::Json(v) => (*v).clone(),
+            PathValue::Num(n) => serde_json::Number::from_f64(*n).map_or(Json::Null, Json::Number),
+        }
+    }
 }
 
 /// The string form of a CEL value used in a bucket key.

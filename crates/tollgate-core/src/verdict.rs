@@ -201,6 +201,13 @@ pub enum TraceStep {
         /// The reference as given.
         reference: String,
     },
+    /// The request values the rules of a policy read.
+    Inputs {
+        /// Policy id.
+        policy: String,
+        /// Dotted path to value; `null` when absent.
+        values: std::collections::BTreeMap<String, serde_json::Value>,
+    },
     /// A rule condition was evaluated.
     Rule {
         /// Policy id.

@@ -33,6 +33,8 @@ pub struct CompiledPolicy {
     pub(crate) adaptive: Option<AdaptiveSettings>,
     /// Variables any expression of this policy reads.
     pub(crate) needed: VarSet,
+    /// Request paths the rules read, reported in the trace.
+    pub(crate) rule_paths: Vec<Vec<String>>,
 }
 
 /// The declared range and default of a signal.
@@ -188,6 +190,10 @@ impl CompiledPolicy {
                 }
             }
         }
+        let mut rule_paths = std::collections::BTreeSet::new();
+        for rule in &rules {
+            rule_paths.extend(rule.cond.paths.iter().cloned());
+        }
         let version = doc.version.unwrap_or(1);
         Ok(CompiledPolicy {
             stamp: PolicyStamp {
@@ -203,6 +209,7 @@ impl CompiledPolicy {
             throttles,
             adaptive,
             needed,
+            rule_paths: rule_paths.into_iter().collect(),
             document: doc,
         })
     }
