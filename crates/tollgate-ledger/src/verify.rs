@@ -222,6 +222,10 @@ impl Verifier {
     }
 
     fn check(&mut self, entry: &Entry, computed: Hash) -> Result<(), VerifyFailure> {
+        if self.next_seq == 0 {
+            // Checkpoints of the empty tree.
+            self.check_checkpoints()?;
+        }
         match &self.tenant {
             Some(t) if *t != entry.tenant => {
                 return Err(self.fail(Problem::WrongTenant {

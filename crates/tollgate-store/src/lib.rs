@@ -1,1 +1,283 @@
-//! tollgate-store (placeholder; built in a later issue).
+#![doc = include_str!("../README.md")]
+#![deny(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
+
+mod ack;
+pub mod keyfile;
+mod records;
+mod sqlite;
+
+use std::fmt::Debug;
+
+pub use ack::Ack;
+pub use records::*;
+pub use sqlite::{SqliteConfig, SqliteStore, StoredRow};
+
+/// The most appends one group commit takes.
+pub const MAX_BATCH: usize = sqlite::MAX_BATCH;
+pub use tollgate_ledger as ledger;
+use tollgate_ledger::{
+    Entry, EntryDraft, Hash, NoteVerifier, SignedCheckpoint, Verified, VerifyFailure,
+};
+
+/// Errors of a store.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The database failed (I/O, corruption, constraint).
+    #[error("database: {0}")]
+    Database(#[from] rusqlite::Error),
+    /// A ledger format error.
+    #[error("ledger: {0}")]
+    Ledger(#[from] tollgate_ledger::LedgerError),
+    /// A file could not be read or written.
+    #[error("i/o: {0}")]
+    Io(#[from] std::io::Error),
+    /// The writer thread is gone (the store is shutting down or crashed).
+    #[error("the ledger writer is not running")]
+    Closed,
+    /// A tenant id that cannot name a ledger.
+    #[error("invalid tenant id `{0}`")]
+    InvalidTenant(String),
+    /// No checkpoint signing key is configured.
+    #[error("no checkpoint signing key is configured")]
+    NoSigner,
+    /// The stored data is not what the store wrote.
+    #[error("stored data is inconsistent: {0}")]
+    Corrupt(String),
+    /// A requested proof or range is outside the ledger.
+    #[error("out of range: {0}")]
+    OutOfRange(String),
+    /// A stored JSON body could not be (de)serialised.
+    #[error("json: {0}")]
+    Json(#[from] serde_json::Error),
+    /// An append failed earlier in its batch; the whole batch was rolled back.
+    #[error("the append batch failed: {0}")]
+    BatchFailed(String),
+}
+
+/// What an append was given once durable.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Appended {
+    /// Tenant.
+    pub tenant: String,
+    /// Sequence number assigned.
+    pub seq: u64,
+    /// The entry's hash.
+    pub entry_hash: Hash,
+    /// The previous entry's hash.
+    pub prev_hash: Hash,
+}
+
+/// A tenant's ledger head: its size and last hash.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LedgerHead {
+    /// Number of entries.
+    pub size: u64,
+    /// `entry_hash` of the last entry (zero when empty).
+    pub last_hash: Hash,
+    /// Merkle root over all entries.
+    pub root: Hash,
+}
+
+/// The audit ledger: append (durable, group-committed), read, checkpoints, proofs.
+pub trait LedgerStore: Send + Sync + Debug {
+    /// Hands a draft to the sequencer. The ack resolves once the entry is durable
+    /// (committed and flushed) with its sequence number and hash, or with an error;
+    /// a caller must not answer a verdict before it resolves `Ok`.
+    fn submit(&self, draft: EntryDraft) -> Ack<Appended>;
+
+    /// [`LedgerStore::submit`] and wait.
+    fn append(&self, draft: EntryDraft) -> Result<Appended, StoreError> {
+        self.submit(draft).wait()
+    }
+
+    /// The tenants that have a ledger.
+    fn ledger_tenants(&self) -> Result<Vec<String>, StoreError>;
+
+    /// The tenant's head, `None` if it has no entry.
+    fn head(&self, tenant: &str) -> Result<Option<LedgerHead>, StoreError>;
+
+    /// One entry.
+    fn entry(&self, tenant: &str, seq: u64) -> Result<Option<Entry>, StoreError>;
+
+    /// Entries with `from <= seq < to`, in order.
+    fn range(&self, tenant: &str, from: u64, to: u64) -> Result<Vec<Entry>, StoreError>;
+
+    /// Calls `visit` with every stored entry of the tenant in seq order, as stored.
+    fn scan(
+        &self,
+        tenant: &str,
+        visit: &mut dyn FnMut(StoredRow) -> Result<(), StoreError>,
+    ) -> Result<(), StoreError>;
+
+    /// Signs the tenant's current tree head and stores the checkpoint.
+    fn issue_checkpoint(&self, tenant: &str, time: &str) -> Ack<SignedCheckpoint>;
+
+    /// The most recent checkpoint.
+    fn latest_checkpoint(&self, tenant: &str) -> Result<Option<SignedCheckpoint>, StoreError>;
+
+    /// All checkpoints, smallest first.
+    fn checkpoints(&self, tenant: &str) -> Result<Vec<SignedCheckpoint>, StoreError>;
+
+    /// Inclusion proof of entry `seq` in the tree of the first `size` entries.
+    fn inclusion_proof(&self, tenant: &str, seq: u64, size: u64) -> Result<Vec<Hash>, StoreError>;
+
+    /// Consistency proof from the tree of `from` entries to the tree of `to` entries.
+    fn consistency_proof(&self, tenant: &str, from: u64, to: u64) -> Result<Vec<Hash>, StoreError>;
+
+    /// Verifies the tenant's stored ledger with `keys` as the trusted checkpoint keys.
+    /// The outer error is a failure to read; the inner one a ledger that does not verify.
+    fn verify(
+        &self,
+        tenant: &str,
+        keys: &[NoteVerifier],
+    ) -> Result<Result<Verified, VerifyFailure>, StoreError>;
+}
+
+/// Tenants.
+pub trait TenantStore: Send + Sync + Debug {
+    /// Creates or replaces a tenant.
+    fn put_tenant(&self, tenant: &TenantRecord) -> Result<(), StoreError>;
+    /// One tenant.
+    fn tenant(&self, id: &str) -> Result<Option<TenantRecord>, StoreError>;
+    /// All tenants.
+    fn tenants(&self) -> Result<Vec<TenantRecord>, StoreError>;
+}
+
+/// API keys (stored hashed) and the server's signing keys (public halves).
+pub trait KeyStore: Send + Sync + Debug {
+    /// Creates or replaces an API key record.
+    fn put_api_key(&self, key: &ApiKeyRecord) -> Result<(), StoreError>;
+    /// The key whose hash is `hash`.
+    fn api_key_by_hash(&self, hash: &str) -> Result<Option<ApiKeyRecord>, StoreError>;
+    /// A tenant's keys.
+    fn api_keys(&self, tenant: &str) -> Result<Vec<ApiKeyRecord>, StoreError>;
+    /// Records a signing key's public half (kept after rotation).
+    fn put_signing_key(&self, key: &SigningKeyRecord) -> Result<(), StoreError>;
+    /// Every signing key ever used, oldest first.
+    fn signing_keys(&self) -> Result<Vec<SigningKeyRecord>, StoreError>;
+}
+
+/// Policy documents and which version is active.
+pub trait PolicyStore: Send + Sync + Debug {
+    /// Stores a policy version (immutable once stored).
+    fn put_policy_version(&self, policy: &PolicyRecord) -> Result<(), StoreError>;
+    /// One version.
+    fn policy_version(
+        &self,
+        tenant: &str,
+        policy_id: &str,
+        version: u64,
+    ) -> Result<Option<PolicyRecord>, StoreError>;
+    /// All versions of a policy, oldest first.
+    fn policy_versions(
+        &self,
+        tenant: &str,
+        policy_id: &str,
+    ) -> Result<Vec<PolicyRecord>, StoreError>;
+    /// Makes a version active for an environment.
+    fn activate_policy(
+        &self,
+        tenant: &str,
+        environment: &str,
+        policy_id: &str,
+        version: u64,
+    ) -> Result<(), StoreError>;
+    /// The active (policy id, version) of an environment.
+    fn active_policy(
+        &self,
+        tenant: &str,
+        environment: &str,
+    ) -> Result<Option<(String, u64)>, StoreError>;
+}
+
+/// Signal sources.
+pub trait SourceStore: Send + Sync + Debug {
+    /// Creates or replaces a source.
+    fn put_source(&self, source: &Record) -> Result<(), StoreError>;
+    /// One source.
+    fn source(&self, tenant: &str, id: &str) -> Result<Option<Record>, StoreError>;
+    /// A tenant's sources.
+    fn sources(&self, tenant: &str) -> Result<Vec<Record>, StoreError>;
+}
+
+/// Manual overrides.
+pub trait OverrideStore: Send + Sync + Debug {
+    /// Sets an override.
+    fn put_override(&self, record: &Record) -> Result<(), StoreError>;
+    /// Clears an override; `true` if there was one.
+    fn clear_override(&self, tenant: &str, id: &str) -> Result<bool, StoreError>;
+    /// A tenant's overrides.
+    fn overrides(&self, tenant: &str) -> Result<Vec<Record>, StoreError>;
+}
+
+/// Idempotency records.
+pub trait IdempotencyStore: Send + Sync + Debug {
+    /// Claims `key` for a request with fingerprint `request_hash`, at `now_ms`.
+    fn claim(
+        &self,
+        tenant: &str,
+        key: &str,
+        request_hash: &str,
+        now_ms: i64,
+    ) -> Result<IdempotencyClaim, StoreError>;
+    /// Stores the response of a claimed key.
+    fn complete(
+        &self,
+        tenant: &str,
+        key: &str,
+        response: &serde_json::Value,
+    ) -> Result<(), StoreError>;
+    /// Forgets records created before `before_ms`; returns how many.
+    fn purge_idempotency(&self, before_ms: i64) -> Result<u64, StoreError>;
+}
+
+/// Human reviews.
+pub trait ReviewStore: Send + Sync + Debug {
+    /// Creates or replaces a review.
+    fn put_review(&self, review: &ReviewRecord) -> Result<(), StoreError>;
+    /// One review.
+    fn review(&self, tenant: &str, id: &str) -> Result<Option<ReviewRecord>, StoreError>;
+    /// A tenant's reviews, optionally only those with `status`.
+    fn reviews(&self, tenant: &str, status: Option<&str>) -> Result<Vec<ReviewRecord>, StoreError>;
+}
+
+/// Metering / quota counters.
+pub trait QuotaStore: Send + Sync + Debug {
+    /// Adds `amount` to a counter and returns its new value.
+    fn add_usage(
+        &self,
+        tenant: &str,
+        period: &str,
+        metric: &str,
+        amount: u64,
+    ) -> Result<u64, StoreError>;
+    /// A counter's value.
+    fn usage(&self, tenant: &str, period: &str, metric: &str) -> Result<u64, StoreError>;
+}
+
+/// Everything the server persists, for one `Arc<dyn Store>`.
+pub trait Store:
+    LedgerStore
+    + TenantStore
+    + KeyStore
+    + PolicyStore
+    + SourceStore
+    + OverrideStore
+    + IdempotencyStore
+    + ReviewStore
+    + QuotaStore
+{
+}
+
+impl<T> Store for T where
+    T: LedgerStore
+        + TenantStore
+        + KeyStore
+        + PolicyStore
+        + SourceStore
+        + OverrideStore
+        + IdempotencyStore
+        + ReviewStore
+        + QuotaStore
+{
+}

@@ -1,0 +1,103 @@
+//! Record types of the store: simple, local, with JSON bodies where the server's
+//! types are still moving.
+
+use serde::{Deserialize, Serialize};
+
+/// A tenant.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct TenantRecord {
+    /// Tenant id.
+    pub id: String,
+    /// Display name.
+    pub name: String,
+    /// Creation time, Unix milliseconds.
+    pub created_ms: i64,
+    /// Settings (quotas, environments, …).
+    pub body: serde_json::Value,
+}
+
+/// An API key; the secret itself is never stored, only its hash.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ApiKeyRecord {
+    /// Key id (public).
+    pub id: String,
+    /// Owning tenant.
+    pub tenant: String,
+    /// Hash of the secret (hex).
+    pub hash: String,
+    /// Scopes.
+    pub scopes: Vec<String>,
+    /// `live` or `test`.
+    pub environment: String,
+    /// Creation time, Unix milliseconds.
+    pub created_ms: i64,
+    /// Revocation time, if revoked.
+    pub revoked_ms: Option<i64>,
+}
+
+/// The public half of a checkpoint / verdict signing key.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SigningKeyRecord {
+    /// Note key name.
+    pub name: String,
+    /// Ed25519 public key.
+    pub public_key: [u8; 32],
+    /// When it started signing, Unix milliseconds.
+    pub created_ms: i64,
+    /// When it stopped signing, if rotated out.
+    pub retired_ms: Option<i64>,
+}
+
+/// One version of a policy document.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct PolicyRecord {
+    /// Tenant.
+    pub tenant: String,
+    /// Policy id.
+    pub policy_id: String,
+    /// Version, from 1.
+    pub version: u64,
+    /// The document text as published.
+    pub text: String,
+    /// SHA-256 of the text (hex).
+    pub text_hash: String,
+    /// Publication time, Unix milliseconds.
+    pub created_ms: i64,
+}
+
+/// A generic tenant-scoped record (sources, overrides).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Record {
+    /// Tenant.
+    pub tenant: String,
+    /// Id within the tenant.
+    pub id: String,
+    /// Content.
+    pub body: serde_json::Value,
+}
+
+/// A human review of a decision.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ReviewRecord {
+    /// Tenant.
+    pub tenant: String,
+    /// Review id.
+    pub id: String,
+    /// `open`, `approved`, `rejected`, `expired`, …
+    pub status: String,
+    /// Content (decision id, reviewer, notes, …).
+    pub body: serde_json::Value,
+}
+
+/// The outcome of claiming an idempotency key.
+#[derive(Clone, Debug, PartialEq)]
+pub enum IdempotencyClaim {
+    /// The key was free and is now claimed by this request.
+    New,
+    /// Another request holds the key and has not finished.
+    InProgress,
+    /// The key was used with a different request body.
+    Mismatch,
+    /// The key was used and answered; here is the answer.
+    Done(serde_json::Value),
+}

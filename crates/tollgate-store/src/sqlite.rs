@@ -1,0 +1,1053 @@
+//! The embedded SQLite backend.
+//!
+//! One writer thread owns the only write connection and is the ledger's sequencer:
+//! appenders hand it prepared drafts over a channel; it takes everything waiting
+//! (up to [`MAX_BATCH`]), assigns each tenant's next sequence numbers and chain
+//! hashes, inserts the whole batch in one transaction, commits (one WAL fsync with
+//! `synchronous=FULL`), and only then acknowledges each appender. Readers use their
+//! own connections and see committed data only.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::mpsc;
+use std::sync::{Mutex, PoisonError};
+use std::thread::JoinHandle;
+
+use rusqlite::{Connection, OptionalExtension as _, TransactionBehavior, params};
+use tollgate_ledger::merkle::{self, CompactRange};
+use tollgate_ledger::{
+    Checkpoint, Entry, EntryDraft, Hash, NoteSigner, NoteVerifier, PreparedDraft, Problem,
+    SignedCheckpoint, Verified, Verifier, VerifyFailure,
+};
+
+use crate::ack::{self, Ack, AckSender};
+use crate::{
+    ApiKeyRecord, Appended, IdempotencyClaim, IdempotencyStore, KeyStore, LedgerHead, LedgerStore,
+    OverrideStore, PolicyRecord, PolicyStore, QuotaStore, Record, ReviewRecord, ReviewStore,
+    SigningKeyRecord, SourceStore, StoreError, TenantRecord, TenantStore,
+};
+
+/// The most entries one group commit takes.
+pub(crate) const MAX_BATCH: usize = 8192;
+
+/// Schema migrations; `schema_version` holds how many have been applied.
+const MIGRATIONS: &[&str] = &[r#"
+CREATE TABLE ledger (
+    id INTEGER PRIMARY KEY,
+    tenant TEXT NOT NULL,
+    seq INTEGER NOT NULL,
+    kind TEXT NOT NULL,
+    time TEXT NOT NULL,
+    canonical BLOB NOT NULL,
+    entry_hash BLOB NOT NULL,
+    UNIQUE (tenant, seq)
+);
+CREATE TABLE ledger_heads (
+    tenant TEXT PRIMARY KEY,
+    size INTEGER NOT NULL,
+    last_hash BLOB NOT NULL,
+    peaks BLOB NOT NULL
+) WITHOUT ROWID;
+CREATE TABLE checkpoints (
+    id INTEGER PRIMARY KEY,
+    tenant TEXT NOT NULL,
+    size INTEGER NOT NULL,
+    issued TEXT NOT NULL,
+    note TEXT NOT NULL
+);
+CREATE INDEX checkpoints_by_tenant ON checkpoints (tenant, size);
+CREATE TABLE tenants (id TEXT PRIMARY KEY, body TEXT NOT NULL);
+CREATE TABLE api_keys (id TEXT PRIMARY KEY, tenant TEXT NOT NULL, hash TEXT NOT NULL UNIQUE, body TEXT NOT NULL);
+CREATE INDEX api_keys_by_tenant ON api_keys (tenant);
+CREATE TABLE signing_keys (
+    name TEXT NOT NULL,
+    public_key BLOB NOT NULL,
+    body TEXT NOT NULL,
+    PRIMARY KEY (name, public_key)
+);
+CREATE TABLE policies (
+    tenant TEXT NOT NULL, policy_id TEXT NOT NULL, version INTEGER NOT NULL, body TEXT NOT NULL,
+    PRIMARY KEY (tenant, policy_id, version)
+);
+CREATE TABLE active_policies (
+    tenant TEXT NOT NULL, environment TEXT NOT NULL, policy_id TEXT NOT NULL, version INTEGER NOT NULL,
+    PRIMARY KEY (tenant, environment)
+);
+CREATE TABLE sources (tenant TEXT NOT NULL, id TEXT NOT NULL, body TEXT NOT NULL, PRIMARY KEY (tenant, id));
+CREATE TABLE overrides (tenant TEXT NOT NULL, id TEXT NOT NULL, body TEXT NOT NULL, PRIMARY KEY (tenant, id));
+CREATE TABLE idempotency (
+    tenant TEXT NOT NULL, key TEXT NOT NULL, request_hash TEXT NOT NULL, created_ms INTEGER NOT NULL,
+    response TEXT,
+    PRIMARY KEY (tenant, key)
+);
+CREATE INDEX idempotency_by_time ON idempotency (created_ms);
+CREATE TABLE reviews (tenant TEXT NOT NULL, id TEXT NOT NULL, status TEXT NOT NULL, body TEXT NOT NULL, PRIMARY KEY (tenant, id));
+CREATE TABLE quota (
+    tenant TEXT NOT NULL, period TEXT NOT NULL, metric TEXT NOT NULL, value INTEGER NOT NULL,
+    PRIMARY KEY (tenant, period, metric)
+);
+"#];
+
+/// How to open a [`SqliteStore`].
+#[derive(Debug, Clone)]
+pub struct SqliteConfig {
+    /// The database file (created with its parent directory if missing).
+    pub path: PathBuf,
+    /// Log name; a tenant's checkpoint origin is `<log_name>/<tenant>`.
+    pub log_name: String,
+    /// The checkpoint signing key, if this process issues checkpoints.
+    pub signer: Option<NoteSigner>,
+}
+
+impl SqliteConfig {
+    /// The database `tollgate.db` in `dir`, log name `tollgate`, no signer.
+    pub fn in_dir(dir: &Path) -> SqliteConfig {
+        SqliteConfig {
+            path: dir.join("tollgate.db"),
+            log_name: "tollgate".into(),
+            signer: None,
+        }
+    }
+}
+
+/// A ledger row exactly as stored.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StoredRow {
+    /// The `seq` column.
+    pub seq: i64,
+    /// The `kind` column.
+    pub kind: String,
+    /// The `time` column.
+    pub time: String,
+    /// The canonical bytes the hash was computed over.
+    pub canonical: Vec<u8>,
+    /// The `entry_hash` column.
+    pub entry_hash: Vec<u8>,
+}
+
+enum Job {
+    Append {
+        tenant: String,
+        time: String,
+        prepared: PreparedDraft,
+        ack: AckSender<Appended>,
+    },
+    Checkpoint {
+        tenant: String,
+        time: String,
+        ack: AckSender<SignedCheckpoint>,
+    },
+}
+
+/// The SQLite store: every store trait, over one database file.
+#[derive(Debug)]
+pub struct SqliteStore {
+    path: PathBuf,
+    // INVARIANT: `Some` until drop; dropping it stops the writer after it drains.
+    jobs: Option<mpsc::Sender<Job>>,
+    writer: Option<JoinHandle<()>>,
+    readers: Mutex<Vec<Connection>>,
+}
+
+impl std::fmt::Debug for Job {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Job::Append { tenant, .. } => write!(f, "Append({tenant})"),
+            Job::Checkpoint { tenant, .. } => write!(f, "Checkpoint({tenant})"),
+        }
+    }
+}
+
+fn open_connection(path: &Path) -> Result<Connection, StoreError> {
+    let conn = Connection::open(path)?;
+    conn.busy_timeout(std::time::Duration::from_secs(10))?;
+    conn.pragma_update(None, "journal_mode", "WAL")?;
+    // INVARIANT: FULL makes every commit fsync the WAL: an acknowledged append
+    // survives a crash or power loss.
+    conn.pragma_update(None, "synchronous", "FULL")?;
+    Ok(conn)
+}
+
+fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    tx.execute_batch("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")?;
+    let current: Option<i64> = tx
+        .query_row("SELECT version FROM schema_version", [], |r| r.get(0))
+        .optional()?;
+    let current = current.unwrap_or(0);
+    let applied =
+        usize::try_from(current).map_err(|_| StoreError::Corrupt("schema version".into()))?;
+    if applied > MIGRATIONS.len() {
+        return Err(StoreError::Corrupt(format!(
+            "the database has schema version {applied}, newer than this build knows ({})",
+            MIGRATIONS.len()
+        )));
+    }
+    for m in MIGRATIONS.iter().skip(applied) {
+        tx.execute_batch(m)?;
+    }
+    tx.execute("DELETE FROM schema_version", [])?;
+    tx.execute(
+        "INSERT INTO schema_version (version) VALUES (?1)",
+        [MIGRATIONS.len() as i64],
+    )?;
+    tx.commit()?;
+    Ok(())
+}
+
+/// A tenant id names a ledger and a checkpoint origin: 1–128 characters from
+/// `[A-Za-z0-9._:-]`.
+pub(crate) fn check_tenant(tenant: &str) -> Result<(), StoreError> {
+    let ok = !tenant.is_empty()
+        && tenant.len() <= 128
+        && tenant
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"._:-".contains(&b));
+    if ok {
+        Ok(())
+    } else {
+        Err(StoreError::InvalidTenant(tenant.to_owned()))
+    }
+}
+
+impl SqliteStore {
+    /// Opens (creating and migrating) the database and starts the writer thread.
+    pub fn open(config: SqliteConfig) -> Result<SqliteStore, StoreError> {
+        if let Some(dir) = config.path.parent()
+            && !dir.as_os_str().is_empty()
+        {
+            std::fs::create_dir_all(dir)?;
+        }
+        let mut conn = open_connection(&config.path)?;
+        migrate(&mut conn)?;
+        let (tx, rx) = mpsc::channel();
+        let writer = Writer {
+            conn,
+            log_name: config.log_name,
+            signer: config.signer,
+            states: HashMap::new(),
+        };
+        let handle = std::thread::Builder::new()
+            .name("tollgate-ledger-writer".into())
+            .spawn(move || writer.run(rx))?;
+        Ok(SqliteStore {
+            path: config.path,
+            jobs: Some(tx),
+            writer: Some(handle),
+            readers: Mutex::new(Vec::new()),
+        })
+    }
+
+    /// The database file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn send(&self, job: Job) {
+        // A failed send returns the job; dropping it drops the ack sender, which
+        // resolves the ack with `Closed`.
+        if let Some(tx) = &self.jobs {
+            let _ = tx.send(job);
+        }
+    }
+
+    fn with_reader<T>(
+        &self,
+        f: impl FnOnce(&Connection) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        let pooled = self
+            .readers
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .pop();
+        let conn = match pooled {
+            Some(c) => c,
+            None => open_connection(&self.path)?,
+        };
+        let out = f(&conn);
+        self.readers
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push(conn);
+        out
+    }
+
+    /// Runs raw SQL on a fresh connection (for tests and tools that must tamper with
+    /// or inspect the database directly).
+    pub fn raw_connection(&self) -> Result<Connection, StoreError> {
+        open_connection(&self.path)
+    }
+
+    fn entry_hashes(&self, tenant: &str, size: u64) -> Result<Vec<Hash>, StoreError> {
+        self.with_reader(|c| {
+            let mut st = c.prepare_cached(
+                "SELECT entry_hash FROM ledger WHERE tenant = ?1 AND seq >= 0 AND seq < ?2 ORDER BY seq",
+            )?;
+            let rows = st.query_map(params![tenant, to_i64(size)?], |r| r.get::<_, Vec<u8>>(0))?;
+            let mut out = Vec::with_capacity(usize::try_from(size).unwrap_or(0));
+            for r in rows {
+                let bytes = r?;
+                out.push(Hash::from_slice(&bytes).ok_or_else(|| StoreError::Corrupt("entry hash length".into()))?);
+            }
+            if out.len() as u64 != size {
+                return Err(StoreError::OutOfRange(format!("the ledger of `{tenant}` has fewer than {size} entries")));
+            }
+            Ok(out)
+        })
+    }
+}
+
+impl Drop for SqliteStore {
+    fn drop(&mut self) {
+        drop(self.jobs.take());
+        if let Some(h) = self.writer.take() {
+            let _ = h.join();
+        }
+    }
+}
+
+fn to_i64(v: u64) -> Result<i64, StoreError> {
+    i64::try_from(v).map_err(|_| StoreError::OutOfRange(format!("{v} is too large")))
+}
+
+fn to_u64(v: i64) -> Result<u64, StoreError> {
+    u64::try_from(v).map_err(|_| StoreError::Corrupt(format!("negative count {v}")))
+}
+
+#[derive(Clone, Debug)]
+struct TenantState {
+    size: u64,
+    last_hash: Hash,
+    range: CompactRange,
+}
+
+fn load_state(conn: &Connection, tenant: &str) -> Result<TenantState, StoreError> {
+    let row: Option<(i64, Vec<u8>, Vec<u8>)> = conn
+        .query_row(
+            "SELECT size, last_hash, peaks FROM ledger_heads WHERE tenant = ?1",
+            [tenant],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+        )
+        .optional()?;
+    let Some((size, last, peaks)) = row else {
+        return Ok(TenantState {
+            size: 0,
+            last_hash: Hash::ZERO,
+            range: CompactRange::new(),
+        });
+    };
+    let size = to_u64(size)?;
+    let last_hash =
+        Hash::from_slice(&last).ok_or_else(|| StoreError::Corrupt("head hash".into()))?;
+    let peaks: Vec<Hash> = peaks.chunks(32).filter_map(Hash::from_slice).collect();
+    let range = CompactRange::from_parts(size, peaks).ok_or_else(|| {
+        StoreError::Corrupt(format!("head of `{tenant}`: peaks do not match size"))
+    })?;
+    Ok(TenantState {
+        size,
+        last_hash,
+        range,
+    })
+}
+
+fn head_from_state(st: &TenantState) -> LedgerHead {
+    LedgerHead {
+        size: st.size,
+        last_hash: st.last_hash,
+        root: st.range.root(),
+    }
+}
+
+struct Writer {
+    conn: Connection,
+    log_name: String,
+    signer: Option<NoteSigner>,
+    states: HashMap<String, TenantState>,
+}
+
+enum Outcome {
+    Appended(Appended),
+    Checkpoint(Result<SignedCheckpoint, StoreError>),
+}
+
+impl Writer {
+    fn run(mut self, rx: mpsc::Receiver<Job>) {
+        while let Ok(first) = rx.recv() {
+            let mut batch = vec![first];
+            while batch.len() < MAX_BATCH {
+                match rx.try_recv() {
+                    Ok(job) => batch.push(job),
+                    Err(_) => break,
+                }
+            }
+            match self.write_batch(&batch) {
+                Ok(outcomes) => {
+                    for (job, outcome) in batch.into_iter().zip(outcomes) {
+                        match (job, outcome) {
+                            (Job::Append { ack, .. }, Outcome::Appended(a)) => ack.send(Ok(a)),
+                            (Job::Checkpoint { ack, .. }, Outcome::Checkpoint(c)) => ack.send(c),
+                            // Outcomes are pushed in job order with the job's own variant.
+                            _ => {}
+                        }
+                    }
+                }
+                Err(e) => {
+                    // The transaction rolled back; forget cached heads so they are
+                    // reloaded from what is durably there.
+                    self.states.clear();
+                    let msg = e.to_string();
+                    for job in batch {
+                        match job {
+                            Job::Append { ack, .. } => {
+                                ack.send(Err(StoreError::BatchFailed(msg.clone())))
+                            }
+                            Job::Checkpoint { ack, .. } => {
+                                ack.send(Err(StoreError::BatchFailed(msg.clone())))
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    fn write_batch(&mut self, batch: &[Job]) -> Result<Vec<Outcome>, StoreError> {
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let mut dirty: HashMap<&str, TenantState> = HashMap::new();
+        let mut outcomes = Vec::with_capacity(batch.len());
+        {
+            let mut insert = tx.prepare_cached(
+                "INSERT INTO ledger (tenant, seq, kind, time, canonical, entry_hash) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            )?;
+            for job in batch {
+                let tenant = match job {
+                    Job::Append { tenant, .. } | Job::Checkpoint { tenant, .. } => tenant.as_str(),
+                };
+                let st = match dirty.entry(tenant) {
+                    std::collections::hash_map::Entry::Occupied(o) => o.into_mut(),
+                    std::collections::hash_map::Entry::Vacant(v) => {
+                        let loaded = match self.states.get(tenant) {
+                            Some(s) => s.clone(),
+                            None => load_state(&tx, tenant)?,
+                        };
+                        v.insert(loaded)
+                    }
+                };
+                match job {
+                    Job::Append {
+                        tenant,
+                        time,
+                        prepared,
+                        ..
+                    } => {
+                        // INVARIANT: the writer is the only sequencer, and `st` is
+                        // the committed head plus this batch's earlier appends, so
+                        // seq is gapless and prev_hash links to the last entry.
+                        let seq = st.size;
+                        let prev_hash = st.last_hash;
+                        let (bytes, entry_hash) = prepared.seal(seq, prev_hash)?;
+                        insert.execute(params![
+                            tenant,
+                            to_i64(seq)?,
+                            prepared.kind().as_str(),
+                            time,
+                            bytes,
+                            entry_hash.0.as_slice()
+                        ])?;
+                        st.size += 1;
+                        st.last_hash = entry_hash;
+                        st.range.push_entry_hash(&entry_hash);
+                        outcomes.push(Outcome::Appended(Appended {
+                            tenant: tenant.clone(),
+                            seq,
+                            entry_hash,
+                            prev_hash,
+                        }));
+                    }
+                    Job::Checkpoint { tenant, time, .. } => {
+                        let Some(signer) = &self.signer else {
+                            outcomes.push(Outcome::Checkpoint(Err(StoreError::NoSigner)));
+                            continue;
+                        };
+                        let cp = Checkpoint {
+                            origin: format!("{}/{}", self.log_name, tenant),
+                            size: st.size,
+                            root: st.range.root(),
+                            extensions: vec![format!("time {time}")],
+                        }
+                        .sign(signer)?;
+                        tx.execute(
+                            "INSERT INTO checkpoints (tenant, size, issued, note) VALUES (?1, ?2, ?3, ?4)",
+                            params![tenant, to_i64(st.size)?, time, cp.to_text()?],
+                        )?;
+                        outcomes.push(Outcome::Checkpoint(Ok(cp)));
+                    }
+                }
+            }
+            let mut head = tx.prepare_cached(
+                "INSERT INTO ledger_heads (tenant, size, last_hash, peaks) VALUES (?1, ?2, ?3, ?4)
+                 ON CONFLICT (tenant) DO UPDATE SET size = excluded.size, last_hash = excluded.last_hash, peaks = excluded.peaks",
+            )?;
+            for (tenant, st) in &dirty {
+                let peaks: Vec<u8> = st.range.peaks().iter().flat_map(|h| h.0).collect();
+                head.execute(params![
+                    tenant,
+                    to_i64(st.size)?,
+                    st.last_hash.0.as_slice(),
+                    peaks
+                ])?;
+            }
+        }
+        tx.commit()?;
+        for (tenant, st) in dirty {
+            self.states.insert(tenant.to_owned(), st);
+        }
+        Ok(outcomes)
+    }
+}
+
+fn row_to_entry(row: &StoredRow) -> Result<Entry, StoreError> {
+    let hash = Hash::from_slice(&row.entry_hash)
+        .ok_or_else(|| StoreError::Corrupt("entry hash length".into()))?;
+    Ok(Entry::from_canonical(&row.canonical, hash)?)
+}
+
+/// Reads a ledger row without trusting its column types: text read as bytes (lossily
+/// decoded), so that a tampered row is reported by the verifier rather than failing
+/// the read.
+fn read_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<StoredRow> {
+    let bytes = |i: usize| -> rusqlite::Result<Vec<u8>> {
+        Ok(match r.get_ref(i)? {
+            rusqlite::types::ValueRef::Text(t) | rusqlite::types::ValueRef::Blob(t) => t.to_vec(),
+            rusqlite::types::ValueRef::Integer(n) => n.to_string().into_bytes(),
+            rusqlite::types::ValueRef::Real(f) => f.to_string().into_bytes(),
+            rusqlite::types::ValueRef::Null => Vec::new(),
+        })
+    };
+    let text = |i: usize| -> rusqlite::Result<String> {
+        Ok(String::from_utf8_lossy(&bytes(i)?).into_owned())
+    };
+    Ok(StoredRow {
+        seq: r.get::<_, i64>(0)?,
+        kind: text(1)?,
+        time: text(2)?,
+        canonical: bytes(3)?,
+        entry_hash: bytes(4)?,
+    })
+}
+
+const ROW_COLUMNS: &str = "seq, kind, time, canonical, entry_hash";
+
+impl LedgerStore for SqliteStore {
+    fn submit(&self, draft: EntryDraft) -> Ack<Appended> {
+        if let Err(e) = check_tenant(&draft.tenant) {
+            return Ack::ready(Err(e));
+        }
+        // Canonicalising the body is the costly part; it runs on the caller's thread.
+        let prepared = match PreparedDraft::new(&draft) {
+            Ok(p) => p,
+            Err(e) => return Ack::ready(Err(e.into())),
+        };
+        let (tx, rx) = ack::channel();
+        self.send(Job::Append {
+            tenant: draft.tenant,
+            time: draft.time,
+            prepared,
+            ack: tx,
+        });
+        rx
+    }
+
+    fn ledger_tenants(&self) -> Result<Vec<String>, StoreError> {
+        self.with_reader(|c| {
+            let mut st =
+                c.prepare_cached("SELECT tenant FROM ledger_heads WHERE size > 0 ORDER BY tenant")?;
+            let rows = st.query_map([], |r| r.get(0))?;
+            Ok(rows.collect::<Result<_, _>>()?)
+        })
+    }
+
+    fn head(&self, tenant: &str) -> Result<Option<LedgerHead>, StoreError> {
+        self.with_reader(|c| {
+            let st = load_state(c, tenant)?;
+            Ok((st.size > 0).then(|| head_from_state(&st)))
+        })
+    }
+
+    fn entry(&self, tenant: &str, seq: u64) -> Result<Option<Entry>, StoreError> {
+        let row = self.with_reader(|c| {
+            Ok(c.query_row(
+                &format!("SELECT {ROW_COLUMNS} FROM ledger WHERE tenant = ?1 AND seq = ?2"),
+                params![tenant, to_i64(seq)?],
+                read_row,
+            )
+            .optional()?)
+        })?;
+        row.as_ref().map(row_to_entry).transpose()
+    }
+
+    fn range(&self, tenant: &str, from: u64, to: u64) -> Result<Vec<Entry>, StoreError> {
+        let rows = self.with_reader(|c| {
+            let mut st = c.prepare_cached(&format!(
+                "SELECT {ROW_COLUMNS} FROM ledger WHERE tenant = ?1 AND seq >= ?2 AND seq < ?3 ORDER BY seq"
+            ))?;
+            let rows = st.query_map(params![tenant, to_i64(from)?, to_i64(to)?], read_row)?;
+            Ok(rows.collect::<Result<Vec<_>, _>>()?)
+        })?;
+        rows.iter().map(row_to_entry).collect()
+    }
+
+    fn scan(
+        &self,
+        tenant: &str,
+        visit: &mut dyn FnMut(StoredRow) -> Result<(), StoreError>,
+    ) -> Result<(), StoreError> {
+        self.with_reader(|c| {
+            // A read transaction gives one consistent snapshot for the whole scan.
+            c.execute_batch("BEGIN")?;
+            let result = (|| {
+                let mut st = c.prepare_cached(&format!(
+                    "SELECT {ROW_COLUMNS} FROM ledger WHERE tenant = ?1 AND seq >= 0 ORDER BY seq"
+                ))?;
+                let mut rows = st.query([tenant])?;
+                while let Some(r) = rows.next()? {
+                    visit(read_row(r)?)?;
+                }
+                Ok(())
+            })();
+            c.execute_batch("COMMIT")?;
+            result
+        })
+    }
+
+    fn issue_checkpoint(&self, tenant: &str, time: &str) -> Ack<SignedCheckpoint> {
+        if let Err(e) = check_tenant(tenant) {
+            return Ack::ready(Err(e));
+        }
+        let (tx, rx) = ack::channel();
+        self.send(Job::Checkpoint {
+            tenant: tenant.to_owned(),
+            time: time.to_owned(),
+            ack: tx,
+        });
+        rx
+    }
+
+    fn latest_checkpoint(&self, tenant: &str) -> Result<Option<SignedCheckpoint>, StoreError> {
+        let note: Option<String> = self.with_reader(|c| {
+            Ok(c.query_row(
+                "SELECT note FROM checkpoints WHERE tenant = ?1 ORDER BY size DESC, id DESC LIMIT 1",
+                [tenant],
+                |r| r.get(0),
+            )
+            .optional()?)
+        })?;
+        Ok(note.map(|n| SignedCheckpoint::parse(&n)).transpose()?)
+    }
+
+    fn checkpoints(&self, tenant: &str) -> Result<Vec<SignedCheckpoint>, StoreError> {
+        checkpoint_rows(self, tenant)?
+            .into_iter()
+            .map(|(_, n)| Ok(SignedCheckpoint::parse(&n)?))
+            .collect()
+    }
+
+    fn inclusion_proof(&self, tenant: &str, seq: u64, size: u64) -> Result<Vec<Hash>, StoreError> {
+        let leaves = merkle::leaf_hashes(&self.entry_hashes(tenant, size)?);
+        merkle::inclusion_proof(&leaves, seq).map_err(|e| StoreError::OutOfRange(e.to_string()))
+    }
+
+    fn consistency_proof(&self, tenant: &str, from: u64, to: u64) -> Result<Vec<Hash>, StoreError> {
+        let leaves = merkle::leaf_hashes(&self.entry_hashes(tenant, to)?);
+        merkle::consistency_proof(&leaves, from).map_err(|e| StoreError::OutOfRange(e.to_string()))
+    }
+
+    fn verify(
+        &self,
+        tenant: &str,
+        keys: &[NoteVerifier],
+    ) -> Result<Result<Verified, VerifyFailure>, StoreError> {
+        let head = self.head(tenant)?;
+        let mut candidates: Vec<VerifyFailure> = Vec::new();
+        let mut checkpoints = Vec::new();
+        for (size, note) in checkpoint_rows(self, tenant)? {
+            let size = u64::try_from(size).unwrap_or(0);
+            match SignedCheckpoint::parse(&note) {
+                Ok(cp) if cp.checkpoint.size == size => checkpoints.push(cp),
+                Ok(_) => candidates.push(VerifyFailure {
+                    seq: size.saturating_sub(1),
+                    problem: Problem::BadCheckpointSignature {
+                        size,
+                        reason: "the stored size column disagrees with the note".into(),
+                    },
+                }),
+                Err(e) => candidates.push(VerifyFailure {
+                    seq: size.saturating_sub(1),
+                    problem: Problem::BadCheckpointSignature {
+                        size,
+                        reason: e.to_string(),
+                    },
+                }),
+            }
+        }
+        let mut v = Verifier::new(Some(tenant.to_owned()), &checkpoints, keys);
+        let mut failure: Option<VerifyFailure> = None;
+        let scanned = self.scan(tenant, &mut |row| {
+            if failure.is_some() {
+                return Err(StoreError::Closed); // stop scanning; not reported
+            }
+            let Some(hash) = Hash::from_slice(&row.entry_hash) else {
+                failure = Some(v.malformed("the stored entry_hash is not 32 bytes"));
+                return Ok(());
+            };
+            match v.push_canonical(&row.canonical, hash) {
+                Ok(entry) => {
+                    let columns_agree = row.seq == i64::try_from(entry.seq).unwrap_or(-1)
+                        && row.kind == entry.kind.as_str()
+                        && row.time == entry.time;
+                    if !columns_agree {
+                        failure = Some(VerifyFailure {
+                            seq: entry.seq,
+                            problem: Problem::Malformed {
+                                reason: "the stored seq, kind or time column disagrees with the hashed entry".into(),
+                            },
+                        });
+                    }
+                }
+                Err(f) => failure = Some(f),
+            }
+            Ok(())
+        });
+        match scanned {
+            Ok(()) | Err(StoreError::Closed) => {}
+            Err(e) => return Err(e),
+        }
+        let main = match failure {
+            Some(f) => Err(f),
+            None => v.finish(head.map(|h| h.size)),
+        };
+        let earliest = candidates.into_iter().min_by_key(|f| f.seq);
+        Ok(match (main, earliest) {
+            (Err(f), Some(c)) if c.seq < f.seq => Err(c),
+            (Err(f), _) => Err(f),
+            (Ok(_), Some(c)) => Err(c),
+            (Ok(ok), None) => Ok(ok),
+        })
+    }
+}
+
+fn checkpoint_rows(store: &SqliteStore, tenant: &str) -> Result<Vec<(i64, String)>, StoreError> {
+    store.with_reader(|c| {
+        let mut st = c.prepare_cached(
+            "SELECT size, note FROM checkpoints WHERE tenant = ?1 ORDER BY size, id",
+        )?;
+        let rows = st.query_map([tenant], |r| {
+            let note = match r.get_ref(1)? {
+                rusqlite::types::ValueRef::Text(t) | rusqlite::types::ValueRef::Blob(t) => {
+                    String::from_utf8_lossy(t).into_owned()
+                }
+                _ => String::new(),
+            };
+            Ok((r.get(0)?, note))
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    })
+}
+
+fn json<T: serde::Serialize>(v: &T) -> Result<String, StoreError> {
+    Ok(serde_json::to_string(v)?)
+}
+
+fn parse<T: serde::de::DeserializeOwned>(s: &str) -> Result<T, StoreError> {
+    Ok(serde_json::from_str(s)?)
+}
+
+impl SqliteStore {
+    fn write(&self, sql: &str, p: impl rusqlite::Params) -> Result<usize, StoreError> {
+        self.with_reader(|c| Ok(c.execute(sql, p)?))
+    }
+
+    fn bodies<T: serde::de::DeserializeOwned>(
+        &self,
+        sql: &str,
+        p: impl rusqlite::Params,
+    ) -> Result<Vec<T>, StoreError> {
+        let texts: Vec<String> = self.with_reader(|c| {
+            let mut st = c.prepare_cached(sql)?;
+            let rows = st.query_map(p, |r| r.get(0))?;
+            Ok(rows.collect::<Result<_, _>>()?)
+        })?;
+        texts.iter().map(|t| parse(t)).collect()
+    }
+
+    fn body<T: serde::de::DeserializeOwned>(
+        &self,
+        sql: &str,
+        p: impl rusqlite::Params,
+    ) -> Result<Option<T>, StoreError> {
+        Ok(self.bodies(sql, p)?.into_iter().next())
+    }
+}
+
+impl TenantStore for SqliteStore {
+    fn put_tenant(&self, t: &TenantRecord) -> Result<(), StoreError> {
+        check_tenant(&t.id)?;
+        self.write(
+            "INSERT OR REPLACE INTO tenants (id, body) VALUES (?1, ?2)",
+            params![t.id, json(t)?],
+        )?;
+        Ok(())
+    }
+    fn tenant(&self, id: &str) -> Result<Option<TenantRecord>, StoreError> {
+        self.body("SELECT body FROM tenants WHERE id = ?1", [id])
+    }
+    fn tenants(&self) -> Result<Vec<TenantRecord>, StoreError> {
+        self.bodies("SELECT body FROM tenants ORDER BY id", [])
+    }
+}
+
+impl KeyStore for SqliteStore {
+    fn put_api_key(&self, k: &ApiKeyRecord) -> Result<(), StoreError> {
+        self.write(
+            "INSERT OR REPLACE INTO api_keys (id, tenant, hash, body) VALUES (?1, ?2, ?3, ?4)",
+            params![k.id, k.tenant, k.hash, json(k)?],
+        )?;
+        Ok(())
+    }
+    fn api_key_by_hash(&self, hash: &str) -> Result<Option<ApiKeyRecord>, StoreError> {
+        self.body("SELECT body FROM api_keys WHERE hash = ?1", [hash])
+    }
+    fn api_keys(&self, tenant: &str) -> Result<Vec<ApiKeyRecord>, StoreError> {
+        self.bodies(
+            "SELECT body FROM api_keys WHERE tenant = ?1 ORDER BY id",
+            [tenant],
+        )
+    }
+    fn put_signing_key(&self, k: &SigningKeyRecord) -> Result<(), StoreError> {
+        self.write(
+            "INSERT OR REPLACE INTO signing_keys (name, public_key, body) VALUES (?1, ?2, ?3)",
+            params![k.name, k.public_key.as_slice(), json(k)?],
+        )?;
+        Ok(())
+    }
+    fn signing_keys(&self) -> Result<Vec<SigningKeyRecord>, StoreError> {
+        let mut keys: Vec<SigningKeyRecord> = self.bodies("SELECT body FROM signing_keys", [])?;
+        keys.sort_by_key(|k| k.created_ms);
+        Ok(keys)
+    }
+}
+
+impl PolicyStore for SqliteStore {
+    fn put_policy_version(&self, p: &PolicyRecord) -> Result<(), StoreError> {
+        // Plain INSERT: a stored version is immutable.
+        self.write(
+            "INSERT INTO policies (tenant, policy_id, version, body) VALUES (?1, ?2, ?3, ?4)",
+            params![p.tenant, p.policy_id, to_i64(p.version)?, json(p)?],
+        )?;
+        Ok(())
+    }
+    fn policy_version(
+        &self,
+        tenant: &str,
+        policy_id: &str,
+        version: u64,
+    ) -> Result<Option<PolicyRecord>, StoreError> {
+        self.body(
+            "SELECT body FROM policies WHERE tenant = ?1 AND policy_id = ?2 AND version = ?3",
+            params![tenant, policy_id, to_i64(version)?],
+        )
+    }
+    fn policy_versions(
+        &self,
+        tenant: &str,
+        policy_id: &str,
+    ) -> Result<Vec<PolicyRecord>, StoreError> {
+        self.bodies(
+            "SELECT body FROM policies WHERE tenant = ?1 AND policy_id = ?2 ORDER BY version",
+            params![tenant, policy_id],
+        )
+    }
+    fn activate_policy(
+        &self,
+        tenant: &str,
+        environment: &str,
+        policy_id: &str,
+        version: u64,
+    ) -> Result<(), StoreError> {
+        self.write(
+            "INSERT OR REPLACE INTO active_policies (tenant, environment, policy_id, version) VALUES (?1, ?2, ?3, ?4)",
+            params![tenant, environment, policy_id, to_i64(version)?],
+        )?;
+        Ok(())
+    }
+    fn active_policy(
+        &self,
+        tenant: &str,
+        environment: &str,
+    ) -> Result<Option<(String, u64)>, StoreError> {
+        let row: Option<(String, i64)> = self.with_reader(|c| {
+            Ok(c.query_row(
+                "SELECT policy_id, version FROM active_policies WHERE tenant = ?1 AND environment = ?2",
+                params![tenant, environment],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .optional()?)
+        })?;
+        row.map(|(id, v)| Ok((id, to_u64(v)?))).transpose()
+    }
+}
+
+impl SourceStore for SqliteStore {
+    fn put_source(&self, r: &Record) -> Result<(), StoreError> {
+        self.write(
+            "INSERT OR REPLACE INTO sources (tenant, id, body) VALUES (?1, ?2, ?3)",
+            params![r.tenant, r.id, json(r)?],
+        )?;
+        Ok(())
+    }
+    fn source(&self, tenant: &str, id: &str) -> Result<Option<Record>, StoreError> {
+        self.body(
+            "SELECT body FROM sources WHERE tenant = ?1 AND id = ?2",
+            params![tenant, id],
+        )
+    }
+    fn sources(&self, tenant: &str) -> Result<Vec<Record>, StoreError> {
+        self.bodies(
+            "SELECT body FROM sources WHERE tenant = ?1 ORDER BY id",
+            [tenant],
+        )
+    }
+}
+
+impl OverrideStore for SqliteStore {
+    fn put_override(&self, r: &Record) -> Result<(), StoreError> {
+        self.write(
+            "INSERT OR REPLACE INTO overrides (tenant, id, body) VALUES (?1, ?2, ?3)",
+            params![r.tenant, r.id, json(r)?],
+        )?;
+        Ok(())
+    }
+    fn clear_override(&self, tenant: &str, id: &str) -> Result<bool, StoreError> {
+        Ok(self.write(
+            "DELETE FROM overrides WHERE tenant = ?1 AND id = ?2",
+            params![tenant, id],
+        )? > 0)
+    }
+    fn overrides(&self, tenant: &str) -> Result<Vec<Record>, StoreError> {
+        self.bodies(
+            "SELECT body FROM overrides WHERE tenant = ?1 ORDER BY id",
+            [tenant],
+        )
+    }
+}
+
+impl IdempotencyStore for SqliteStore {
+    fn claim(
+        &self,
+        tenant: &str,
+        key: &str,
+        request_hash: &str,
+        now_ms: i64,
+    ) -> Result<IdempotencyClaim, StoreError> {
+        self.with_reader(|c| {
+            // INSERT OR IGNORE is atomic: exactly one concurrent claimant inserts.
+            let inserted = c.execute(
+                "INSERT OR IGNORE INTO idempotency (tenant, key, request_hash, created_ms) VALUES (?1, ?2, ?3, ?4)",
+                params![tenant, key, request_hash, now_ms],
+            )?;
+            if inserted == 1 {
+                return Ok(IdempotencyClaim::New);
+            }
+            let (hash, response): (String, Option<String>) = c.query_row(
+                "SELECT request_hash, response FROM idempotency WHERE tenant = ?1 AND key = ?2",
+                params![tenant, key],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )?;
+            Ok(if hash != request_hash {
+                IdempotencyClaim::Mismatch
+            } else {
+                match response {
+                    Some(r) => IdempotencyClaim::Done(parse(&r)?),
+                    None => IdempotencyClaim::InProgress,
+                }
+            })
+        })
+    }
+    fn complete(
+        &self,
+        tenant: &str,
+        key: &str,
+        response: &serde_json::Value,
+    ) -> Result<(), StoreError> {
+        self.write(
+            "UPDATE idempotency SET response = ?3 WHERE tenant = ?1 AND key = ?2",
+            params![tenant, key, json(response)?],
+        )?;
+        Ok(())
+    }
+    fn purge_idempotency(&self, before_ms: i64) -> Result<u64, StoreError> {
+        Ok(self.write("DELETE FROM idempotency WHERE created_ms < ?1", [before_ms])? as u64)
+    }
+}
+
+impl ReviewStore for SqliteStore {
+    fn put_review(&self, r: &ReviewRecord) -> Result<(), StoreError> {
+        self.write(
+            "INSERT OR REPLACE INTO reviews (tenant, id, status, body) VALUES (?1, ?2, ?3, ?4)",
+            params![r.tenant, r.id, r.status, json(r)?],
+        )?;
+        Ok(())
+    }
+    fn review(&self, tenant: &str, id: &str) -> Result<Option<ReviewRecord>, StoreError> {
+        self.body(
+            "SELECT body FROM reviews WHERE tenant = ?1 AND id = ?2",
+            params![tenant, id],
+        )
+    }
+    fn reviews(&self, tenant: &str, status: Option<&str>) -> Result<Vec<ReviewRecord>, StoreError> {
+        match status {
+            Some(s) => self.bodies(
+                "SELECT body FROM reviews WHERE tenant = ?1 AND status = ?2 ORDER BY id",
+                params![tenant, s],
+            ),
+            None => self.bodies(
+                "SELECT body FROM reviews WHERE tenant = ?1 ORDER BY id",
+                [tenant],
+            ),
+        }
+    }
+}
+
+impl QuotaStore for SqliteStore {
+    fn add_usage(
+        &self,
+        tenant: &str,
+        period: &str,
+        metric: &str,
+        amount: u64,
+    ) -> Result<u64, StoreError> {
+        self.with_reader(|c| {
+            let v: i64 = c.query_row(
+                "INSERT INTO quota (tenant, period, metric, value) VALUES (?1, ?2, ?3, ?4)
+                 ON CONFLICT (tenant, period, metric) DO UPDATE SET value = value + excluded.value
+                 RETURNING value",
+                params![tenant, period, metric, to_i64(amount)?],
+                |r| r.get(0),
+            )?;
+            to_u64(v)
+        })
+    }
+    fn usage(&self, tenant: &str, period: &str, metric: &str) -> Result<u64, StoreError> {
+        let v: Option<i64> = self.with_reader(|c| {
+            Ok(c.query_row(
+                "SELECT value FROM quota WHERE tenant = ?1 AND period = ?2 AND metric = ?3",
+                params![tenant, period, metric],
+                |r| r.get(0),
+            )
+            .optional()?)
+        })?;
+        v.map(to_u64).transpose().map(|v| v.unwrap_or(0))
+    }
+}
