@@ -89,7 +89,7 @@ fn bucket_of_four_refilling_every_five_seconds() {
     let policies = [PolicyBinding::Found(csc_default().unwrap())];
     let r = request(0.05, 0.95);
     let mut buckets = MemoryBuckets::new();
-    let mut at = |ms: i64, buckets: &mut MemoryBuckets| {
+    let at = |ms: i64, buckets: &mut MemoryBuckets| {
         let input = DecideInput {
             request: &r,
             policies: &policies,
