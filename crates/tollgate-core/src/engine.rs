@@ -13,7 +13,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value as Json;
 
 use crate::adaptive::{self, OutcomeRecord};
-use crate::expr::{self, Activation};
+use crate::expr::{self, Activation, CompiledExpr};
+use crate::fast;
 use crate::policy::compile::KeyPart;
 use crate::policy::{CompiledPolicy, DefaultEffect, Effect, OnError};
 use crate::request::{DecisionRequest, FieldError, InvalidRequest, Mode};
@@ -216,7 +217,7 @@ pub fn evaluate(input: &DecideInput<'_>) -> Result<Evaluation, InvalidRequest> {
     }
 
     // 2. Policy rules and survival score.
-    let activations = policy_gate(input, &mut ev);
+    policy_gate(input, &mut ev);
     if ev.outcome.is_some() && stop_early {
         return Ok(ev);
     }
@@ -235,7 +236,7 @@ pub fn evaluate(input: &DecideInput<'_>) -> Result<Evaluation, InvalidRequest> {
     }
 
     // 4. Throttle: compute the buckets; `finish` checks them.
-    throttle_demands(input, &activations, &mut ev);
+    throttle_demands(input, &mut ev);
     Ok(ev)
 }
 
@@ -566,11 +567,77 @@ fn effective_signals<'r>(
     out
 }
 
-fn policy_gate<'a>(input: &DecideInput<'a>, ev: &mut Evaluation) -> Vec<Option<Activation<'a>>> {
+/// Evaluates expressions natively where possible, and with the `cel` crate (built
+/// on first need) otherwise.
+struct Evaluator<'a> {
+    env: fast::Env<'a>,
+    needed: crate::expr::VarSet,
+    cel: Option<Activation<'a>>,
+}
+
+impl<'a> Evaluator<'a> {
+    fn new(
+        request: &'a DecisionRequest,
+        signals: &'a [(&'a str, f64)],
+        now: UnixMillis,
+        needed: crate::expr::VarSet,
+    ) -> Self {
+        Self {
+            env: fast::Env {
+                request,
+                signals,
+                now,
+            },
+            needed,
+            cel: None,
+        }
+    }
+
+    fn cel(&mut self) -> &Activation<'a> {
+        let env = self.env;
+        let needed = self.needed;
+        self.cel
+            .get_or_insert_with(|| Activation::new(env.request, env.signals, env.now, needed))
+    }
+
+    fn eval_bool(&mut self, e: &CompiledExpr) -> Result<bool, String> {
+        if let Some(node) = &e.fast
+            && let fast::Fast::Sure(fast::V::Bool(b)) = fast::eval(node, &self.env)
+        {
+            return Ok(b);
+        }
+        self.cel().eval_bool(e)
+    }
+
+    fn eval_number(&mut self, e: &CompiledExpr) -> Result<f64, String> {
+        if let Some(node) = &e.fast {
+            let n = match fast::eval(node, &self.env) {
+                fast::Fast::Sure(fast::V::Double(d)) => Some(d),
+                fast::Fast::Sure(fast::V::Int(i)) => Some(i as f64),
+                _ => None,
+            };
+            if let Some(n) = n.filter(|n| n.is_finite()) {
+                return Ok(n);
+            }
+        }
+        self.cel().eval_number(e)
+    }
+
+    fn eval_key(&mut self, e: &CompiledExpr) -> Result<String, String> {
+        if let Some(node) = &e.fast
+            && let fast::Fast::Sure(fast::V::Str(s)) = fast::eval(node, &self.env)
+        {
+            return Ok(s.to_owned());
+        }
+        let v = self.cel().eval(e)?;
+        expr::key_string(&v)
+    }
+}
+
+fn policy_gate(input: &DecideInput<'_>, ev: &mut Evaluation) {
     let request = input.request;
     let mut steps = Vec::new();
     let mut candidates: Vec<Candidate> = Vec::new();
-    let mut activations = Vec::with_capacity(input.policies.len());
     for binding in input.policies {
         let p = match binding {
             PolicyBinding::NotFound(reference) => {
@@ -583,42 +650,52 @@ fn policy_gate<'a>(input: &DecideInput<'a>, ev: &mut Evaluation) -> Vec<Option<A
                     explanation: format!("policy '{reference}' not found; failing closed"),
                     review: None,
                 });
-                activations.push(None);
                 continue;
             }
             PolicyBinding::Found(p) => p,
         };
         let signals = effective_signals(request, p);
-        let act = Activation::new(request, &signals, input.now, p.needed);
+        let mut ctx = Evaluator::new(request, &signals, input.now, p.needed);
         if !p.rule_paths.is_empty() {
             let values = p
                 .rule_paths
                 .iter()
-                .map(|path| {
+                .map(|(path, dotted)| {
                     let value = expr::read_path(request, path).map_or(Json::Null, |v| v.to_json());
-                    (path.join("."), value)
+                    (Arc::clone(dotted), value)
                 })
                 .collect();
             steps.push(TraceStep::Inputs {
-                policy: p.stamp.id.clone(),
+                policy: Arc::clone(&p.stamp.id),
                 values,
             });
         }
+        // The rule index narrows the rules to those whose guard can be true.
+        let selected: Option<Vec<usize>> = p.index.as_ref().and_then(|index| {
+            let value = match expr::read_path(request, &index.path) {
+                Some(expr::PathValue::Str(s)) => Some(s),
+                Some(expr::PathValue::Json(Json::String(s))) => Some(s.as_str()),
+                _ => None,
+            }?;
+            let chosen = index.candidates(value);
+            steps.push(TraceStep::RuleIndex {
+                policy: Arc::clone(&p.stamp.id),
+                path: Arc::clone(&index.dotted),
+                evaluated: chosen.len(),
+                skipped: p.rules.len().saturating_sub(chosen.len()),
+            });
+            Some(chosen)
+        });
         let mut any = false;
-        for rule in &p.rules {
-            let (matched, error) = match act.eval_bool(&rule.cond) {
+        let mut run_rule = |rule: &crate::policy::compile::Rule,
+                            steps: &mut Vec<TraceStep>,
+                            candidates: &mut Vec<Candidate>,
+                            ctx: &mut Evaluator<'_>| {
+            let (matched, error) = match ctx.eval_bool(&rule.cond) {
                 Ok(m) => (m, None),
                 Err(e) => (false, Some(e)),
             };
             let failed_closed = error.is_some() && rule.on_error == OnError::Block;
-            steps.push(TraceStep::Rule {
-                policy: p.stamp.id.clone(),
-                rule: rule.name.clone(),
-                matched,
-                effect: rule.effect.as_str().to_owned(),
-                error: error.clone(),
-                failed_closed,
-            });
             if failed_closed {
                 any = true;
                 candidates.push(Candidate {
@@ -627,7 +704,7 @@ fn policy_gate<'a>(input: &DecideInput<'a>, ev: &mut Evaluation) -> Vec<Option<A
                     explanation: format!(
                         "rule '{}' could not be evaluated and fails closed: {}",
                         rule.name,
-                        error.unwrap_or_default()
+                        error.as_deref().unwrap_or_default()
                     ),
                     review: None,
                 });
@@ -637,8 +714,8 @@ fn policy_gate<'a>(input: &DecideInput<'a>, ev: &mut Evaluation) -> Vec<Option<A
                 let review =
                     matches!(status, Status::Escalate | Status::ReviewRequired).then(|| {
                         ReviewRequest {
-                            rule: rule.name.clone(),
-                            policy_id: p.stamp.id.clone(),
+                            rule: rule.name.to_string(),
+                            policy_id: p.stamp.id.to_string(),
                             approvers: rule.approvers.clone(),
                             min_approvals: rule.min_approvals,
                             expires_in_ms: rule.review_expires_ms,
@@ -654,15 +731,31 @@ fn policy_gate<'a>(input: &DecideInput<'a>, ev: &mut Evaluation) -> Vec<Option<A
                     review,
                 });
             }
+            steps.push(TraceStep::Rule {
+                policy: Arc::clone(&p.stamp.id),
+                rule: Arc::clone(&rule.name),
+                matched,
+                effect: rule.effect,
+                error,
+                failed_closed,
+            });
+        };
+        match &selected {
+            Some(chosen) => {
+                for rule in chosen.iter().filter_map(|i| p.rules.get(*i)) {
+                    run_rule(rule, &mut steps, &mut candidates, &mut ctx);
+                }
+            }
+            None => {
+                for rule in &p.rules {
+                    run_rule(rule, &mut steps, &mut candidates, &mut ctx);
+                }
+            }
         }
         if !any {
-            let effect = match p.default_effect {
-                DefaultEffect::Allow => "allow",
-                DefaultEffect::Block => "block",
-            };
             steps.push(TraceStep::DefaultEffect {
-                policy: p.stamp.id.clone(),
-                effect: effect.to_owned(),
+                policy: Arc::clone(&p.stamp.id),
+                effect: p.default_effect,
             });
             if p.default_effect == DefaultEffect::Block {
                 candidates.push(Candidate {
@@ -685,7 +778,7 @@ fn policy_gate<'a>(input: &DecideInput<'a>, ev: &mut Evaluation) -> Vec<Option<A
                 ev.adaptive_bias = bias;
             }
             let may_tighten = p.adaptive.as_ref().is_some_and(|a| a.may_tighten);
-            match act.eval_number(&survival.expr) {
+            match ctx.eval_number(&survival.expr) {
                 Ok(score) => {
                     let passed = adaptive::survival_passes(
                         score,
@@ -694,7 +787,7 @@ fn policy_gate<'a>(input: &DecideInput<'a>, ev: &mut Evaluation) -> Vec<Option<A
                         may_tighten,
                     );
                     steps.push(TraceStep::Survival {
-                        policy: p.stamp.id.clone(),
+                        policy: Arc::clone(&p.stamp.id),
                         score: Some(score),
                         bias,
                         biased_score: bias.map(|b| score + b),
@@ -721,15 +814,6 @@ fn policy_gate<'a>(input: &DecideInput<'a>, ev: &mut Evaluation) -> Vec<Option<A
                     }
                 }
                 Err(e) => {
-                    steps.push(TraceStep::Survival {
-                        policy: p.stamp.id.clone(),
-                        score: None,
-                        bias,
-                        biased_score: None,
-                        threshold: survival.threshold,
-                        passed: false,
-                        error: Some(e.clone()),
-                    });
                     candidates.push(Candidate {
                         status: Status::Block,
                         code: "SURVIVAL_SCORE_ERROR".to_owned(),
@@ -738,10 +822,18 @@ fn policy_gate<'a>(input: &DecideInput<'a>, ev: &mut Evaluation) -> Vec<Option<A
                         ),
                         review: None,
                     });
+                    steps.push(TraceStep::Survival {
+                        policy: Arc::clone(&p.stamp.id),
+                        score: None,
+                        bias,
+                        biased_score: None,
+                        threshold: survival.threshold,
+                        passed: false,
+                        error: Some(e),
+                    });
                 }
             }
         }
-        activations.push(Some(act));
     }
 
     let worst = candidates
@@ -785,7 +877,6 @@ fn policy_gate<'a>(input: &DecideInput<'a>, ev: &mut Evaluation) -> Vec<Option<A
         // Allow rules matched: their reason codes travel with the final verdict.
         ev.allow_codes = dedup(candidates.iter().map(|c| c.code.clone()));
     }
-    activations
 }
 
 fn dedup(codes: impl Iterator<Item = String>) -> Vec<String> {
@@ -808,12 +899,11 @@ fn reality_gate(input: &DecideInput<'_>, ev: &mut Evaluation) {
             continue;
         };
         for band in &p.bands {
-            let bound = format!("{} {}", band.cmp.symbol(), band.bound);
             let in_scope = band
                 .action_types
                 .as_ref()
                 .is_none_or(|types| action_type.is_some_and(|t| types.iter().any(|x| x == t)));
-            let value = request.signals.get(&band.signal).copied();
+            let value = request.signals.get(&*band.signal).copied();
             let (passed, skipped) = match (in_scope, value) {
                 (false, _) => (true, true),
                 (true, None) => (!band.required, !band.required),
@@ -823,7 +913,10 @@ fn reality_gate(input: &DecideInput<'_>, ev: &mut Evaluation) {
                 let (code, why) = match value {
                     Some(v) => (
                         "REALITY_OUT_OF_BAND",
-                        format!("reality band: {} {v} is not {bound}", band.signal),
+                        format!(
+                            "reality band: {} {v} is not {}",
+                            band.signal, band.bound_text
+                        ),
                     ),
                     None => (
                         "REALITY_SIGNAL_MISSING",
@@ -833,10 +926,10 @@ fn reality_gate(input: &DecideInput<'_>, ev: &mut Evaluation) {
                 failures.push((code.to_owned(), why));
             }
             steps.push(TraceStep::Band {
-                policy: p.stamp.id.clone(),
-                signal: band.signal.clone(),
+                policy: Arc::clone(&p.stamp.id),
+                signal: Arc::clone(&band.signal),
                 value,
-                bound,
+                bound: Arc::clone(&band.bound_text),
                 passed,
                 skipped,
             });
@@ -868,21 +961,18 @@ fn reality_gate(input: &DecideInput<'_>, ev: &mut Evaluation) {
     }
 }
 
-fn throttle_demands(
-    input: &DecideInput<'_>,
-    activations: &[Option<Activation<'_>>],
-    ev: &mut Evaluation,
-) {
+fn throttle_demands(input: &DecideInput<'_>, ev: &mut Evaluation) {
     let request = input.request;
-    for (pi, binding) in input.policies.iter().enumerate() {
+    for binding in input.policies {
         let PolicyBinding::Found(p) = binding else {
             continue;
         };
+        let mut signals: Option<Vec<(&str, f64)>> = None;
         for (ti, t) in p.throttles.iter().enumerate() {
             ev.throttle_runs = true;
             let mut key = Vec::with_capacity(t.parts.len() + 3);
             key.push(Json::String(request.tenant.clone()));
-            key.push(Json::String(p.stamp.id.clone()));
+            key.push(Json::String(p.stamp.id.to_string()));
             key.push(Json::from(ti));
             let mut error = None;
             for part in &t.parts {
@@ -891,13 +981,9 @@ fn throttle_demands(
                         key.push(expr::read_path(request, path).map_or(Json::Null, |v| v.to_json()))
                     }
                     KeyPart::Cel(e) => {
-                        let value = activations
-                            .get(pi)
-                            .and_then(Option::as_ref)
-                            .ok_or_else(|| "policy not evaluated".to_owned())
-                            .and_then(|act| act.eval(e))
-                            .and_then(|v| expr::key_string(&v));
-                        match value {
+                        let signals = signals.get_or_insert_with(|| effective_signals(request, p));
+                        let mut ctx = Evaluator::new(request, signals, input.now, p.needed);
+                        match ctx.eval_key(e) {
                             Ok(s) => key.push(Json::String(s)),
                             Err(e) => {
                                 error = Some(e);
@@ -909,7 +995,7 @@ fn throttle_demands(
             }
             match error {
                 Some(e) => ev.throttle_steps.push(TraceStep::BucketKeyError {
-                    policy: p.stamp.id.clone(),
+                    policy: Arc::clone(&p.stamp.id),
                     index: ti,
                     error: e,
                 }),

@@ -49,6 +49,8 @@ pub(crate) struct CompiledExpr {
     pub(crate) signal_refs: BTreeSet<String>,
     /// Request paths the expression reads (`action.amount`), for the trace.
     pub(crate) paths: BTreeSet<Vec<String>>,
+    /// The native accelerator, when the expression is inside its subset.
+    pub(crate) fast: Option<crate::fast::Node>,
 }
 
 /// Compile `source` and check that it references only known variables.
@@ -85,10 +87,11 @@ pub(crate) fn compile(source: &str) -> Result<CompiledExpr, String> {
         }
     }
     Ok(CompiledExpr {
-        program,
         vars,
         signal_refs: walk.signal_refs,
         paths: walk.paths,
+        fast: crate::fast::compile(program.expression()),
+        program,
     })
 }
 

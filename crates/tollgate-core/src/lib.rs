@@ -39,6 +39,7 @@ pub mod adaptive;
 pub mod digest;
 pub mod engine;
 mod expr;
+mod fast;
 pub mod policy;
 pub mod request;
 pub mod throttle;

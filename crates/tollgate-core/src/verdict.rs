@@ -1,5 +1,7 @@
 //! Verdicts and the trace of the gates that produced them.
 
+use std::sync::Arc;
+
 use serde::{Deserialize, Serialize};
 
 use crate::request::Mode;
@@ -76,11 +78,11 @@ impl Gate {
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct PolicyStamp {
     /// The policy id.
-    pub id: String,
+    pub id: Arc<str>,
     /// The immutable version number.
     pub version: u32,
     /// Hex SHA-256 of the policy text as published.
-    pub text_sha256: String,
+    pub text_sha256: Arc<str>,
 }
 
 /// What a review-opening rule asks the server to open.
@@ -204,20 +206,20 @@ pub enum TraceStep {
     /// The request values the rules of a policy read.
     Inputs {
         /// Policy id.
-        policy: String,
+        policy: Arc<str>,
         /// Dotted path to value; `null` when absent.
-        values: std::collections::BTreeMap<String, serde_json::Value>,
+        values: std::collections::BTreeMap<Arc<str>, serde_json::Value>,
     },
     /// A rule condition was evaluated.
     Rule {
         /// Policy id.
-        policy: String,
+        policy: Arc<str>,
         /// Rule name.
-        rule: String,
+        rule: Arc<str>,
         /// Whether the condition matched.
         matched: bool,
         /// The effect the rule has when it matches.
-        effect: String,
+        effect: crate::policy::Effect,
         /// Evaluation error, when the condition could not be evaluated.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         error: Option<String>,
@@ -228,14 +230,27 @@ pub enum TraceStep {
     /// No rule matched: the default effect applied.
     DefaultEffect {
         /// Policy id.
-        policy: String,
+        policy: Arc<str>,
         /// `allow` or `block`.
-        effect: String,
+        effect: crate::policy::DefaultEffect,
+    },
+    /// The rule index narrowed the rules to evaluate: the others cannot match because
+    /// a condition they all start with (`action.type == "X"`, `startsWith`, `in`) is
+    /// false for this request.
+    RuleIndex {
+        /// Policy id.
+        policy: Arc<str>,
+        /// The indexed request path.
+        path: Arc<str>,
+        /// Rules evaluated.
+        evaluated: usize,
+        /// Rules skipped because their guard is false.
+        skipped: usize,
     },
     /// The survival score was computed and compared.
     Survival {
         /// Policy id.
-        policy: String,
+        policy: Arc<str>,
         /// The score before the bias.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         score: Option<f64>,
@@ -256,14 +271,14 @@ pub enum TraceStep {
     /// A reality band was checked.
     Band {
         /// Policy id.
-        policy: String,
+        policy: Arc<str>,
         /// The signal name.
-        signal: String,
+        signal: Arc<str>,
         /// The value read, if present.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         value: Option<f64>,
         /// The comparison, e.g. `< 0.15`.
-        bound: String,
+        bound: Arc<str>,
         /// Whether the band passed.
         passed: bool,
         /// Whether the band was skipped (absent and not required, or another action type).
@@ -291,7 +306,7 @@ pub enum TraceStep {
     /// A throttle key could not be computed (fails closed).
     BucketKeyError {
         /// Policy id.
-        policy: String,
+        policy: Arc<str>,
         /// Index of the throttle in the policy.
         index: usize,
         /// What went wrong.

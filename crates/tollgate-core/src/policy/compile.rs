@@ -1,6 +1,7 @@
 //! Compilation: a validated document turned into the immutable form the engine runs.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::Arc;
 use std::time::Duration;
 
 use super::document::{
@@ -33,8 +34,163 @@ pub struct CompiledPolicy {
     pub(crate) adaptive: Option<AdaptiveSettings>,
     /// Variables any expression of this policy reads.
     pub(crate) needed: VarSet,
-    /// Request paths the rules read, reported in the trace.
-    pub(crate) rule_paths: Vec<Vec<String>>,
+    /// Request paths the rules read (and their dotted names), reported in the trace.
+    pub(crate) rule_paths: Vec<(Vec<String>, Arc<str>)>,
+    /// Narrows the rules to evaluate by one request field, when rules test it.
+    pub(crate) index: Option<RuleIndex>,
+}
+
+/// Rules indexed by a guard on one request path: a top-level conjunct
+/// `PATH == "lit"`, `PATH.startsWith("lit")` or `PATH in ["a", "b"]`. A rule whose
+/// guard is false cannot match, whatever else its condition says.
+#[derive(Debug)]
+pub(crate) struct RuleIndex {
+    pub(crate) path: Vec<String>,
+    pub(crate) dotted: Arc<str>,
+    pub(crate) exact: HashMap<String, Vec<usize>>,
+    pub(crate) prefixes: Vec<(String, usize)>,
+    /// Rules without a guard on this path: always evaluated.
+    pub(crate) always: Vec<usize>,
+}
+
+impl RuleIndex {
+    /// Rule indexes to evaluate for `value`, in rule order.
+    pub(crate) fn candidates(&self, value: &str) -> Vec<usize> {
+        let mut out = self.always.clone();
+        if let Some(hits) = self.exact.get(value) {
+            out.extend_from_slice(hits);
+        }
+        for (prefix, rule) in &self.prefixes {
+            if value.starts_with(prefix.as_str()) {
+                out.push(*rule);
+            }
+        }
+        out.sort_unstable();
+        out.dedup();
+        out
+    }
+}
+
+/// The guards of a condition: (path, literal values, is-prefix) per conjunct.
+fn guards(node: &crate::fast::Node, out: &mut Vec<(Vec<String>, Vec<String>, bool)>) {
+    use crate::fast::{CmpOp, Lit, Node, StrFn};
+    let full_path = |var: &u8, fields: &[String]| -> Option<Vec<String>> {
+        // Signals are numbers and `now` an int: only string fields are indexed.
+        let root = crate::expr::VARIABLES.get(usize::from(*var))?;
+        if matches!(*root, "signals" | "now") {
+            return None;
+        }
+        let mut p = vec![(*root).to_owned()];
+        p.extend(fields.iter().cloned());
+        Some(p)
+    };
+    match node {
+        Node::And(a, b) => {
+            guards(a, out);
+            guards(b, out);
+        }
+        Node::Cmp(CmpOp::Eq, a, b) => {
+            if let (Node::Path(v, f), Node::Lit(Lit::Str(s)))
+            | (Node::Lit(Lit::Str(s)), Node::Path(v, f)) = (a.as_ref(), b.as_ref())
+                && let Some(p) = full_path(v, f)
+            {
+                out.push((p, vec![s.clone()], false));
+            }
+        }
+        Node::StrFn(StrFn::StartsWith, target, arg) => {
+            if let (Node::Path(v, f), Node::Lit(Lit::Str(s))) = (target.as_ref(), arg.as_ref())
+                && let Some(p) = full_path(v, f)
+            {
+                out.push((p, vec![s.clone()], true));
+            }
+        }
+        Node::In(a, b) => {
+            if let (Node::Path(v, f), Node::List(items)) = (a.as_ref(), b.as_ref()) {
+                let lits: Option<Vec<String>> = items
+                    .iter()
+                    .map(|i| match i {
+                        Node::Lit(Lit::Str(s)) => Some(s.clone()),
+                        _ => None,
+                    })
+                    .collect();
+                if let (Some(p), Some(lits)) = (full_path(v, f), lits) {
+                    out.push((p, lits, false));
+                }
+            }
+        }
+        _ => {}
+    }
+}
+
+fn conjuncts<'e>(e: &'e cel::IdedExpr, out: &mut Vec<&'e cel::IdedExpr>) {
+    if let cel::common::ast::Expr::Call(call) = &e.expr
+        && call.func_name == cel::common::ast::operators::LOGICAL_AND
+        && call.target.is_none()
+        && call.args.len() == 2
+    {
+        for arg in &call.args {
+            conjuncts(arg, out);
+        }
+        return;
+    }
+    out.push(e);
+}
+
+fn build_index(rules: &[Rule]) -> Option<RuleIndex> {
+    let per_rule: Vec<Vec<(Vec<String>, Vec<String>, bool)>> = rules
+        .iter()
+        .map(|r| {
+            // Guards come from the top-level conjuncts, each translated on its own,
+            // so a condition partly outside the native subset is still indexed.
+            let mut conj = Vec::new();
+            conjuncts(r.cond.program.expression(), &mut conj);
+            let mut g = Vec::new();
+            for c in conj {
+                if let Some(node) = crate::fast::compile(c) {
+                    guards(&node, &mut g);
+                }
+            }
+            g
+        })
+        .collect();
+    // Index by the path that guards the most rules (ties: the smallest path).
+    let mut counts: BTreeMap<&Vec<String>, usize> = BTreeMap::new();
+    for g in &per_rule {
+        let distinct: BTreeSet<&Vec<String>> = g.iter().map(|(p, _, _)| p).collect();
+        for p in distinct {
+            *counts.entry(p).or_default() += 1;
+        }
+    }
+    let best = counts
+        .iter()
+        .max_by(|a, b| a.1.cmp(b.1).then(b.0.cmp(a.0)))?;
+    if *best.1 < 2 {
+        return None;
+    }
+    let path = (*best.0).clone();
+    let mut index = RuleIndex {
+        dotted: Arc::from(path.join(".")),
+        path,
+        exact: HashMap::new(),
+        prefixes: Vec::new(),
+        always: Vec::new(),
+    };
+    for (i, g) in per_rule.iter().enumerate() {
+        match g.iter().find(|(p, _, _)| *p == index.path) {
+            Some((_, lits, true)) => {
+                for l in lits {
+                    index.prefixes.push((l.clone(), i));
+                }
+            }
+            Some((_, lits, false)) => {
+                for l in lits {
+                    index.exact.entry(l.clone()).or_default().push(i);
+                }
+            }
+            None => index.always.push(i),
+        }
+    }
+    Some(index)
 }
 
 /// The declared range and default of a signal.
@@ -75,7 +231,7 @@ pub struct AdaptiveSettings {
 
 #[derive(Debug)]
 pub(crate) struct Rule {
-    pub(crate) name: String,
+    pub(crate) name: Arc<str>,
     pub(crate) cond: CompiledExpr,
     pub(crate) effect: Effect,
     pub(crate) reason_code: String,
@@ -122,9 +278,11 @@ impl Cmp {
 
 #[derive(Debug)]
 pub(crate) struct Band {
-    pub(crate) signal: String,
+    pub(crate) signal: Arc<str>,
     pub(crate) cmp: Cmp,
     pub(crate) bound: f64,
+    /// `< 0.15`, for the trace.
+    pub(crate) bound_text: Arc<str>,
     pub(crate) required: bool,
     pub(crate) action_types: Option<Vec<String>>,
 }
@@ -190,16 +348,24 @@ impl CompiledPolicy {
                 }
             }
         }
-        let mut rule_paths = std::collections::BTreeSet::new();
+        let mut rule_paths = BTreeSet::new();
         for rule in &rules {
             rule_paths.extend(rule.cond.paths.iter().cloned());
         }
+        let rule_paths: Vec<(Vec<String>, Arc<str>)> = rule_paths
+            .into_iter()
+            .map(|p| {
+                let dotted = Arc::from(p.join("."));
+                (p, dotted)
+            })
+            .collect();
+        let index = build_index(&rules);
         let version = doc.version.unwrap_or(1);
         Ok(CompiledPolicy {
             stamp: PolicyStamp {
-                id: doc.id.clone(),
+                id: Arc::from(doc.id.as_str()),
                 version,
-                text_sha256,
+                text_sha256: Arc::from(text_sha256),
             },
             default_effect: doc.default_effect,
             signals,
@@ -209,7 +375,8 @@ impl CompiledPolicy {
             throttles,
             adaptive,
             needed,
-            rule_paths: rule_paths.into_iter().collect(),
+            rule_paths,
+            index,
             document: doc,
         })
     }
@@ -449,7 +616,7 @@ impl Compiler {
             }
             if let Some(cond) = cond {
                 out.push(Rule {
-                    name: r.name.clone(),
+                    name: Arc::from(r.name.as_str()),
                     cond,
                     effect: r.effect,
                     reason_code: r.reason_code.clone(),
@@ -498,9 +665,10 @@ impl Compiler {
                     continue;
                 }
                 out.push(Band {
-                    signal: b.signal.clone(),
+                    signal: Arc::from(b.signal.as_str()),
                     cmp,
                     bound,
+                    bound_text: Arc::from(format!("{} {bound}", cmp.symbol())),
                     required: b.required,
                     action_types: b.action_types.clone(),
                 });
