@@ -175,6 +175,48 @@ impl Entry {
     }
 }
 
+/// The fields of a stored entry other than its body, parsed without building the
+/// body (the body must still be valid JSON).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct EntryHeader {
+    /// Tenant.
+    pub tenant: String,
+    /// Sequence number.
+    pub seq: u64,
+    /// Entry time.
+    pub time: String,
+    /// Kind.
+    pub kind: EntryKind,
+    /// Previous entry's hash.
+    pub prev_hash: Hash,
+}
+
+impl EntryHeader {
+    /// Parses the canonical bytes of an entry, skipping over the body.
+    pub fn from_canonical(bytes: &[u8]) -> Result<EntryHeader, LedgerError> {
+        #[derive(Deserialize)]
+        #[serde(deny_unknown_fields)]
+        struct Raw {
+            tenant: String,
+            seq: u64,
+            time: String,
+            kind: EntryKind,
+            #[allow(dead_code)]
+            body: serde::de::IgnoredAny,
+            prev_hash: Hash,
+        }
+        let r: Raw =
+            serde_json::from_slice(bytes).map_err(|e| LedgerError::Decode(e.to_string()))?;
+        Ok(EntryHeader {
+            tenant: r.tenant,
+            seq: r.seq,
+            time: r.time,
+            kind: r.kind,
+            prev_hash: r.prev_hash,
+        })
+    }
+}
+
 /// What an appender supplies; the sequencer adds `seq` and `prev_hash`.
 #[derive(Clone, Debug, PartialEq)]
 pub struct EntryDraft {
@@ -216,7 +258,7 @@ impl PreparedDraft {
         body: &serde_json::Value,
     ) -> Result<PreparedDraft, LedgerError> {
         Ok(PreparedDraft {
-            body: jcs(body)?,
+            body: canonical_json(body)?,
             kind,
             tenant: jcs(&tenant)?,
             time: jcs(&time)?,
@@ -268,4 +310,63 @@ impl PreparedDraft {
 
 fn jcs<T: Serialize>(value: &T) -> Result<Vec<u8>, LedgerError> {
     serde_json_canonicalizer::to_vec(value).map_err(|e| LedgerError::Encode(e.to_string()))
+}
+
+/// RFC 8785 of a JSON value, written by walking the value: object members sorted by
+/// UTF-16 code units, strings escaped as serde_json does (which is what RFC 8785
+/// requires: `\b \f \n \r \t \" \\` short forms, other controls as `\u00xx`,
+/// everything else literal), and every number formatted by
+/// `serde_json_canonicalizer` (ECMAScript number serialisation is not hand-rolled).
+/// It exists because the crate's generic serializer costs several times more on
+/// decision-sized bodies; a property test checks both agree.
+pub fn canonical_json(value: &serde_json::Value) -> Result<Vec<u8>, LedgerError> {
+    let mut out = Vec::with_capacity(256);
+    write_canonical(value, &mut out)?;
+    Ok(out)
+}
+
+fn write_canonical(value: &serde_json::Value, out: &mut Vec<u8>) -> Result<(), LedgerError> {
+    use serde_json::Value;
+    let enc = |e: serde_json::Error| LedgerError::Encode(e.to_string());
+    match value {
+        Value::Null => out.extend_from_slice(b"null"),
+        Value::Bool(true) => out.extend_from_slice(b"true"),
+        Value::Bool(false) => out.extend_from_slice(b"false"),
+        Value::Number(n) => serde_json_canonicalizer::to_writer(n, out).map_err(enc)?,
+        Value::String(s) => serde_json::to_writer(&mut *out, s).map_err(enc)?,
+        Value::Array(items) => {
+            out.push(b'[');
+            for (i, item) in items.iter().enumerate() {
+                if i > 0 {
+                    out.push(b',');
+                }
+                write_canonical(item, out)?;
+            }
+            out.push(b']');
+        }
+        Value::Object(map) => {
+            let mut members: Vec<(&String, &Value)> = map.iter().collect();
+            // UTF-8 byte order (the map's) equals UTF-16 code unit order unless a
+            // key holds a character outside the Basic Multilingual Plane.
+            if members
+                .iter()
+                .any(|(k, _)| k.chars().any(|c| u32::from(c) > 0xFFFF))
+            {
+                members.sort_by(|a, b| a.0.encode_utf16().cmp(b.0.encode_utf16()));
+            } else {
+                members.sort_unstable_by(|a, b| a.0.as_bytes().cmp(b.0.as_bytes()));
+            }
+            out.push(b'{');
+            for (i, (k, v)) in members.into_iter().enumerate() {
+                if i > 0 {
+                    out.push(b',');
+                }
+                serde_json::to_writer(&mut *out, k).map_err(enc)?;
+                out.push(b':');
+                write_canonical(v, out)?;
+            }
+            out.push(b'}');
+        }
+    }
+    Ok(())
 }

@@ -21,7 +21,9 @@ pub use checkpoint::{
 };
 pub use dossier::{Dossier, DossierFailure, verify_dossier};
 pub use ed25519_dalek::{SigningKey, VerifyingKey};
-pub use entry::{Entry, EntryDraft, EntryKind, MAX_SEQ, PreparedDraft};
+pub use entry::{
+    Entry, EntryDraft, EntryHeader, EntryKind, MAX_SEQ, PreparedDraft, canonical_json,
+};
 pub use hash::Hash;
 pub use keys::{Jwk, Jwks, public_key_from_pem, public_key_pem, thumbprint};
 pub use verify::{Problem, Verified, Verifier, VerifyFailure, verify};

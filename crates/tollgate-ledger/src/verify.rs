@@ -5,7 +5,7 @@ use std::fmt;
 use serde::Serialize;
 
 use crate::merkle::CompactRange;
-use crate::{Entry, Hash, NoteVerifier, SignedCheckpoint};
+use crate::{Entry, EntryHeader, Hash, NoteVerifier, SignedCheckpoint};
 
 /// A ledger that verified.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -202,7 +202,13 @@ impl Verifier {
                 reason: e.to_string(),
             })
         })?;
-        self.check(entry, computed)
+        self.check(
+            &entry.tenant,
+            entry.seq,
+            entry.prev_hash,
+            entry.entry_hash,
+            computed,
+        )
     }
 
     /// Checks the next entry given as the canonical bytes it was hashed from (as the
@@ -211,45 +217,55 @@ impl Verifier {
         &mut self,
         bytes: &[u8],
         stored_hash: Hash,
-    ) -> Result<Entry, VerifyFailure> {
-        let entry = Entry::from_canonical(bytes, stored_hash).map_err(|e| {
+    ) -> Result<EntryHeader, VerifyFailure> {
+        let header = EntryHeader::from_canonical(bytes).map_err(|e| {
             self.fail(Problem::Malformed {
                 reason: e.to_string(),
             })
         })?;
-        self.check(&entry, Hash::digest(bytes))?;
-        Ok(entry)
+        self.check(
+            &header.tenant,
+            header.seq,
+            header.prev_hash,
+            stored_hash,
+            Hash::digest(bytes),
+        )?;
+        Ok(header)
     }
 
-    fn check(&mut self, entry: &Entry, computed: Hash) -> Result<(), VerifyFailure> {
+    fn check(
+        &mut self,
+        tenant: &str,
+        seq: u64,
+        prev_hash: Hash,
+        stored: Hash,
+        computed: Hash,
+    ) -> Result<(), VerifyFailure> {
         if self.next_seq == 0 {
             // Checkpoints of the empty tree.
             self.check_checkpoints()?;
         }
         match &self.tenant {
-            Some(t) if *t != entry.tenant => {
+            Some(t) if t != tenant => {
                 return Err(self.fail(Problem::WrongTenant {
                     expected: t.clone(),
-                    found: entry.tenant.clone(),
+                    found: tenant.to_owned(),
                 }));
             }
             Some(_) => {}
-            None => self.tenant = Some(entry.tenant.clone()),
+            None => self.tenant = Some(tenant.to_owned()),
         }
-        if entry.seq != self.next_seq {
-            return Err(self.fail(Problem::WrongSeq { found: entry.seq }));
+        if seq != self.next_seq {
+            return Err(self.fail(Problem::WrongSeq { found: seq }));
         }
-        if entry.prev_hash != self.prev {
+        if prev_hash != self.prev {
             return Err(self.fail(Problem::BrokenChain {
                 expected: self.prev,
-                found: entry.prev_hash,
+                found: prev_hash,
             }));
         }
-        if computed != entry.entry_hash {
-            return Err(self.fail(Problem::HashMismatch {
-                computed,
-                stored: entry.entry_hash,
-            }));
+        if computed != stored {
+            return Err(self.fail(Problem::HashMismatch { computed, stored }));
         }
         self.range.push_entry_hash(&computed);
         self.prev = computed;

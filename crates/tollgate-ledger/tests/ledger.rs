@@ -375,3 +375,41 @@ fn dossier_verifies_offline() {
     let other = NoteSigner::new("tollgate.test", SigningKey::from_bytes(&[9; 32])).unwrap();
     assert!(verify_dossier(&back, Some(&[other.verifier()])).is_err());
 }
+
+/// The hand-walked canonical JSON agrees with `serde_json_canonicalizer` where UTF-8
+/// and UTF-16 orders differ and on ECMAScript number edge cases.
+#[test]
+fn canonical_json_edge_cases() {
+    let cases = [
+        json!({"\u{E000}": 1, "\u{10000}": 2, "a": 3, "\u{FFFF}": 4}),
+        json!([
+            1e21,
+            1e-7,
+            -0.0,
+            5e-324,
+            9007199254740993u64,
+            -9007199254740993i64,
+            0.1,
+            123456789.125
+        ]),
+        json!({"s": "\u{0}\u{1f}\u{7f}\"\\/\u{2028}é\u{1F600}\n\t\r\u{8}\u{c}"}),
+        json!({"b": {"z": [], "y": {}}, "a": null, "c": [true, false]}),
+    ];
+    for v in cases {
+        assert_eq!(
+            String::from_utf8(tollgate_ledger::canonical_json(&v).unwrap()).unwrap(),
+            serde_json_canonicalizer::to_string(&v).unwrap(),
+            "{v}"
+        );
+    }
+}
+
+proptest! {
+    #[test]
+    fn canonical_json_matches_the_crate(v in arb_json()) {
+        prop_assert_eq!(
+            tollgate_ledger::canonical_json(&v).unwrap(),
+            serde_json_canonicalizer::to_vec(&v).unwrap()
+        );
+    }
+}

@@ -1,1 +1,253 @@
-fn main() {}
+//! Ledger benchmarks, printed as tables:
+//!
+//! 1. durable appends per second (SQLite WAL, `synchronous=FULL`, group commit) with
+//!    1, 16 and 64 concurrent writers, each waiting for its ack before the next;
+//! 2. verification speed over a generated ledger of 1 M entries, from the store
+//!    (what `tollgate audit verify --data-dir` does) and from a JSON Lines export
+//!    (what `tollgate audit verify --file` does).
+//!
+//! `cargo bench -p tollgate-store --bench ledger`. Environment:
+//! `TOLLGATE_BENCH_SECS` (per append row, default 4), `TOLLGATE_BENCH_ENTRIES`
+//! (default 1000000), `TOLLGATE_BENCH_KEEP=1` keeps the generated data directory.
+
+#![allow(
+    clippy::print_stdout,
+    clippy::unwrap_used,
+    reason = "a benchmark prints its table"
+)]
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+use tollgate_ledger::{Entry, EntryDraft, EntryKind, NoteSigner, SigningKey, Verifier};
+use tollgate_store::{LedgerStore, SqliteConfig, SqliteStore};
+
+fn env_u64(name: &str, default: u64) -> u64 {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+/// A decision-sized body (about 600 bytes of canonical JSON).
+fn draft(tenant: &str, i: u64) -> EntryDraft {
+    EntryDraft {
+        tenant: tenant.into(),
+        time: "2026-11-21T12:00:00.123Z".into(),
+        kind: EntryKind::Decision,
+        body: json!({
+            "decision_id": format!("dec_{i:016x}"),
+            "request": {
+                "agent_id": "trader-7",
+                "action": { "type": "trade.submit", "symbol": "ACME", "qty": 100, "side": "buy" },
+                "signals": { "volatility": 0.07, "confidence": 0.96 },
+                "environment": "live"
+            },
+            "verdict": "ALLOW",
+            "reason_codes": ["PERMIT_OK", "POLICY_OK", "REALITY_OK", "THROTTLE_OK"],
+            "trace": [
+                { "gate": "permit", "outcome": "pass", "micros": 1 },
+                { "gate": "policy", "outcome": "pass", "rule": "allow-trades", "micros": 2 },
+                { "gate": "reality", "outcome": "pass", "micros": 1 },
+                { "gate": "throttle", "outcome": "pass", "tokens": 3.0, "micros": 1 }
+            ],
+            "policy": { "id": "csc-default", "version": 3 },
+            "api_key_id": "key_live_4f2a"
+        }),
+    }
+}
+
+fn signer() -> NoteSigner {
+    NoteSigner::new("bench", SigningKey::from_bytes(&[8; 32])).unwrap()
+}
+
+fn open(dir: &std::path::Path) -> SqliteStore {
+    let mut cfg = SqliteConfig::in_dir(dir);
+    cfg.signer = Some(signer());
+    SqliteStore::open(cfg).unwrap()
+}
+
+fn appends(writers: u64, secs: u64) -> (u64, f64) {
+    let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
+    let store = Arc::new(open(dir.path()));
+    // Warm up: create the file and the tenant's head.
+    store.append(draft("acme", 0)).unwrap();
+    let stop = Arc::new(AtomicBool::new(false));
+    let count = Arc::new(AtomicU64::new(0));
+    let started = Instant::now();
+    let threads: Vec<_> = (0..writers)
+        .map(|w| {
+            let (store, stop, count) = (store.clone(), stop.clone(), count.clone());
+            std::thread::spawn(move || {
+                let mut i = w << 40;
+                while !stop.load(Ordering::Relaxed) {
+                    store.append(draft("acme", i)).unwrap();
+                    count.fetch_add(1, Ordering::Relaxed);
+                    i += 1;
+                }
+            })
+        })
+        .collect();
+    std::thread::sleep(Duration::from_secs(secs));
+    stop.store(true, Ordering::Relaxed);
+    for t in threads {
+        t.join().unwrap();
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    let n = count.load(Ordering::Relaxed);
+    (n, n as f64 / elapsed)
+}
+
+fn main() {
+    let secs = env_u64("TOLLGATE_BENCH_SECS", 4);
+    let entries = env_u64("TOLLGATE_BENCH_ENTRIES", 1_000_000);
+    println!("## CPU cost per entry, single thread");
+    println!();
+    println!("| step | µs/entry |");
+    println!("|---|---:|");
+    let n = 50_000u64;
+    let time = |label: &str, f: &mut dyn FnMut(u64)| {
+        let t = Instant::now();
+        for i in 0..n {
+            f(i);
+        }
+        println!(
+            "| {label} | {:.2} |",
+            t.elapsed().as_secs_f64() * 1e6 / n as f64
+        );
+    };
+    let d = draft("acme", 1);
+    let p = tollgate_ledger::PreparedDraft::new(&d).unwrap();
+    let (bytes, hash) = p.seal(1, tollgate_ledger::Hash::ZERO).unwrap();
+    println!("| (canonical entry size: {} bytes) | |", bytes.len());
+    time("build the body (`json!`, bench only)", &mut |i| {
+        std::hint::black_box(draft("acme", i));
+    });
+    time(
+        "canonicalise the draft (RFC 8785, appender thread)",
+        &mut |_| {
+            std::hint::black_box(tollgate_ledger::PreparedDraft::new(&d).unwrap());
+        },
+    );
+    time("seal: assemble + SHA-256 (writer thread)", &mut |i| {
+        std::hint::black_box(p.seal(i, hash).unwrap());
+    });
+    time(
+        "parse stored canonical bytes, body skipped (store verify)",
+        &mut |_| {
+            std::hint::black_box(tollgate_ledger::EntryHeader::from_canonical(&bytes).unwrap());
+        },
+    );
+    time(
+        "SHA-256 of the canonical bytes + Merkle leaf (store verify)",
+        &mut |_| {
+            let h = tollgate_ledger::Hash::digest(&bytes);
+            std::hint::black_box(tollgate_ledger::merkle::leaf_hash(&h.0));
+        },
+    );
+    time(
+        "parse an export line with its body (file verify)",
+        &mut |_| {
+            std::hint::black_box(Entry::from_canonical(&bytes, hash).unwrap());
+        },
+    );
+    println!();
+
+    println!("## Durable appends (SQLite WAL, synchronous=FULL, group commit), {secs} s each");
+    println!();
+    println!("| concurrent writers | appends | appends/s |");
+    println!("|---:|---:|---:|");
+    for writers in [1u64, 16, 64, 256] {
+        let (n, rate) = appends(writers, secs);
+        println!("| {writers} | {n} | {rate:.0} |");
+    }
+    println!();
+
+    let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
+    let store = open(dir.path());
+    let t0 = Instant::now();
+    // Pipelined submits (8192 in flight) so that generation is quick; same writer.
+    let mut pending = std::collections::VecDeque::new();
+    for i in 0..entries {
+        pending.push_back(store.submit(draft("acme", i)));
+        if pending.len() >= 8192 {
+            pending.pop_front().unwrap().wait().unwrap();
+        }
+    }
+    for a in pending {
+        a.wait().unwrap();
+    }
+    let gen_secs = t0.elapsed().as_secs_f64();
+    store
+        .issue_checkpoint("acme", "2026-11-21T12:00:01Z")
+        .wait()
+        .unwrap();
+    let keys = [signer().verifier()];
+
+    println!("## Verification of a generated ledger of {entries} entries");
+    println!();
+    println!("| what | entries | seconds | entries/s |");
+    println!("|---|---:|---:|---:|");
+    println!(
+        "| generate (appends, 8192 in flight) | {entries} | {gen_secs:.2} | {:.0} |",
+        entries as f64 / gen_secs
+    );
+    let t = Instant::now();
+    let ok = store.verify("acme", &keys).unwrap().unwrap();
+    let s = t.elapsed().as_secs_f64();
+    assert_eq!(ok.entries, entries);
+    println!(
+        "| verify from the store (`audit verify --data-dir`) | {entries} | {s:.2} | {:.0} |",
+        entries as f64 / s
+    );
+
+    // Export to JSON Lines, then verify the file (re-canonicalising every entry).
+    let file = dir.path().join("acme.jsonl");
+    let t = Instant::now();
+    {
+        use std::io::Write as _;
+        let mut out =
+            std::io::BufWriter::with_capacity(1 << 20, std::fs::File::create(&file).unwrap());
+        store
+            .scan("acme", &mut |row| {
+                let e = Entry::from_canonical(
+                    &row.canonical,
+                    tollgate_ledger::Hash::from_slice(&row.entry_hash).unwrap(),
+                )?;
+                writeln!(out, "{}", e.to_json_line()?)?;
+                Ok(())
+            })
+            .unwrap();
+        out.flush().unwrap();
+    }
+    let s = t.elapsed().as_secs_f64();
+    println!(
+        "| export to JSON Lines (`audit export`) | {entries} | {s:.2} | {:.0} |",
+        entries as f64 / s
+    );
+    let cps = store.checkpoints("acme").unwrap();
+    let t = Instant::now();
+    {
+        use std::io::BufRead as _;
+        let reader =
+            std::io::BufReader::with_capacity(1 << 20, std::fs::File::open(&file).unwrap());
+        let mut v = Verifier::new(Some("acme".into()), &cps, &keys);
+        for line in reader.lines() {
+            v.push(&Entry::from_json_line(&line.unwrap()).unwrap())
+                .unwrap();
+        }
+        assert_eq!(v.finish(None).unwrap().entries, entries);
+    }
+    let s = t.elapsed().as_secs_f64();
+    println!(
+        "| verify a JSON Lines export (`audit verify --file`) | {entries} | {s:.2} | {:.0} |",
+        entries as f64 / s
+    );
+    if std::env::var("TOLLGATE_BENCH_KEEP").is_ok() {
+        let kept = dir.keep();
+        println!();
+        println!("kept data directory: {}", kept.display());
+    }
+}

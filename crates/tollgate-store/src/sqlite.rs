@@ -165,6 +165,9 @@ fn open_connection(path: &Path) -> Result<Connection, StoreError> {
     // INVARIANT: FULL makes every commit fsync the WAL: an acknowledged append
     // survives a crash or power loss.
     conn.pragma_update(None, "synchronous", "FULL")?;
+    // Checkpoint the WAL into the database every 32 MiB instead of every 4 MiB:
+    // fewer, larger checkpoints cost the writer less per entry.
+    conn.pragma_update(None, "wal_autocheckpoint", 8192)?;
     Ok(conn)
 }
 
