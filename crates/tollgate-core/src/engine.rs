@@ -272,7 +272,7 @@ impl Evaluation {
                     retry = Some(retry.map_or(c.retry_after_ms, |r| r.max(c.retry_after_ms)));
                 }
                 steps.push(TraceStep::Bucket {
-                    key: d.key.clone(),
+                    key: Arc::clone(&d.key),
                     capacity: d.gcra.capacity,
                     refill_every_ms: d.gcra.interval_ms,
                     available: c.available,
@@ -970,40 +970,59 @@ fn throttle_demands(input: &DecideInput<'_>, ev: &mut Evaluation) {
         let mut signals: Option<Vec<(&str, f64)>> = None;
         for (ti, t) in p.throttles.iter().enumerate() {
             ev.throttle_runs = true;
-            let mut key = Vec::with_capacity(t.parts.len() + 3);
-            key.push(Json::String(request.tenant.clone()));
-            key.push(Json::String(p.stamp.id.to_string()));
-            key.push(Json::from(ti));
-            let mut error = None;
+            // The key is the JSON array [tenant, policy id, index, values...], written once.
+            let mut key = Vec::with_capacity(48);
+            key.push(b'[');
+            let mut error = write_json(&mut key, &request.tenant).err();
+            key.extend_from_slice(t.key_middle.as_bytes());
             for part in &t.parts {
-                match part {
-                    KeyPart::Path(path) => {
-                        key.push(expr::read_path(request, path).map_or(Json::Null, |v| v.to_json()))
-                    }
+                if error.is_some() {
+                    break;
+                }
+                key.push(b',');
+                let written = match part {
+                    KeyPart::Path(path) => match expr::read_path(request, path) {
+                        Some(expr::PathValue::Str(s)) => write_json(&mut key, s),
+                        Some(expr::PathValue::Json(v)) => write_json(&mut key, v),
+                        Some(expr::PathValue::Num(n)) => write_json(&mut key, &n),
+                        None => write_json(&mut key, &Json::Null),
+                    },
                     KeyPart::Cel(e) => {
                         let signals = signals.get_or_insert_with(|| effective_signals(request, p));
                         let mut ctx = Evaluator::new(request, signals, input.now, p.needed);
-                        match ctx.eval_key(e) {
-                            Ok(s) => key.push(Json::String(s)),
-                            Err(e) => {
-                                error = Some(e);
-                                break;
-                            }
-                        }
+                        ctx.eval_key(e).and_then(|s| write_json(&mut key, &s))
                     }
+                };
+                error = written.err();
+            }
+            key.push(b']');
+            let key = match (error, String::from_utf8(key)) {
+                (None, Ok(key)) => key,
+                (Some(e), _) => {
+                    ev.throttle_steps.push(TraceStep::BucketKeyError {
+                        policy: Arc::clone(&p.stamp.id),
+                        index: ti,
+                        error: e,
+                    });
+                    continue;
                 }
-            }
-            match error {
-                Some(e) => ev.throttle_steps.push(TraceStep::BucketKeyError {
-                    policy: Arc::clone(&p.stamp.id),
-                    index: ti,
-                    error: e,
-                }),
-                None => ev.demands.push(BucketDemand {
-                    key: Json::Array(key).to_string(),
-                    gcra: t.gcra,
-                }),
-            }
+                (None, Err(e)) => {
+                    ev.throttle_steps.push(TraceStep::BucketKeyError {
+                        policy: Arc::clone(&p.stamp.id),
+                        index: ti,
+                        error: e.to_string(),
+                    });
+                    continue;
+                }
+            };
+            ev.demands.push(BucketDemand {
+                key: Arc::from(key),
+                gcra: t.gcra,
+            });
         }
     }
+}
+
+fn write_json<T: Serialize + ?Sized>(buf: &mut Vec<u8>, value: &T) -> Result<(), String> {
+    serde_json::to_writer(buf, value).map_err(|e| e.to_string())
 }

@@ -7,6 +7,7 @@
 //! back, then one per `T`, and the wait of a refused request is exact.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
@@ -72,8 +73,8 @@ impl Gcra {
 /// A bucket the engine wants a token from.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct BucketDemand {
-    /// Unique key: tenant, policy id, throttle index and key values.
-    pub key: String,
+    /// Unique key: the JSON array `[tenant, policy id, throttle index, key values...]`.
+    pub key: Arc<str>,
     /// The bucket's parameters.
     pub gcra: Gcra,
 }
@@ -82,7 +83,7 @@ pub struct BucketDemand {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TatUpdate {
     /// Bucket key.
-    pub key: String,
+    pub key: Arc<str>,
     /// The new TAT in milliseconds since the epoch.
     pub tat: i64,
 }
@@ -106,7 +107,7 @@ pub fn check_all(
             .iter()
             .zip(&checks)
             .map(|(d, c)| TatUpdate {
-                key: d.key.clone(),
+                key: Arc::clone(&d.key),
                 tat: c.new_tat,
             })
             .collect()
@@ -120,7 +121,7 @@ pub fn check_all(
 /// caller that serialises access itself.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct MemoryBuckets {
-    tats: BTreeMap<String, i64>,
+    tats: BTreeMap<Arc<str>, i64>,
 }
 
 impl MemoryBuckets {
@@ -137,7 +138,7 @@ impl MemoryBuckets {
     /// Applies state changes returned by the engine.
     pub fn apply(&mut self, updates: &[TatUpdate]) {
         for u in updates {
-            self.tats.insert(u.key.clone(), u.tat);
+            self.tats.insert(Arc::clone(&u.key), u.tat);
         }
     }
 

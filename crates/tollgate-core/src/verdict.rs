@@ -288,7 +288,7 @@ pub enum TraceStep {
     /// A token bucket was checked.
     Bucket {
         /// Bucket key.
-        key: String,
+        key: Arc<str>,
         /// Burst capacity.
         capacity: u32,
         /// Emission interval in milliseconds.

@@ -71,8 +71,11 @@ impl RuleIndex {
     }
 }
 
-/// The guards of a condition: (path, literal values, is-prefix) per conjunct.
-fn guards(node: &crate::fast::Node, out: &mut Vec<(Vec<String>, Vec<String>, bool)>) {
+/// A guard: request path, literal values, and whether the values are prefixes.
+type Guard = (Vec<String>, Vec<String>, bool);
+
+/// The guards of a condition, one per conjunct that is a guard.
+fn guards(node: &crate::fast::Node, out: &mut Vec<Guard>) {
     use crate::fast::{CmpOp, Lit, Node, StrFn};
     let full_path = |var: &u8, fields: &[String]| -> Option<Vec<String>> {
         // Signals are numbers and `now` an int: only string fields are indexed.
@@ -137,7 +140,7 @@ fn conjuncts<'e>(e: &'e cel::IdedExpr, out: &mut Vec<&'e cel::IdedExpr>) {
 }
 
 fn build_index(rules: &[Rule]) -> Option<RuleIndex> {
-    let per_rule: Vec<Vec<(Vec<String>, Vec<String>, bool)>> = rules
+    let per_rule: Vec<Vec<Guard>> = rules
         .iter()
         .map(|r| {
             // Guards come from the top-level conjuncts, each translated on its own,
@@ -299,6 +302,8 @@ pub(crate) enum KeyPart {
 pub(crate) struct Throttle {
     pub(crate) parts: Vec<KeyPart>,
     pub(crate) gcra: Gcra,
+    /// `,"<policy id>",<index>`: the constant middle of every bucket key.
+    pub(crate) key_middle: String,
 }
 
 impl CompiledPolicy {
@@ -329,7 +334,7 @@ impl CompiledPolicy {
             })
         });
         let bands = c.bands(&doc.reality, &signals);
-        let throttles = c.throttles(&doc.throttle);
+        let throttles = c.throttles(&doc.throttle, &doc.id);
         let adaptive = doc.adaptive.as_ref().and_then(|a| c.adaptive(a));
         if !c.issues.is_empty() {
             return Err(PolicyError { issues: c.issues });
@@ -680,7 +685,7 @@ impl Compiler {
         out
     }
 
-    fn throttles(&mut self, docs: &[ThrottleDoc]) -> Vec<Throttle> {
+    fn throttles(&mut self, docs: &[ThrottleDoc], policy_id: &str) -> Vec<Throttle> {
         let mut out = Vec::new();
         for (i, t) in docs.iter().enumerate() {
             let base = format!("throttle[{i}]");
@@ -712,7 +717,9 @@ impl Compiler {
                 && parts.len() == t.key.len()
                 && (1..=MAX_CAPACITY).contains(&t.capacity)
             {
+                let id = serde_json::Value::String(policy_id.to_owned());
                 out.push(Throttle {
+                    key_middle: format!(",{id},{i}"),
                     parts,
                     gcra: Gcra {
                         capacity: t.capacity,
