@@ -249,5 +249,6 @@ fn main() {
         let kept = dir.keep();
         println!();
         println!("kept data directory: {}", kept.display());
+        println!("checkpoint key: {}", signer().verifier().to_vkey());
     }
 }
