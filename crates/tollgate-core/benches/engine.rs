@@ -4,6 +4,8 @@
 //! Run: `cargo bench -p tollgate-core --bench engine`. Criterion prints its own
 //! report; a table of medians follows at the end.
 
+#![allow(clippy::print_stdout, reason = "a benchmark prints its table")]
+
 use std::hint::black_box;
 use std::sync::Arc;
 
