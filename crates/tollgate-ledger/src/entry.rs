@@ -164,9 +164,10 @@ impl Entry {
         })
     }
 
-    /// The entry as one JSON line (the export format), without the newline.
+    /// The entry as one JSON line (the export format), without the newline: the
+    /// RFC 8785 form of the whole entry, `entry_hash` included.
     pub fn to_json_line(&self) -> Result<String, LedgerError> {
-        serde_json::to_string(self).map_err(|e| LedgerError::Encode(e.to_string()))
+        line_from_canonical(&self.canonical_bytes()?, &self.entry_hash)
     }
 
     /// Parses one export line.
@@ -215,6 +216,26 @@ impl EntryHeader {
             prev_hash: r.prev_hash,
         })
     }
+}
+
+/// The member that [`line_from_canonical`] inserts and `Verifier::push_line` strips.
+pub(crate) const HASH_MEMBER: &str = ",\"entry_hash\":\"";
+
+/// Turns the canonical bytes of an entry (without `entry_hash`) into its export line
+/// (the canonical form of the whole entry) by inserting the `entry_hash` member in
+/// its sorted place, before `kind`.
+pub fn line_from_canonical(canonical: &[u8], entry_hash: &Hash) -> Result<String, LedgerError> {
+    let text = std::str::from_utf8(canonical).map_err(|e| LedgerError::Decode(e.to_string()))?;
+    // The top-level `kind` member is the last occurrence of this text: the members
+    // after it (prev_hash, seq, tenant, time) cannot contain an unescaped quote.
+    let at = text
+        .rfind(",\"kind\":\"")
+        .ok_or_else(|| LedgerError::Decode("no `kind` member".into()))?;
+    let (head, tail) = text.split_at(at);
+    Ok(format!(
+        "{head}{HASH_MEMBER}{}\"{tail}",
+        entry_hash.to_hex()
+    ))
 }
 
 /// What an appender supplies; the sequencer adds `seq` and `prev_hash`.

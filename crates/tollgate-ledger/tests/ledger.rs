@@ -413,3 +413,49 @@ proptest! {
         );
     }
 }
+
+/// Export lines are the canonical form of the whole entry; `push_line` verifies
+/// them by hashing the line without its hash (fast path), and still verifies a
+/// reformatted export by re-canonicalising.
+#[test]
+fn export_lines_fast_and_slow_paths() {
+    let mut prev = Hash::ZERO;
+    let mut entries = Vec::new();
+    for i in 0..20u64 {
+        let draft = EntryDraft {
+            tenant: "acme".into(),
+            time: "2026-11-21T12:00:00Z".into(),
+            kind: EntryKind::Decision,
+            // Nested members named like the top-level ones must not confuse the line surgery.
+            body: json!({ "i": i, "x": { "kind": "k", "entry_hash": "e", "a": ",\"kind\":\"" } }),
+        };
+        let e = Entry::seal(&draft, i, prev).unwrap();
+        prev = e.entry_hash;
+        entries.push(e);
+    }
+    let keys = [signer().verifier()];
+    for e in &entries {
+        let line = e.to_json_line().unwrap();
+        let v = serde_json::to_value(e).unwrap();
+        assert_eq!(line, serde_json_canonicalizer::to_string(&v).unwrap());
+        assert_eq!(Entry::from_json_line(&line).unwrap(), *e);
+    }
+    let canonical: Vec<String> = entries.iter().map(|e| e.to_json_line().unwrap()).collect();
+    let reformatted: Vec<String> = entries
+        .iter()
+        .map(|e| serde_json::to_string_pretty(e).unwrap().replace('\n', ""))
+        .collect();
+    for lines in [&canonical, &reformatted] {
+        let mut v = tollgate_ledger::Verifier::new(None, &[], &keys);
+        for l in lines.iter() {
+            v.push_line(l).unwrap();
+        }
+        assert_eq!(v.finish(None).unwrap().entries, 20);
+    }
+    let mut tampered = canonical.clone();
+    tampered[13] = tampered[13].replace("\"i\":13", "\"i\":14");
+    let mut v = tollgate_ledger::Verifier::new(None, &[], &keys);
+    let failure = tampered.iter().find_map(|l| v.push_line(l).err()).unwrap();
+    assert_eq!(failure.seq, 13);
+    assert!(matches!(failure.problem, Problem::HashMismatch { .. }));
+}

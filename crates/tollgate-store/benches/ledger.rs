@@ -258,11 +258,12 @@ fn main() {
             std::io::BufWriter::with_capacity(1 << 20, std::fs::File::create(&file).unwrap());
         store
             .scan("acme", &mut |row| {
-                let e = Entry::from_canonical(
-                    &row.canonical,
-                    tollgate_ledger::Hash::from_slice(&row.entry_hash).unwrap(),
+                let hash = tollgate_ledger::Hash::from_slice(&row.entry_hash).unwrap();
+                writeln!(
+                    out,
+                    "{}",
+                    tollgate_ledger::line_from_canonical(&row.canonical, &hash)?
                 )?;
-                writeln!(out, "{}", e.to_json_line()?)?;
                 Ok(())
             })
             .unwrap();
@@ -281,8 +282,7 @@ fn main() {
             std::io::BufReader::with_capacity(1 << 20, std::fs::File::open(&file).unwrap());
         let mut v = Verifier::new(Some("acme".into()), &cps, &keys);
         for line in reader.lines() {
-            v.push(&Entry::from_json_line(&line.unwrap()).unwrap())
-                .unwrap();
+            v.push_line(&line.unwrap()).unwrap();
         }
         assert_eq!(v.finish(None).unwrap().entries, entries);
     }

@@ -10,7 +10,7 @@ use clap::{Args, Subcommand};
 use serde::{Deserialize, Serialize};
 
 use tollgate_ledger::{
-    Dossier, Entry, Jwk, Jwks, NoteSigner, NoteVerifier, SignedCheckpoint, Verified, VerifyFailure,
+    Dossier, Jwk, Jwks, NoteSigner, NoteVerifier, SignedCheckpoint, Verified, VerifyFailure,
     public_key_pem, verify_dossier,
 };
 use tollgate_store::{
@@ -370,18 +370,9 @@ fn verify(a: VerifyArgs) -> anyhow::Result<ExitCode> {
         );
         let mut failure = None;
         for line in reader.lines() {
-            let line = line?;
-            match Entry::from_json_line(&line) {
-                Ok(e) => {
-                    if let Err(f) = v.push(&e) {
-                        failure = Some(f);
-                        break;
-                    }
-                }
-                Err(e) => {
-                    failure = Some(v.malformed(e.to_string()));
-                    break;
-                }
+            if let Err(f) = v.push_line(&line?) {
+                failure = Some(f);
+                break;
             }
         }
         let tenant = a
@@ -440,8 +431,11 @@ fn export(a: ExportArgs) -> anyhow::Result<ExitCode> {
         let hash = tollgate_ledger::Hash::from_slice(&row.entry_hash).ok_or_else(|| {
             tollgate_store::StoreError::Corrupt(format!("entry hash of seq {}", row.seq))
         })?;
-        let entry = Entry::from_canonical(&row.canonical, hash)?;
-        writeln!(out, "{}", entry.to_json_line()?)?;
+        writeln!(
+            out,
+            "{}",
+            tollgate_ledger::line_from_canonical(&row.canonical, &hash)?
+        )?;
         n += 1;
         Ok(())
     })?;
