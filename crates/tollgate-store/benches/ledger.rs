@@ -187,7 +187,7 @@ fn main() {
         },
     );
     time(
-        "parse an export line with its body (file verify)",
+        "parse a reformatted export line with its body (slow path)",
         &mut |_| {
             std::hint::black_box(Entry::from_canonical(&bytes, hash).unwrap());
         },

@@ -12,6 +12,9 @@ use crate::StoreError;
 struct Slot<T> {
     value: Option<Result<T, StoreError>>,
     waker: Option<Waker>,
+    /// A thread is blocked in `wait` (so the sender must notify the condvar; a
+    /// notification with no waiter would still cost a system call).
+    blocked: bool,
     // INVARIANT: set once the sender is gone, whether or not it sent a value.
     closed: bool,
 }
@@ -40,6 +43,7 @@ pub(crate) fn channel<T>() -> (AckSender<T>, Ack<T>) {
         slot: Mutex::new(Slot {
             value: None,
             waker: None,
+            blocked: false,
             closed: false,
         }),
         ready: Condvar::new(),
@@ -74,6 +78,7 @@ impl<T> Ack<T> {
             if slot.closed {
                 return Err(StoreError::Closed);
             }
+            slot.blocked = true;
             slot = self
                 .shared
                 .ready
@@ -125,8 +130,11 @@ impl<T> Drop for AckSender<T> {
             .unwrap_or_else(PoisonError::into_inner);
         slot.closed = true;
         let waker = slot.waker.take();
+        let blocked = slot.blocked;
         drop(slot);
-        self.shared.ready.notify_all();
+        if blocked {
+            self.shared.ready.notify_all();
+        }
         if let Some(w) = waker {
             w.wake();
         }
