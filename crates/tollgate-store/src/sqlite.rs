@@ -257,7 +257,9 @@ impl SqliteStore {
         }
     }
 
-    fn with_reader<T>(
+    /// Runs `f` on a pooled connection (reads, and the small non-ledger writes; the
+    /// ledger is written only by the writer thread).
+    fn with_conn<T>(
         &self,
         f: impl FnOnce(&Connection) -> Result<T, StoreError>,
     ) -> Result<T, StoreError> {
@@ -285,7 +287,7 @@ impl SqliteStore {
     }
 
     fn entry_hashes(&self, tenant: &str, size: u64) -> Result<Vec<Hash>, StoreError> {
-        self.with_reader(|c| {
+        self.with_conn(|c| {
             let mut st = c.prepare_cached(
                 "SELECT entry_hash FROM ledger WHERE tenant = ?1 AND seq >= 0 AND seq < ?2 ORDER BY seq",
             )?;
@@ -567,7 +569,7 @@ impl LedgerStore for SqliteStore {
     }
 
     fn ledger_tenants(&self) -> Result<Vec<String>, StoreError> {
-        self.with_reader(|c| {
+        self.with_conn(|c| {
             let mut st =
                 c.prepare_cached("SELECT tenant FROM ledger_heads WHERE size > 0 ORDER BY tenant")?;
             let rows = st.query_map([], |r| r.get(0))?;
@@ -576,14 +578,14 @@ impl LedgerStore for SqliteStore {
     }
 
     fn head(&self, tenant: &str) -> Result<Option<LedgerHead>, StoreError> {
-        self.with_reader(|c| {
+        self.with_conn(|c| {
             let st = load_state(c, tenant)?;
             Ok((st.size > 0).then(|| head_from_state(&st)))
         })
     }
 
     fn entry(&self, tenant: &str, seq: u64) -> Result<Option<Entry>, StoreError> {
-        let row = self.with_reader(|c| {
+        let row = self.with_conn(|c| {
             Ok(c.query_row(
                 &format!("SELECT {ROW_COLUMNS} FROM ledger WHERE tenant = ?1 AND seq = ?2"),
                 params![tenant, to_i64(seq)?],
@@ -595,7 +597,7 @@ impl LedgerStore for SqliteStore {
     }
 
     fn range(&self, tenant: &str, from: u64, to: u64) -> Result<Vec<Entry>, StoreError> {
-        let rows = self.with_reader(|c| {
+        let rows = self.with_conn(|c| {
             let mut st = c.prepare_cached(&format!(
                 "SELECT {ROW_COLUMNS} FROM ledger WHERE tenant = ?1 AND seq >= ?2 AND seq < ?3 ORDER BY seq"
             ))?;
@@ -610,7 +612,7 @@ impl LedgerStore for SqliteStore {
         tenant: &str,
         visit: &mut dyn FnMut(StoredRow) -> Result<(), StoreError>,
     ) -> Result<(), StoreError> {
-        self.with_reader(|c| {
+        self.with_conn(|c| {
             // A read transaction gives one consistent snapshot for the whole scan.
             c.execute_batch("BEGIN")?;
             let result = (|| {
@@ -642,7 +644,7 @@ impl LedgerStore for SqliteStore {
     }
 
     fn latest_checkpoint(&self, tenant: &str) -> Result<Option<SignedCheckpoint>, StoreError> {
-        let note: Option<String> = self.with_reader(|c| {
+        let note: Option<String> = self.with_conn(|c| {
             Ok(c.query_row(
                 "SELECT note FROM checkpoints WHERE tenant = ?1 ORDER BY size DESC, id DESC LIMIT 1",
                 [tenant],
@@ -745,7 +747,7 @@ impl LedgerStore for SqliteStore {
 }
 
 fn checkpoint_rows(store: &SqliteStore, tenant: &str) -> Result<Vec<(i64, String)>, StoreError> {
-    store.with_reader(|c| {
+    store.with_conn(|c| {
         let mut st = c.prepare_cached(
             "SELECT size, note FROM checkpoints WHERE tenant = ?1 ORDER BY size, id",
         )?;
@@ -772,7 +774,7 @@ fn parse<T: serde::de::DeserializeOwned>(s: &str) -> Result<T, StoreError> {
 
 impl SqliteStore {
     fn write(&self, sql: &str, p: impl rusqlite::Params) -> Result<usize, StoreError> {
-        self.with_reader(|c| Ok(c.execute(sql, p)?))
+        self.with_conn(|c| Ok(c.execute(sql, p)?))
     }
 
     fn bodies<T: serde::de::DeserializeOwned>(
@@ -780,7 +782,7 @@ impl SqliteStore {
         sql: &str,
         p: impl rusqlite::Params,
     ) -> Result<Vec<T>, StoreError> {
-        let texts: Vec<String> = self.with_reader(|c| {
+        let texts: Vec<String> = self.with_conn(|c| {
             let mut st = c.prepare_cached(sql)?;
             let rows = st.query_map(p, |r| r.get(0))?;
             Ok(rows.collect::<Result<_, _>>()?)
@@ -893,7 +895,7 @@ impl PolicyStore for SqliteStore {
         tenant: &str,
         environment: &str,
     ) -> Result<Option<(String, u64)>, StoreError> {
-        let row: Option<(String, i64)> = self.with_reader(|c| {
+        let row: Option<(String, i64)> = self.with_conn(|c| {
             Ok(c.query_row(
                 "SELECT policy_id, version FROM active_policies WHERE tenant = ?1 AND environment = ?2",
                 params![tenant, environment],
@@ -957,7 +959,7 @@ impl IdempotencyStore for SqliteStore {
         request_hash: &str,
         now_ms: i64,
     ) -> Result<IdempotencyClaim, StoreError> {
-        self.with_reader(|c| {
+        self.with_conn(|c| {
             // INSERT OR IGNORE is atomic: exactly one concurrent claimant inserts.
             let inserted = c.execute(
                 "INSERT OR IGNORE INTO idempotency (tenant, key, request_hash, created_ms) VALUES (?1, ?2, ?3, ?4)",
@@ -1034,7 +1036,7 @@ impl QuotaStore for SqliteStore {
         metric: &str,
         amount: u64,
     ) -> Result<u64, StoreError> {
-        self.with_reader(|c| {
+        self.with_conn(|c| {
             let v: i64 = c.query_row(
                 "INSERT INTO quota (tenant, period, metric, value) VALUES (?1, ?2, ?3, ?4)
                  ON CONFLICT (tenant, period, metric) DO UPDATE SET value = value + excluded.value
@@ -1046,7 +1048,7 @@ impl QuotaStore for SqliteStore {
         })
     }
     fn usage(&self, tenant: &str, period: &str, metric: &str) -> Result<u64, StoreError> {
-        let v: Option<i64> = self.with_reader(|c| {
+        let v: Option<i64> = self.with_conn(|c| {
             Ok(c.query_row(
                 "SELECT value FROM quota WHERE tenant = ?1 AND period = ?2 AND metric = ?3",
                 params![tenant, period, metric],
