@@ -1,0 +1,43 @@
+//! Errors of the lab.
+
+use tollgate_core::{InvalidRequest, PolicyError};
+
+/// Why an experiment could not run.
+#[derive(Debug, thiserror::Error)]
+pub enum LabError {
+    /// A configuration value is out of its range.
+    #[error("invalid configuration: `{field}` {problem}")]
+    InvalidConfig {
+        /// The field, e.g. `strategy.entry_z`.
+        field: &'static str,
+        /// What is wrong with it.
+        problem: String,
+    },
+    /// The built-in policy did not compile (a bug in `tollgate-core`).
+    #[error("the `csc-default` policy does not compile: {0}")]
+    Policy(#[from] PolicyError),
+    /// The engine rejected an order request as invalid (a bug in the signal mapping).
+    #[error("the engine rejected the order at bar {bar} as invalid: {detail}")]
+    InvalidOrder {
+        /// The bar of the order.
+        bar: u64,
+        /// The engine's field errors.
+        detail: String,
+    },
+}
+
+impl LabError {
+    pub(crate) fn config(field: &'static str, problem: impl Into<String>) -> Self {
+        LabError::InvalidConfig {
+            field,
+            problem: problem.into(),
+        }
+    }
+
+    pub(crate) fn invalid_order(bar: u64, e: &InvalidRequest) -> Self {
+        LabError::InvalidOrder {
+            bar,
+            detail: e.to_string(),
+        }
+    }
+}
