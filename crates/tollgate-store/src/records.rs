@@ -33,6 +33,12 @@ pub struct ApiKeyRecord {
     pub created_ms: i64,
     /// Revocation time, if revoked.
     pub revoked_ms: Option<i64>,
+    /// Expiry time, if the key expires.
+    #[serde(default)]
+    pub expires_ms: Option<i64>,
+    /// A label for people.
+    #[serde(default)]
+    pub name: String,
 }
 
 /// The public half of a checkpoint / verdict signing key.

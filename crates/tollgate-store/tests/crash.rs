@@ -25,6 +25,9 @@ const TENANTS: [&str; 2] = ["acme", "globex"];
 fn config(dir: &str) -> SqliteConfig {
     let mut cfg = SqliteConfig::in_dir(std::path::Path::new(dir));
     cfg.signer = Some(signer());
+    // Checkpoint the WAL into the database often, so that kills also land during
+    // checkpoints.
+    cfg.wal_checkpoint_bytes = 64 << 10;
     cfg
 }
 
