@@ -8,8 +8,8 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use tollgate_core::{
-    CompiledPolicy, DecideInput, DecisionRequest, Gate, MemoryBuckets, PolicyBinding, Status,
-    UnixMillis, csc_default, decide,
+    CompiledPolicy, DecideInput, DecisionRequest, Gate, MemoryBuckets, PolicyBinding, PolicyFormat,
+    Status, UnixMillis, compile_policy, csc_default, decide,
 };
 
 use crate::LabError;
@@ -35,6 +35,10 @@ pub struct DrawdownConfig {
     pub process: ProcessConfig,
     /// The strategy.
     pub strategy: StrategyConfig,
+    /// A policy document (YAML) to put in front of the order function instead of the
+    /// built-in `csc-default`, e.g. for an ablation. `None`: `csc-default`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub policy: Option<String>,
 }
 
 impl Default for DrawdownConfig {
@@ -48,6 +52,7 @@ impl Default for DrawdownConfig {
             start_equity: 1_000_000.0,
             process: ProcessConfig::default(),
             strategy: StrategyConfig::default(),
+            policy: None,
         }
     }
 }
@@ -137,6 +142,12 @@ pub struct RunStats {
     pub expectancy_bps: f64,
     /// Share of trades with a positive P&L, in percent.
     pub win_rate_pct: f64,
+    /// Units open, averaged over the bars (gross exposure is about this times
+    /// `unit_fraction` of equity).
+    pub mean_open_units: f64,
+    /// `return_pct / max_drawdown_pct` (a Calmar-like ratio; 0 when there was no
+    /// drawdown): comparable between runs whose exposure differs.
+    pub return_over_max_drawdown: f64,
     /// Orders the firewall blocked, by gate (all zero without the firewall).
     pub blocked: Blocks,
 }
@@ -182,6 +193,14 @@ pub struct MeanRow {
     pub return_without_pct: f64,
     /// Mean return with the firewall, percent.
     pub return_with_pct: f64,
+    /// Mean of `return_over_max_drawdown` without the firewall.
+    pub return_over_max_drawdown_without: f64,
+    /// Mean of `return_over_max_drawdown` with the firewall.
+    pub return_over_max_drawdown_with: f64,
+    /// Mean of `mean_open_units` without the firewall.
+    pub mean_open_units_without: f64,
+    /// Mean of `mean_open_units` with the firewall.
+    pub mean_open_units_with: f64,
     /// Mean trades without the firewall.
     pub trades_without: f64,
     /// Mean trades with the firewall.
@@ -203,7 +222,10 @@ pub struct DrawdownReport {
 /// same price path.
 pub fn run_drawdown(config: &DrawdownConfig) -> Result<DrawdownReport, LabError> {
     config.validate()?;
-    let policy = csc_default()?;
+    let policy = match &config.policy {
+        None => csc_default()?,
+        Some(text) => Arc::new(compile_policy(text, PolicyFormat::Yaml)?),
+    };
     let mut seeds = Vec::with_capacity(config.seeds.len());
     for &seed in &config.seeds {
         let (without, turbulent_bars) = simulate(config, seed, &mut NoFirewall, None)?;
@@ -243,6 +265,10 @@ fn mean_row(seeds: &[SeedResult]) -> MeanRow {
         expectancy_with_bps: mean(&|s| s.with.expectancy_bps),
         return_without_pct: mean(&|s| s.without.return_pct),
         return_with_pct: mean(&|s| s.with.return_pct),
+        return_over_max_drawdown_without: mean(&|s| s.without.return_over_max_drawdown),
+        return_over_max_drawdown_with: mean(&|s| s.with.return_over_max_drawdown),
+        mean_open_units_without: mean(&|s| s.without.mean_open_units),
+        mean_open_units_with: mean(&|s| s.with.mean_open_units),
         trades_without: mean(&|s| s.without.trades as f64),
         trades_with: mean(&|s| s.with.trades as f64),
     }
@@ -379,6 +405,7 @@ pub(crate) fn simulate(
     let (mut orders, mut trades, mut trades_turbulent, mut wins) = (0u64, 0u64, 0u64, 0u64);
     let (mut pnl_sum, mut bps_sum) = (0.0f64, 0.0f64);
     let mut turbulent_bars = 0u64;
+    let mut open_unit_bars = 0u64;
     let mut last_price = config.process.start_price;
 
     let mut close = |unit: Unit, price: f64, cash: &mut f64, ns: &mut f64, nc: &mut f64| {
@@ -410,6 +437,7 @@ pub(crate) fn simulate(
         }
         let equity = cash + bar.price * net_shares - net_cost;
         tracker.observe(equity);
+        open_unit_bars += open.len() as u64;
 
         let Some(signal) = strategy.on_bar(&bar) else {
             continue;
@@ -460,16 +488,24 @@ pub(crate) fn simulate(
             sum / trades as f64
         }
     };
+    let max_drawdown_pct = 100.0 * tracker.max_drawdown();
+    let return_pct = 100.0 * (cash / config.start_equity - 1.0);
     let stats = RunStats {
-        max_drawdown_pct: 100.0 * tracker.max_drawdown(),
+        max_drawdown_pct,
         final_equity: cash,
-        return_pct: 100.0 * (cash / config.start_equity - 1.0),
+        return_pct,
         orders,
         trades,
         trades_turbulent,
         expectancy: per_trade(pnl_sum),
         expectancy_bps: per_trade(bps_sum),
         win_rate_pct: 100.0 * per_trade(wins as f64),
+        mean_open_units: open_unit_bars as f64 / config.bars as f64,
+        return_over_max_drawdown: if max_drawdown_pct > 0.0 {
+            return_pct / max_drawdown_pct
+        } else {
+            0.0
+        },
         blocked,
     };
     Ok((stats, turbulent_bars))
@@ -480,28 +516,35 @@ impl fmt::Display for DrawdownReport {
         let c = &self.config;
         writeln!(
             f,
-            "Drawdown experiment: {} bars of {} ms per seed, csc-default in-process, \
-             simulated clock (throttle refill 5 s = {:.1} bars).",
+            "Drawdown experiment: {} bars of {} ms per seed, {} in-process, simulated clock \
+             (csc-default's refill of 5 s = {:.1} bars), cost {} bp a round trip.",
             c.bars,
             c.bar_interval_ms,
-            5_000.0 / c.bar_interval_ms as f64
+            if c.policy.is_some() {
+                "a custom policy"
+            } else {
+                "csc-default"
+            },
+            5_000.0 / c.bar_interval_ms as f64,
+            c.strategy.cost_bps,
         )?;
         writeln!(f)?;
         writeln!(
             f,
-            "| seed | turbulent bars | max DD without | max DD with | reduction (pp) | trades without | trades with (turbulent) |"
+            "| seed | turbulent bars | max DD without | max DD with | reduction (pp) | trades without (in turbulence) | trades with (in turbulence) |"
         )?;
         writeln!(f, "|---:|---:|---:|---:|---:|---:|---:|")?;
         for s in &self.seeds {
             writeln!(
                 f,
-                "| {} | {:.1}% | {:.2}% | {:.2}% | {:+.2} | {} | {} ({}) |",
+                "| {} | {:.1}% | {:.2}% | {:.2}% | {:+.2} | {} ({}) | {} ({}) |",
                 s.seed,
                 s.turbulent_bars_pct,
                 s.without.max_drawdown_pct,
                 s.with.max_drawdown_pct,
                 s.drawdown_reduction_pp,
                 s.without.trades,
+                s.without.trades_turbulent,
                 s.with.trades,
                 s.with.trades_turbulent,
             )?;
@@ -519,17 +562,17 @@ impl fmt::Display for DrawdownReport {
         writeln!(f)?;
         writeln!(
             f,
-            "| seed | expectancy without | expectancy with | return without | return with | win rate without / with | orders with | blocked: reality | throttle | policy | other |"
+            "| seed | expectancy without | expectancy with | return without | return with | return / max DD without / with | mean open units without / with | win rate without / with | orders with | blocked: reality | throttle | policy | other |"
         )?;
         writeln!(
             f,
-            "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+            "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
         )?;
         for s in &self.seeds {
             let (a, b) = (&s.without, &s.with);
             writeln!(
                 f,
-                "| {} | {:.2} ({:+.2} bp) | {:.2} ({:+.2} bp) | {:+.2}% | {:+.2}% | {:.1}% / {:.1}% | {} | {} | {} | {} | {} |",
+                "| {} | {:.2} ({:+.2} bp) | {:.2} ({:+.2} bp) | {:+.2}% | {:+.2}% | {:+.2} / {:+.2} | {:.1} / {:.1} | {:.1}% / {:.1}% | {} | {} | {} | {} | {} |",
                 s.seed,
                 a.expectancy,
                 a.expectancy_bps,
@@ -537,6 +580,10 @@ impl fmt::Display for DrawdownReport {
                 b.expectancy_bps,
                 a.return_pct,
                 b.return_pct,
+                a.return_over_max_drawdown,
+                b.return_over_max_drawdown,
+                a.mean_open_units,
+                b.mean_open_units,
                 a.win_rate_pct,
                 b.win_rate_pct,
                 b.orders,
@@ -548,13 +595,17 @@ impl fmt::Display for DrawdownReport {
         }
         writeln!(
             f,
-            "| **mean** | {:.2} ({:+.2} bp) | {:.2} ({:+.2} bp) | {:+.2}% | {:+.2}% | | | | | | |",
+            "| **mean** | {:.2} ({:+.2} bp) | {:.2} ({:+.2} bp) | {:+.2}% | {:+.2}% | {:+.2} / {:+.2} | {:.1} / {:.1} | | | | | | |",
             m.expectancy_without,
             m.expectancy_without_bps,
             m.expectancy_with,
             m.expectancy_with_bps,
             m.return_without_pct,
             m.return_with_pct,
+            m.return_over_max_drawdown_without,
+            m.return_over_max_drawdown_with,
+            m.mean_open_units_without,
+            m.mean_open_units_with,
         )?;
         writeln!(f)?;
         writeln!(
@@ -698,6 +749,30 @@ mod tests {
         let table = a.to_string();
         assert!(table.contains("| 4 |"), "{table}");
         assert!(table.contains("**mean**"), "{table}");
+    }
+
+    #[test]
+    fn a_custom_policy_replaces_csc_default() {
+        let text = tollgate_core::policy::CSC_DEFAULT_TEXT.replace(
+            "throttle:\n  - {key: [tenant], capacity: 4, refill_every: 5s}\n",
+            "throttle: []\n",
+        );
+        assert_ne!(text, tollgate_core::policy::CSC_DEFAULT_TEXT);
+        let config = DrawdownConfig {
+            seeds: vec![1],
+            bars: 20_000,
+            policy: Some(text),
+            ..DrawdownConfig::default()
+        };
+        let report = run_drawdown(&config).unwrap();
+        let with = &report.seeds[0].with;
+        assert_eq!(with.blocked.throttle, 0);
+        assert!(with.trades > 0);
+        let broken = DrawdownConfig {
+            policy: Some("id: x\nrules: [".into()),
+            ..config
+        };
+        assert!(matches!(run_drawdown(&broken), Err(LabError::Policy(_))));
     }
 
     #[test]

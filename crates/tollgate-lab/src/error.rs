@@ -13,8 +13,8 @@ pub enum LabError {
         /// What is wrong with it.
         problem: String,
     },
-    /// The built-in policy did not compile (a bug in `tollgate-core`).
-    #[error("the `csc-default` policy does not compile: {0}")]
+    /// The policy did not compile (for `csc-default`, a bug in `tollgate-core`).
+    #[error("the policy does not compile: {0}")]
     Policy(#[from] PolicyError),
     /// The engine rejected an order request as invalid (a bug in the signal mapping).
     #[error("the engine rejected the order at bar {bar} as invalid: {detail}")]
