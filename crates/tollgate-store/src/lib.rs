@@ -96,6 +96,10 @@ pub trait LedgerStore: Send + Sync + Debug {
     /// The tenant's head, `None` if it has no entry.
     fn head(&self, tenant: &str) -> Result<Option<LedgerHead>, StoreError>;
 
+    /// The sequence number of the decision entry whose body's `decision_id` is this
+    /// (indexed by the sequencer in the entry's own transaction).
+    fn decision_seq(&self, tenant: &str, decision_id: &str) -> Result<Option<u64>, StoreError>;
+
     /// One entry.
     fn entry(&self, tenant: &str, seq: u64) -> Result<Option<Entry>, StoreError>;
 
@@ -227,6 +231,9 @@ pub trait IdempotencyStore: Send + Sync + Debug {
         key: &str,
         response: &serde_json::Value,
     ) -> Result<(), StoreError>;
+    /// Frees a claimed key whose request produced no response (it failed before
+    /// anything was recorded), so a retry can run.
+    fn release(&self, tenant: &str, key: &str) -> Result<(), StoreError>;
     /// Forgets records created before `before_ms`; returns how many.
     fn purge_idempotency(&self, before_ms: i64) -> Result<u64, StoreError>;
 }

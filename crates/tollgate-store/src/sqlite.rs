@@ -31,7 +31,8 @@ use crate::{
 pub(crate) const MAX_BATCH: usize = 8192;
 
 /// Schema migrations; `schema_version` holds how many have been applied.
-const MIGRATIONS: &[&str] = &[r#"
+const MIGRATIONS: &[&str] = &[
+    r#"
 CREATE TABLE ledger (
     id INTEGER PRIMARY KEY,
     tenant TEXT NOT NULL,
@@ -86,7 +87,16 @@ CREATE TABLE quota (
     tenant TEXT NOT NULL, period TEXT NOT NULL, metric TEXT NOT NULL, value INTEGER NOT NULL,
     PRIMARY KEY (tenant, period, metric)
 );
-"#];
+"#,
+    r#"
+CREATE TABLE decision_index (
+    tenant TEXT NOT NULL,
+    decision_id TEXT NOT NULL,
+    seq INTEGER NOT NULL,
+    PRIMARY KEY (tenant, decision_id)
+) WITHOUT ROWID;
+"#,
+];
 
 /// How to open a [`SqliteStore`].
 #[derive(Debug, Clone)]
@@ -133,6 +143,8 @@ enum Job {
         tenant: String,
         time: String,
         prepared: PreparedDraft,
+        /// For a decision entry: its `decision_id`, indexed in the same transaction.
+        decision_id: Option<String>,
         ack: AckSender<Appended>,
     },
     Checkpoint {
@@ -480,6 +492,9 @@ impl Writer {
             let mut insert = tx.prepare_cached(
                 "INSERT INTO ledger (tenant, seq, kind, time, canonical, entry_hash) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
             )?;
+            let mut index = tx.prepare_cached(
+                "INSERT INTO decision_index (tenant, decision_id, seq) VALUES (?1, ?2, ?3)",
+            )?;
             for job in batch {
                 let tenant = match job {
                     Job::Append { tenant, .. } | Job::Checkpoint { tenant, .. } => tenant.as_str(),
@@ -499,6 +514,7 @@ impl Writer {
                         tenant,
                         time,
                         prepared,
+                        decision_id,
                         ..
                     } => {
                         // INVARIANT: the writer is the only sequencer, and `st` is
@@ -516,6 +532,10 @@ impl Writer {
                             bytes,
                             entry_hash.0.as_slice()
                         ])?;
+                        if let Some(id) = decision_id {
+                            // A duplicate decision id fails the batch: ids are unique.
+                            index.execute(params![tenant, id, to_i64(seq)?])?;
+                        }
                         st.size += 1;
                         st.last_hash = entry_hash;
                         st.range.push_entry_hash(&entry_hash);
@@ -616,11 +636,20 @@ impl LedgerStore for SqliteStore {
             Ok(p) => p,
             Err(e) => return Ack::ready(Err(e.into())),
         };
+        let decision_id = match draft.kind {
+            tollgate_ledger::EntryKind::Decision => draft
+                .body
+                .get("decision_id")
+                .and_then(serde_json::Value::as_str)
+                .map(str::to_owned),
+            _ => None,
+        };
         let (tx, rx) = ack::channel();
         self.send(Job::Append {
             tenant: draft.tenant,
             time: draft.time,
             prepared,
+            decision_id,
             ack: tx,
         });
         rx
@@ -639,6 +668,20 @@ impl LedgerStore for SqliteStore {
         self.with_conn(|c| {
             let st = load_state(c, tenant)?;
             Ok((st.size > 0).then(|| head_from_state(&st)))
+        })
+    }
+
+    fn decision_seq(&self, tenant: &str, decision_id: &str) -> Result<Option<u64>, StoreError> {
+        self.with_conn(|c| {
+            let seq: Option<i64> = c
+                .query_row(
+                    "SELECT seq FROM decision_index WHERE tenant = ?1 AND decision_id = ?2",
+                    params![tenant, decision_id],
+                    |r| r.get(0),
+                )
+                .optional()?;
+            seq.map(|s| u64::try_from(s).map_err(|_| StoreError::Corrupt("negative seq".into())))
+                .transpose()
         })
     }
 
@@ -1050,6 +1093,13 @@ impl IdempotencyStore for SqliteStore {
         self.write(
             "UPDATE idempotency SET response = ?3 WHERE tenant = ?1 AND key = ?2",
             params![tenant, key, json(response)?],
+        )?;
+        Ok(())
+    }
+    fn release(&self, tenant: &str, key: &str) -> Result<(), StoreError> {
+        self.write(
+            "DELETE FROM idempotency WHERE tenant = ?1 AND key = ?2 AND response IS NULL",
+            params![tenant, key],
         )?;
         Ok(())
     }

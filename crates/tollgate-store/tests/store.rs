@@ -553,3 +553,129 @@ fn idempotency_claim_has_one_winner() {
     );
     assert_eq!(s.purge_idempotency(2).unwrap(), 1);
 }
+
+#[derive(Clone, Debug)]
+enum RecordOp {
+    PutOverride {
+        tenant: usize,
+        id: u8,
+        v: u8,
+    },
+    ClearOverride {
+        tenant: usize,
+        id: u8,
+    },
+    AddUsage {
+        tenant: usize,
+        metric: u8,
+        amount: u64,
+    },
+    Claim {
+        tenant: usize,
+        key: u8,
+        request: u8,
+    },
+    Complete {
+        tenant: usize,
+        key: u8,
+        v: u8,
+    },
+    Reopen,
+}
+
+fn record_op() -> impl Strategy<Value = RecordOp> {
+    prop_oneof![
+        (0..3usize, 0..4u8, any::<u8>()).prop_map(|(tenant, id, v)| RecordOp::PutOverride {
+            tenant,
+            id,
+            v
+        }),
+        (0..3usize, 0..4u8).prop_map(|(tenant, id)| RecordOp::ClearOverride { tenant, id }),
+        (0..3usize, 0..3u8, 0..1000u64).prop_map(|(tenant, metric, amount)| RecordOp::AddUsage {
+            tenant,
+            metric,
+            amount
+        }),
+        (0..3usize, 0..4u8, 0..2u8).prop_map(|(tenant, key, request)| RecordOp::Claim {
+            tenant,
+            key,
+            request
+        }),
+        (0..3usize, 0..4u8, any::<u8>()).prop_map(|(tenant, key, v)| RecordOp::Complete {
+            tenant,
+            key,
+            v
+        }),
+        Just(RecordOp::Reopen),
+    ]
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 32, ..ProptestConfig::default() })]
+
+    /// Overrides, quota counters and idempotency records against in-memory maps.
+    #[test]
+    fn records_match_in_memory_model(ops in prop::collection::vec(record_op(), 1..40)) {
+        use tollgate_store::OverrideStore as _;
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = Some(open(dir.path()));
+        let mut overrides: std::collections::BTreeMap<(usize, String), serde_json::Value> = Default::default();
+        let mut usage: HashMap<(usize, u8), u64> = HashMap::new();
+        // key -> (request, response)
+        let mut idem: HashMap<(usize, u8), (u8, Option<serde_json::Value>)> = HashMap::new();
+        for op in ops {
+            let s = store.as_ref().unwrap();
+            match op {
+                RecordOp::PutOverride { tenant, id, v } => {
+                    let r = Record { tenant: TENANTS[tenant].into(), id: format!("o{id}"), body: json!({ "v": v }) };
+                    s.put_override(&r).unwrap();
+                    overrides.insert((tenant, r.id.clone()), r.body);
+                }
+                RecordOp::ClearOverride { tenant, id } => {
+                    let had = overrides.remove(&(tenant, format!("o{id}"))).is_some();
+                    prop_assert_eq!(s.clear_override(TENANTS[tenant], &format!("o{id}")).unwrap(), had);
+                }
+                RecordOp::AddUsage { tenant, metric, amount } => {
+                    let total = usage.entry((tenant, metric)).or_default();
+                    *total += amount;
+                    prop_assert_eq!(s.add_usage(TENANTS[tenant], "2026-11", &format!("m{metric}"), amount).unwrap(), *total);
+                }
+                RecordOp::Claim { tenant, key, request } => {
+                    let got = s.claim(TENANTS[tenant], &format!("k{key}"), &format!("r{request}"), 0).unwrap();
+                    let expected = match idem.get(&(tenant, key)) {
+                        None => {
+                            idem.insert((tenant, key), (request, None));
+                            IdempotencyClaim::New
+                        }
+                        Some((r, _)) if *r != request => IdempotencyClaim::Mismatch,
+                        Some((_, None)) => IdempotencyClaim::InProgress,
+                        Some((_, Some(v))) => IdempotencyClaim::Done(v.clone()),
+                    };
+                    prop_assert_eq!(got, expected);
+                }
+                RecordOp::Complete { tenant, key, v } => {
+                    s.complete(TENANTS[tenant], &format!("k{key}"), &json!({ "v": v })).unwrap();
+                    if let Some(entry) = idem.get_mut(&(tenant, key)) {
+                        entry.1 = Some(json!({ "v": v }));
+                    }
+                }
+                RecordOp::Reopen => {
+                    drop(store.take());
+                    store = Some(open(dir.path()));
+                }
+            }
+        }
+        let s = store.as_ref().unwrap();
+        for (t, name) in TENANTS.iter().enumerate() {
+            let expected: Vec<Record> = overrides
+                .iter()
+                .filter(|((tenant, _), _)| *tenant == t)
+                .map(|((_, id), body)| Record { tenant: (*name).into(), id: id.clone(), body: body.clone() })
+                .collect();
+            prop_assert_eq!(s.overrides(name).unwrap(), expected);
+            for m in 0..3u8 {
+                prop_assert_eq!(s.usage(name, "2026-11", &format!("m{m}")).unwrap(), usage.get(&(t, m)).copied().unwrap_or(0));
+            }
+        }
+    }
+}
