@@ -1,1 +1,118 @@
-//! tollgate-server (placeholder; built in a later issue).
+//! `tollgate-server`: the HTTP service. Adapters translate wire shapes to the neutral
+//! request and back; the engine in `tollgate-core` decides; the store records.
+#![deny(missing_docs)]
+#![cfg_attr(
+    not(test),
+    deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)
+)]
+
+pub mod admin;
+pub mod auth;
+pub mod body;
+pub mod clock;
+pub mod config;
+pub mod decide;
+pub mod error;
+pub mod idempotency;
+mod meter;
+pub mod metrics;
+pub mod native;
+pub mod outcomes;
+pub mod request_id;
+mod run;
+pub mod state;
+
+use std::time::Duration;
+
+use axum::Router;
+use axum::error_handling::HandleErrorLayer;
+use axum::extract::DefaultBodyLimit;
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{delete, get, post};
+use tower::ServiceBuilder;
+
+pub use config::Config;
+pub use error::ApiError;
+pub use run::{App, BOOTSTRAP_FILE, KEY_FILE, KEY_NAME, serve, shutdown_signal};
+pub use state::AppState;
+
+/// The whole HTTP API on one router.
+pub fn router(state: AppState) -> Router {
+    let config = state.config().clone();
+    Router::new()
+        .route("/v1/decisions", post(native::decide))
+        .route("/v1/decisions/{id}", get(native::get_decision))
+        .route("/v1/dossiers/{id}", get(native::dossier))
+        .route("/v1/outcomes", post(outcomes::report))
+        .route("/v1/health", get(native::health))
+        .route("/.well-known/jwks.json", get(native::jwks))
+        .route("/v1/signing-keys", get(native::signing_keys))
+        .route("/metrics", get(native::metrics))
+        .route(
+            "/v1/admin/tenants",
+            post(admin::put_tenant).get(admin::list_tenants),
+        )
+        .route(
+            "/v1/admin/keys",
+            post(admin::create_key).get(admin::list_keys),
+        )
+        .route("/v1/admin/keys/{id}/revoke", post(admin::revoke_key))
+        .route(
+            "/v1/admin/sources",
+            post(admin::add_source).get(admin::list_sources),
+        )
+        .route(
+            "/v1/admin/overrides",
+            post(admin::set_override).get(admin::list_overrides),
+        )
+        .route("/v1/admin/overrides/{id}", delete(admin::clear_override))
+        .route("/v1/audit/verify", get(admin::verify))
+        .route("/v1/audit/export", get(admin::export))
+        .route("/v1/audit/consistency", get(admin::consistency))
+        .route("/v1/audit/checkpoint", get(admin::checkpoint))
+        .fallback(|| async { ApiError::NotFound })
+        .layer(axum::middleware::map_response(json_errors))
+        .layer(DefaultBodyLimit::max(config.max_body_bytes))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            request_id::layer,
+        ))
+        .layer(
+            ServiceBuilder::new()
+                .layer(HandleErrorLayer::new(|_: tower::BoxError| async {
+                    ApiError::Overloaded
+                }))
+                .load_shed()
+                .concurrency_limit(config.max_concurrency.max(1))
+                .timeout(Duration::from_secs(30)),
+        )
+        .with_state(state)
+}
+
+/// Turns framework rejections (413 body too large, 405, bad paths) that are not
+/// JSON yet into the JSON error shape.
+async fn json_errors(response: Response) -> Response {
+    let status = response.status();
+    let is_json = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/json"));
+    if status.as_u16() < 400 || is_json {
+        return response;
+    }
+    let (code, message) = match status {
+        StatusCode::PAYLOAD_TOO_LARGE => ("payload_too_large", "the request body is too large"),
+        StatusCode::METHOD_NOT_ALLOWED => ("method_not_allowed", "method not allowed"),
+        StatusCode::UNSUPPORTED_MEDIA_TYPE => ("unsupported_media_type", "send JSON"),
+        s if s.is_server_error() => ("internal_error", "internal error"),
+        _ => ("bad_request", "the request could not be read"),
+    };
+    let body = serde_json::json!({
+        "error": code,
+        "message": message,
+        "request_id": request_id::current(),
+    });
+    (status, axum::Json(body)).into_response()
+}

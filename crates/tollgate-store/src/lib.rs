@@ -49,6 +49,9 @@ pub enum StoreError {
     /// A stored JSON body could not be (de)serialised.
     #[error("json: {0}")]
     Json(#[from] serde_json::Error),
+    /// A decision entry whose body's `decision_id` the tenant's ledger already holds.
+    #[error("decision `{0}` is already in the ledger")]
+    DuplicateDecision(String),
     /// An append failed earlier in its batch; the whole batch was rolled back.
     #[error("the append batch failed: {0}")]
     BatchFailed(String),

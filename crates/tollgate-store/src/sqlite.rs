@@ -437,7 +437,7 @@ struct Writer {
 }
 
 enum Outcome {
-    Appended(Appended),
+    Appended(Result<Appended, StoreError>),
     Checkpoint(Result<SignedCheckpoint, StoreError>),
 }
 
@@ -455,7 +455,7 @@ impl Writer {
                 Ok(outcomes) => {
                     for (job, outcome) in batch.into_iter().zip(outcomes) {
                         match (job, outcome) {
-                            (Job::Append { ack, .. }, Outcome::Appended(a)) => ack.send(Ok(a)),
+                            (Job::Append { ack, .. }, Outcome::Appended(a)) => ack.send(a),
                             (Job::Checkpoint { ack, .. }, Outcome::Checkpoint(c)) => ack.send(c),
                             // Outcomes are pushed in job order with the job's own variant.
                             _ => {}
@@ -493,7 +493,7 @@ impl Writer {
                 "INSERT INTO ledger (tenant, seq, kind, time, canonical, entry_hash) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
             )?;
             let mut index = tx.prepare_cached(
-                "INSERT INTO decision_index (tenant, decision_id, seq) VALUES (?1, ?2, ?3)",
+                "INSERT OR IGNORE INTO decision_index (tenant, decision_id, seq) VALUES (?1, ?2, ?3)",
             )?;
             for job in batch {
                 let tenant = match job {
@@ -522,6 +522,18 @@ impl Writer {
                         // seq is gapless and prev_hash links to the last entry.
                         let seq = st.size;
                         let prev_hash = st.last_hash;
+                        if let Some(id) = decision_id {
+                            // Decision ids are unique per tenant. A duplicate fails
+                            // only its own append (before it takes a seq), not the
+                            // unrelated appends that share its batch.
+                            let fresh = index.execute(params![tenant, id, to_i64(seq)?])?;
+                            if fresh == 0 {
+                                outcomes.push(Outcome::Appended(Err(
+                                    StoreError::DuplicateDecision(id.clone()),
+                                )));
+                                continue;
+                            }
+                        }
                         let (bytes, entry_hash) = prepared.seal(seq, prev_hash)?;
                         self.bytes_since_signal += bytes.len();
                         insert.execute(params![
@@ -532,19 +544,15 @@ impl Writer {
                             bytes,
                             entry_hash.0.as_slice()
                         ])?;
-                        if let Some(id) = decision_id {
-                            // A duplicate decision id fails the batch: ids are unique.
-                            index.execute(params![tenant, id, to_i64(seq)?])?;
-                        }
                         st.size += 1;
                         st.last_hash = entry_hash;
                         st.range.push_entry_hash(&entry_hash);
-                        outcomes.push(Outcome::Appended(Appended {
+                        outcomes.push(Outcome::Appended(Ok(Appended {
                             tenant: tenant.clone(),
                             seq,
                             entry_hash,
                             prev_hash,
-                        }));
+                        })));
                     }
                     Job::Checkpoint { tenant, time, .. } => {
                         let Some(signer) = &self.signer else {

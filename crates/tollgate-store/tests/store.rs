@@ -679,3 +679,38 @@ proptest! {
         }
     }
 }
+
+/// A duplicate decision id fails only its own append, even inside a shared batch;
+/// the chain stays gapless and the index points at the first entry.
+#[test]
+fn duplicate_decision_id_fails_alone() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = open(dir.path());
+    let decision = |id: &str| EntryDraft {
+        tenant: "a".into(),
+        time: "2026-11-21T12:00:00Z".into(),
+        kind: EntryKind::Decision,
+        body: json!({ "decision_id": id }),
+    };
+    // Submitted together, so they share a batch.
+    let acks: Vec<_> = ["d1", "d2", "d1", "d3"]
+        .iter()
+        .map(|id| s.submit(decision(id)))
+        .collect();
+    let results: Vec<_> = acks.into_iter().map(|a| a.wait()).collect();
+    assert_eq!(results[0].as_ref().unwrap().seq, 0);
+    assert_eq!(results[1].as_ref().unwrap().seq, 1);
+    assert!(matches!(
+        results[2],
+        Err(tollgate_store::StoreError::DuplicateDecision(_))
+    ));
+    assert_eq!(results[3].as_ref().unwrap().seq, 2);
+    assert!(matches!(
+        s.append(decision("d2")),
+        Err(tollgate_store::StoreError::DuplicateDecision(_))
+    ));
+    assert_eq!(s.decision_seq("a", "d3").unwrap(), Some(2));
+    assert_eq!(s.decision_seq("a", "nope").unwrap(), None);
+    s.issue_checkpoint("a", "t").wait().unwrap();
+    assert_eq!(s.verify("a", &keys()).unwrap().unwrap().entries, 3);
+}

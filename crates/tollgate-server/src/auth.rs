@@ -1,0 +1,175 @@
+//! API keys: generation, hashing, lookup, constant-time comparison, scopes.
+
+use axum::extract::FromRequestParts;
+use axum::http::request::Parts;
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
+use tollgate_store::ApiKeyRecord;
+
+use crate::error::ApiError;
+use crate::state::AppState;
+
+/// Scopes a key may hold.
+pub const SCOPES: [&str; 4] = ["decide", "outcomes", "review", "admin"];
+
+/// A freshly generated key: the secret is shown once and never stored.
+#[derive(Debug)]
+pub struct NewKey {
+    /// The full secret (`tg_test_…`).
+    pub secret: String,
+    /// The record to store (hash only).
+    pub record: ApiKeyRecord,
+}
+
+/// Hex SHA-256 of a key secret: what is stored and looked up.
+pub fn hash_secret(secret: &str) -> String {
+    hex::encode(Sha256::digest(secret.as_bytes()))
+}
+
+/// `n` random bytes from the operating system.
+pub fn random_bytes<const N: usize>() -> Result<[u8; N], ApiError> {
+    let mut buf = [0u8; N];
+    getrandom::fill(&mut buf).map_err(ApiError::internal)?;
+    Ok(buf)
+}
+
+/// A random id with a prefix (`dec_…`, `key_…`): 128 bits, hex.
+pub fn random_id(prefix: &str) -> Result<String, ApiError> {
+    Ok(format!("{prefix}_{}", hex::encode(random_bytes::<16>()?)))
+}
+
+/// Generates a key for `tenant`: 192 random bits, `tg_<environment>_` prefix.
+pub fn generate(
+    tenant: &str,
+    environment: &str,
+    scopes: Vec<String>,
+    name: &str,
+    expires_ms: Option<i64>,
+    now_ms: i64,
+) -> Result<NewKey, ApiError> {
+    let secret = format!("tg_{environment}_{}", hex::encode(random_bytes::<24>()?));
+    let record = record_for(
+        &secret,
+        tenant,
+        environment,
+        scopes,
+        name,
+        expires_ms,
+        now_ms,
+    )?;
+    Ok(NewKey { secret, record })
+}
+
+/// The record of a key whose secret the operator supplies (`dealgo_sk_test_…`).
+pub fn record_for(
+    secret: &str,
+    tenant: &str,
+    environment: &str,
+    scopes: Vec<String>,
+    name: &str,
+    expires_ms: Option<i64>,
+    now_ms: i64,
+) -> Result<ApiKeyRecord, ApiError> {
+    if !matches!(environment, "live" | "test") {
+        return Err(ApiError::field(
+            &["environment"],
+            "environment must be `live` or `test`",
+            "enum",
+        ));
+    }
+    if let Some(bad) = scopes.iter().find(|s| !SCOPES.contains(&s.as_str())) {
+        return Err(ApiError::field(
+            &["scopes"],
+            format!("unknown scope `{bad}` (known: {})", SCOPES.join(", ")),
+            "enum",
+        ));
+    }
+    if secret.len() < 20 || secret.len() > 256 || secret.chars().any(char::is_whitespace) {
+        return Err(ApiError::field(
+            &["secret"],
+            "a key must be 20 to 256 characters without spaces",
+            "value_error",
+        ));
+    }
+    Ok(ApiKeyRecord {
+        id: random_id("key")?,
+        tenant: tenant.to_owned(),
+        hash: hash_secret(secret),
+        scopes,
+        environment: environment.to_owned(),
+        created_ms: now_ms,
+        revoked_ms: None,
+        expires_ms,
+        name: name.to_owned(),
+    })
+}
+
+/// The caller's key, authenticated.
+#[derive(Clone, Debug)]
+pub struct Caller {
+    /// The key's record.
+    pub key: ApiKeyRecord,
+}
+
+impl Caller {
+    /// The key's tenant.
+    pub fn tenant(&self) -> &str {
+        &self.key.tenant
+    }
+
+    /// `live` or `test`.
+    pub fn environment(&self) -> &str {
+        &self.key.environment
+    }
+
+    /// Fails with 403 unless the key has `scope` (`admin` implies every scope).
+    pub fn require(&self, scope: &'static str) -> Result<(), ApiError> {
+        if self.key.scopes.iter().any(|s| s == scope || s == "admin") {
+            Ok(())
+        } else {
+            Err(ApiError::Forbidden(scope))
+        }
+    }
+}
+
+/// The bearer token of a request, if any.
+pub fn bearer(parts: &Parts) -> Option<&str> {
+    let value = parts
+        .headers
+        .get(axum::http::header::AUTHORIZATION)?
+        .to_str()
+        .ok()?;
+    let (scheme, token) = value.split_once(' ')?;
+    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
+}
+
+impl AppState {
+    /// Looks up and checks a key secret: exists, not revoked, not expired.
+    pub fn authenticate(&self, secret: &str) -> Result<Caller, ApiError> {
+        let hash = hash_secret(secret);
+        let record = self.key_by_hash(&hash)?.ok_or(ApiError::Unauthorized)?;
+        // The lookup is by hash; compare once more in constant time so no code path
+        // compares key material with an early exit.
+        if !bool::from(record.hash.as_bytes().ct_eq(hash.as_bytes())) {
+            return Err(ApiError::Unauthorized);
+        }
+        let now = self.now_ms();
+        if record.revoked_ms.is_some_and(|t| t <= now)
+            || record.expires_ms.is_some_and(|t| t <= now)
+        {
+            return Err(ApiError::Unauthorized);
+        }
+        Ok(Caller { key: record })
+    }
+}
+
+impl FromRequestParts<AppState> for Caller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let secret = bearer(parts).ok_or(ApiError::Unauthorized)?;
+        let caller = state.authenticate(secret)?;
+        state.check_key_rate(&caller.key.id)?;
+        Ok(caller)
+    }
+}

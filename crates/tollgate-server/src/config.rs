@@ -1,0 +1,157 @@
+//! Configuration: one TOML file, every key overridable by a `TOLLGATE_*` environment
+//! variable, everything with a default.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+/// The server's configuration.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// Address to listen on (`TOLLGATE_LISTEN`).
+    pub listen: SocketAddr,
+    /// Data directory: SQLite database, signing key, bootstrap keys (`TOLLGATE_DATA_DIR`).
+    pub data_dir: PathBuf,
+    /// Base URL used in dossier links (`TOLLGATE_PUBLIC_URL`); defaults to `http://<listen>`.
+    pub public_url: Option<String>,
+    /// Largest request body in bytes (`TOLLGATE_MAX_BODY_BYTES`).
+    pub max_body_bytes: usize,
+    /// Deepest JSON nesting accepted (`TOLLGATE_MAX_JSON_DEPTH`).
+    pub max_json_depth: usize,
+    /// Requests processed at once; past it, 503 with `Retry-After` (`TOLLGATE_MAX_CONCURRENCY`).
+    pub max_concurrency: usize,
+    /// Per-key request rate: burst (`TOLLGATE_KEY_RATE_BURST`).
+    pub key_rate_burst: u32,
+    /// Per-key request rate: sustained requests per second (`TOLLGATE_KEY_RATE_PER_SECOND`).
+    pub key_rate_per_second: u32,
+    /// Decisions per calendar month (UTC) for live keys, per tenant, unless the tenant
+    /// sets its own (`TOLLGATE_MONTHLY_QUOTA`).
+    pub monthly_quota: u64,
+    /// Whether `/metrics` needs no key (`TOLLGATE_METRICS_PUBLIC`).
+    pub metrics_public: bool,
+    /// Interval between checkpoints while there is traffic, in ms (`TOLLGATE_CHECKPOINT_INTERVAL_MS`).
+    pub checkpoint_interval_ms: u64,
+    /// Longest time to wait for the ledger before answering 503, in ms (`TOLLGATE_LEDGER_TIMEOUT_MS`).
+    pub ledger_timeout_ms: u64,
+    /// Lifetime of idempotency records, in ms (`TOLLGATE_IDEMPOTENCY_TTL_MS`).
+    pub idempotency_ttl_ms: i64,
+    /// Log format: `json` or `text` (`TOLLGATE_LOG_FORMAT`).
+    pub log_format: String,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8765)),
+            data_dir: PathBuf::from("tollgate-data"),
+            public_url: None,
+            max_body_bytes: 256 * 1024,
+            max_json_depth: 32,
+            max_concurrency: 512,
+            key_rate_burst: 2000,
+            key_rate_per_second: 1000,
+            monthly_quota: 1_000_000,
+            metrics_public: true,
+            checkpoint_interval_ms: 1000,
+            ledger_timeout_ms: 5000,
+            idempotency_ttl_ms: 24 * 3600 * 1000,
+            log_format: "json".to_owned(),
+        }
+    }
+}
+
+/// A configuration that cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read config file `{path}`: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The file is not valid.
+    #[error("invalid config file `{path}`: {message}")]
+    Parse {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        message: String,
+    },
+    /// An environment variable is not valid.
+    #[error("invalid value for `{name}`: {message}")]
+    Env {
+        /// The variable.
+        name: String,
+        /// Why.
+        message: String,
+    },
+}
+
+impl Config {
+    /// Loads `path` (if given) and applies `TOLLGATE_*` variables from `env`.
+    pub fn load(
+        path: Option<&Path>,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Self, ConfigError> {
+        let mut config = match path {
+            Some(path) => {
+                let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+                    path: path.to_owned(),
+                    source,
+                })?;
+                toml::from_str(&text).map_err(|e| ConfigError::Parse {
+                    path: path.to_owned(),
+                    message: e.message().to_owned(),
+                })?
+            }
+            None => Config::default(),
+        };
+        for (name, value) in env {
+            config.apply_env(&name, &value)?;
+        }
+        Ok(config)
+    }
+
+    fn apply_env(&mut self, name: &str, value: &str) -> Result<(), ConfigError> {
+        fn parse<T: std::str::FromStr>(name: &str, value: &str) -> Result<T, ConfigError>
+        where
+            T::Err: std::fmt::Display,
+        {
+            value.parse().map_err(|e: T::Err| ConfigError::Env {
+                name: name.to_owned(),
+                message: e.to_string(),
+            })
+        }
+        match name {
+            "TOLLGATE_LISTEN" => self.listen = parse(name, value)?,
+            "TOLLGATE_DATA_DIR" => self.data_dir = PathBuf::from(value),
+            "TOLLGATE_PUBLIC_URL" => self.public_url = Some(value.to_owned()),
+            "TOLLGATE_MAX_BODY_BYTES" => self.max_body_bytes = parse(name, value)?,
+            "TOLLGATE_MAX_JSON_DEPTH" => self.max_json_depth = parse(name, value)?,
+            "TOLLGATE_MAX_CONCURRENCY" => self.max_concurrency = parse(name, value)?,
+            "TOLLGATE_KEY_RATE_BURST" => self.key_rate_burst = parse(name, value)?,
+            "TOLLGATE_KEY_RATE_PER_SECOND" => self.key_rate_per_second = parse(name, value)?,
+            "TOLLGATE_MONTHLY_QUOTA" => self.monthly_quota = parse(name, value)?,
+            "TOLLGATE_METRICS_PUBLIC" => self.metrics_public = parse(name, value)?,
+            "TOLLGATE_CHECKPOINT_INTERVAL_MS" => self.checkpoint_interval_ms = parse(name, value)?,
+            "TOLLGATE_LEDGER_TIMEOUT_MS" => self.ledger_timeout_ms = parse(name, value)?,
+            "TOLLGATE_IDEMPOTENCY_TTL_MS" => self.idempotency_ttl_ms = parse(name, value)?,
+            "TOLLGATE_LOG_FORMAT" => self.log_format = value.to_owned(),
+            _ => {}
+        }
+        Ok(())
+    }
+
+    /// The base URL for links in responses.
+    pub fn base_url(&self) -> String {
+        self.public_url
+            .clone()
+            .unwrap_or_else(|| format!("http://{}", self.listen))
+            .trim_end_matches('/')
+            .to_owned()
+    }
+}

@@ -1,0 +1,120 @@
+//! Usage counters (monthly quota, per-source decision counts) kept in memory and
+//! flushed to the store in the background, so metering costs no write per decision.
+//!
+//! A crash loses at most one flush interval of counts; quotas are a business limit,
+//! not a safety one, and the ledger holds every decision anyway.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+use tollgate_store::Store;
+
+use crate::error::ApiError;
+use crate::state::lock_error;
+
+type Key = (String, String, String);
+
+#[derive(Debug, Default)]
+struct Counter {
+    stored: u64,
+    pending: u64,
+}
+
+/// In-memory counters over the store's quota counters.
+#[derive(Debug, Default)]
+pub(crate) struct Meter {
+    counters: Mutex<HashMap<Key, Counter>>,
+}
+
+impl Meter {
+    /// The counter's value (stored + not yet flushed).
+    pub(crate) fn get(
+        &self,
+        store: &dyn Store,
+        tenant: &str,
+        period: &str,
+        metric: &str,
+    ) -> Result<u64, ApiError> {
+        let key = (tenant.to_owned(), period.to_owned(), metric.to_owned());
+        if let Some(c) = self.counters.lock().map_err(lock_error)?.get(&key) {
+            return Ok(c.stored + c.pending);
+        }
+        let stored = store.usage(tenant, period, metric)?;
+        let mut counters = self.counters.lock().map_err(lock_error)?;
+        let c = counters
+            .entry(key)
+            .or_insert(Counter { stored, pending: 0 });
+        Ok(c.stored + c.pending)
+    }
+
+    /// Adds `n` to a counter.
+    pub(crate) fn add(
+        &self,
+        store: &dyn Store,
+        tenant: &str,
+        period: &str,
+        metric: &str,
+        n: u64,
+    ) -> Result<(), ApiError> {
+        self.get(store, tenant, period, metric)?;
+        let key = (tenant.to_owned(), period.to_owned(), metric.to_owned());
+        let mut counters = self.counters.lock().map_err(lock_error)?;
+        if let Some(c) = counters.get_mut(&key) {
+            c.pending += n;
+        }
+        Ok(())
+    }
+
+    /// Adds one to a counter only if it stays within `limit`; `false` if it would not.
+    pub(crate) fn reserve(
+        &self,
+        store: &dyn Store,
+        tenant: &str,
+        period: &str,
+        metric: &str,
+        limit: u64,
+    ) -> Result<bool, ApiError> {
+        self.get(store, tenant, period, metric)?;
+        let key = (tenant.to_owned(), period.to_owned(), metric.to_owned());
+        let mut counters = self.counters.lock().map_err(lock_error)?;
+        match counters.get_mut(&key) {
+            Some(c) if c.stored + c.pending < limit => {
+                c.pending += 1;
+                Ok(true)
+            }
+            _ => Ok(false),
+        }
+    }
+
+    /// Gives back a reservation whose decision was not recorded.
+    pub(crate) fn refund(&self, tenant: &str, period: &str, metric: &str) -> Result<(), ApiError> {
+        let key = (tenant.to_owned(), period.to_owned(), metric.to_owned());
+        let mut counters = self.counters.lock().map_err(lock_error)?;
+        if let Some(c) = counters.get_mut(&key) {
+            c.pending = c.pending.saturating_sub(1);
+        }
+        Ok(())
+    }
+
+    /// Writes pending counts to the store.
+    pub(crate) fn flush(&self, store: &dyn Store) -> Result<(), ApiError> {
+        let pending: Vec<(Key, u64)> = {
+            let mut counters = self.counters.lock().map_err(lock_error)?;
+            counters
+                .iter_mut()
+                .filter(|(_, c)| c.pending > 0)
+                .map(|(k, c)| {
+                    let n = c.pending;
+                    c.stored += n;
+                    c.pending = 0;
+                    (k.clone(), n)
+                })
+                .collect()
+        };
+        for (key, n) in pending {
+            let (tenant, period, metric): &Key = &key;
+            store.add_usage(tenant, period, metric, n)?;
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,92 @@
+//! Prometheus metrics (`/metrics`): decisions by status and gate, decision latency,
+//! ledger append latency, HTTP responses by status.
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::encoding::text::encode;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub(crate) struct DecisionLabels {
+    pub(crate) status: String,
+    pub(crate) gate: String,
+    pub(crate) environment: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub(crate) struct StatusLabels {
+    pub(crate) code: u16,
+}
+
+/// The server's metrics.
+#[derive(Debug)]
+pub struct Metrics {
+    registry: Registry,
+    pub(crate) decisions: Family<DecisionLabels, Counter>,
+    pub(crate) decision_seconds: Histogram,
+    pub(crate) ledger_append_seconds: Histogram,
+    pub(crate) responses: Family<StatusLabels, Counter>,
+    pub(crate) idempotent_replays: Counter,
+}
+
+impl Metrics {
+    /// Registers every metric.
+    pub fn new() -> Self {
+        let mut registry = Registry::with_prefix("tollgate");
+        let decisions = Family::<DecisionLabels, Counter>::default();
+        let decision_seconds = Histogram::new(exponential_buckets(0.000_05, 2.0, 16));
+        let ledger_append_seconds = Histogram::new(exponential_buckets(0.000_05, 2.0, 16));
+        let responses = Family::<StatusLabels, Counter>::default();
+        let idempotent_replays = Counter::default();
+        registry.register(
+            "decisions",
+            "Decisions by status, gate and environment",
+            decisions.clone(),
+        );
+        registry.register(
+            "decision_seconds",
+            "Time from request to durable verdict",
+            decision_seconds.clone(),
+        );
+        registry.register(
+            "ledger_append_seconds",
+            "Time to a durable ledger append",
+            ledger_append_seconds.clone(),
+        );
+        registry.register(
+            "http_responses",
+            "HTTP responses by status code",
+            responses.clone(),
+        );
+        registry.register(
+            "idempotent_replays",
+            "Responses replayed for a repeated idempotency key",
+            idempotent_replays.clone(),
+        );
+        Self {
+            registry,
+            decisions,
+            decision_seconds,
+            ledger_append_seconds,
+            responses,
+            idempotent_replays,
+        }
+    }
+
+    /// The text exposition format.
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        if encode(&mut out, &self.registry).is_err() {
+            out.clear();
+        }
+        out
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}

@@ -1,0 +1,235 @@
+//! Opening the data directory, first-start bootstrap, background work, serving and
+//! graceful shutdown.
+
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use serde_json::json;
+use tollgate_ledger::{NoteSigner, SignedCheckpoint};
+use tollgate_store::{SigningKeyRecord, SqliteConfig, SqliteStore, Store, TenantRecord, keyfile};
+
+use crate::clock::{Clock, SystemClock, rfc3339};
+use crate::config::Config;
+use crate::error::ApiError;
+use crate::state::AppState;
+
+/// The signing key file in the data directory.
+pub const KEY_FILE: &str = "signing-key.pem";
+/// The signed-note name of the server's key.
+pub const KEY_NAME: &str = "tollgate";
+/// The file (mode 0600) with the bootstrap admin key and test decide key.
+pub const BOOTSTRAP_FILE: &str = "bootstrap-keys.json";
+
+/// An opened server: state plus where the bootstrap keys went.
+#[derive(Debug)]
+pub struct App {
+    /// The shared state.
+    pub state: AppState,
+    /// The bootstrap key file, when this start created it.
+    pub bootstrap_file: Option<PathBuf>,
+}
+
+impl App {
+    /// Opens (or initialises) the data directory with the system clock.
+    pub fn open(config: Config) -> anyhow::Result<App> {
+        Self::open_with_clock(config, Arc::new(SystemClock))
+    }
+
+    /// Opens (or initialises) the data directory with `clock`.
+    pub fn open_with_clock(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<App> {
+        let dir = config.data_dir.clone();
+        std::fs::create_dir_all(&dir)
+            .with_context(|| format!("creating data directory `{}`", dir.display()))?;
+        let (key, created) = keyfile::load_or_create(&dir.join(KEY_FILE))
+            .with_context(|| format!("loading the signing key in `{}`", dir.display()))?;
+        let signer = NoteSigner::new(KEY_NAME, key.clone())?;
+        let verifier = signer.verifier();
+        let mut sqlite = SqliteConfig::in_dir(&dir);
+        sqlite.signer = Some(signer);
+        let store = SqliteStore::open(sqlite)
+            .with_context(|| format!("opening the store in `{}`", dir.display()))?;
+        let store: Arc<dyn Store> = Arc::new(store);
+        let now = clock.now_ms();
+        if created || store.signing_keys()?.is_empty() {
+            store.put_signing_key(&SigningKeyRecord {
+                name: KEY_NAME.into(),
+                public_key: key.verifying_key().to_bytes(),
+                created_ms: now,
+                retired_ms: None,
+            })?;
+        }
+        let state = AppState::new(config, store, key, verifier, clock);
+        let bootstrap_file = bootstrap(&state, &dir)?;
+        Ok(App {
+            state,
+            bootstrap_file,
+        })
+    }
+}
+
+/// On first start: tenant `default`, an admin key and a test decide key, written to
+/// a 0600 file. Returns the file when it was written.
+fn bootstrap(state: &AppState, dir: &Path) -> anyhow::Result<Option<PathBuf>> {
+    let store = state.store();
+    if store.tenant(crate::admin::OPERATOR_TENANT)?.is_some() {
+        return Ok(None);
+    }
+    let now = state.now_ms();
+    store.put_tenant(&TenantRecord {
+        id: crate::admin::OPERATOR_TENANT.into(),
+        name: "Default tenant".into(),
+        created_ms: now,
+        body: json!({}),
+    })?;
+    let all = ["admin", "decide", "outcomes", "review"]
+        .map(str::to_owned)
+        .to_vec();
+    let admin = crate::auth::generate("default", "live", all, "bootstrap admin", None, now)
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let test = crate::auth::generate(
+        "default",
+        "test",
+        vec!["decide".into(), "outcomes".into()],
+        "bootstrap test decide key",
+        None,
+        now,
+    )
+    .map_err(|e| anyhow::anyhow!("{e}"))?;
+    store.put_api_key(&admin.record)?;
+    store.put_api_key(&test.record)?;
+    let path = dir.join(BOOTSTRAP_FILE);
+    let text = serde_json::to_string_pretty(&json!({
+        "tenant": "default",
+        "admin_key": {"id": admin.record.id, "secret": admin.secret, "scopes": admin.record.scopes},
+        "test_key": {"id": test.record.id, "secret": test.secret, "scopes": test.record.scopes},
+        "note": "Shown once. Store these secrets elsewhere and delete this file.",
+    }))?;
+    write_private(&path, text.as_bytes())?;
+    Ok(Some(path))
+}
+
+fn write_private(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt as _;
+        options.mode(0o600);
+    }
+    let mut file = options
+        .open(path)
+        .with_context(|| format!("creating `{}`", path.display()))?;
+    file.write_all(bytes)?;
+    file.sync_all()?;
+    Ok(())
+}
+
+impl AppState {
+    /// Issues a checkpoint for `tenant` now and waits for it.
+    pub async fn checkpoint_now(&self, tenant: &str) -> Result<SignedCheckpoint, ApiError> {
+        let ack = self
+            .store()
+            .issue_checkpoint(tenant, &rfc3339(self.now_ms()));
+        match tokio::time::timeout(Duration::from_millis(self.config().ledger_timeout_ms), ack)
+            .await
+        {
+            Ok(Ok(c)) => Ok(c),
+            Ok(Err(e)) => {
+                tracing::error!(error = %e, tenant, "checkpoint failed");
+                Err(ApiError::LedgerUnavailable)
+            }
+            Err(_) => Err(ApiError::LedgerUnavailable),
+        }
+    }
+
+    /// Background work of one tick: checkpoints for tenants with new entries,
+    /// metering flush, expired idempotency records.
+    pub async fn tick(&self) {
+        let dirty: Vec<String> = match self.0.dirty.lock() {
+            Ok(mut d) => d.drain().collect(),
+            Err(_) => Vec::new(),
+        };
+        for tenant in dirty {
+            if let Err(e) = self.checkpoint_now(&tenant).await {
+                tracing::warn!(tenant, error = %e, "checkpoint not issued; will retry");
+                self.mark_dirty(&tenant);
+            }
+        }
+        if let Err(e) = self.0.meter.flush(self.store().as_ref()) {
+            tracing::warn!(error = %e, "usage counters not flushed; will retry");
+        }
+        let cutoff = self.now_ms() - self.config().idempotency_ttl_ms;
+        if let Err(e) = self.store().purge_idempotency(cutoff) {
+            tracing::warn!(error = %e, "idempotency purge failed");
+        }
+    }
+}
+
+/// Resolves on SIGTERM or Ctrl-C.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = term => {},
+    }
+}
+
+/// Serves until SIGTERM: stops accepting, finishes in-flight requests, flushes
+/// counters and checkpoints, returns.
+pub async fn serve(config: Config) -> anyhow::Result<()> {
+    let started = std::time::Instant::now();
+    let listen = config.listen;
+    let app = App::open(config)?;
+    let state = app.state.clone();
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .with_context(|| format!("binding {listen}"))?;
+    let addr = listener.local_addr()?;
+    if let Some(file) = &app.bootstrap_file {
+        tracing::info!(
+            file = %file.display(),
+            "first start: tenant `default` created; the bootstrap admin key and test decide key are in this file (mode 0600)"
+        );
+    }
+    let ticker = {
+        let state = state.clone();
+        let every = Duration::from_millis(state.config().checkpoint_interval_ms.max(50));
+        tokio::spawn(async move {
+            let mut interval = tokio::time::interval(every);
+            loop {
+                interval.tick().await;
+                state.tick().await;
+            }
+        })
+    };
+    tracing::info!(
+        %addr,
+        data_dir = %state.config().data_dir.display(),
+        ready_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
+        "tollgate ready"
+    );
+    axum::serve(listener, crate::router(state.clone()))
+        .with_graceful_shutdown(shutdown_signal())
+        .await?;
+    ticker.abort();
+    // In-flight requests are done: flush what the ticker would have.
+    state.tick().await;
+    tracing::info!("tollgate stopped");
+    Ok(())
+}

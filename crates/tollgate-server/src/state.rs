@@ -1,0 +1,220 @@
+//! Shared server state: the store, the signing key, the clock, throttle buckets and
+//! small caches invalidated on every write that concerns them.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex, RwLock};
+
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as B64;
+use ed25519_dalek::{Signer as _, SigningKey};
+use tollgate_core::{Gcra, MemoryBuckets, Override, UnixMillis};
+use tollgate_ledger::{Jwk, Jwks, NoteVerifier, thumbprint};
+use tollgate_store::{ApiKeyRecord, Store};
+
+use crate::clock::Clock;
+use crate::config::Config;
+use crate::error::ApiError;
+use crate::metrics::Metrics;
+
+/// The server's Ed25519 key: signs verdicts and checkpoints.
+#[derive(Debug)]
+pub struct ServerKey {
+    key: SigningKey,
+    /// JWKS key id (RFC 7638 thumbprint).
+    pub kid: String,
+}
+
+impl ServerKey {
+    /// Wraps a signing key.
+    pub fn new(key: SigningKey) -> Self {
+        let kid = thumbprint(&key.verifying_key());
+        Self { key, kid }
+    }
+
+    /// Base64 Ed25519 signature of `bytes`.
+    pub fn sign_b64(&self, bytes: &[u8]) -> String {
+        B64.encode(self.key.sign(bytes).to_bytes())
+    }
+
+    /// The public key.
+    pub fn verifying_key(&self) -> ed25519_dalek::VerifyingKey {
+        self.key.verifying_key()
+    }
+}
+
+/// A per-idempotency-key async lock.
+pub(crate) type InflightLock = Arc<tokio::sync::Mutex<()>>;
+
+/// Cheap to clone: everything lives behind one `Arc`.
+#[derive(Clone, Debug)]
+pub struct AppState(pub(crate) Arc<Inner>);
+
+#[derive(Debug)]
+pub(crate) struct Inner {
+    pub(crate) config: Config,
+    pub(crate) store: Arc<dyn Store>,
+    pub(crate) key: ServerKey,
+    pub(crate) clock: Arc<dyn Clock>,
+    pub(crate) metrics: Metrics,
+    pub(crate) meter: crate::meter::Meter,
+    /// Decision throttle buckets (keys include the tenant).
+    pub(crate) buckets: Mutex<MemoryBuckets>,
+    /// Per-key request-rate buckets.
+    rate: Mutex<MemoryBuckets>,
+    keys: RwLock<HashMap<String, ApiKeyRecord>>,
+    overrides: RwLock<HashMap<String, Arc<Vec<Override>>>>,
+    /// Idempotency keys being decided right now on this node.
+    pub(crate) inflight: Mutex<HashMap<(String, String), InflightLock>>,
+    /// Tenants with ledger entries since their last checkpoint.
+    pub(crate) dirty: Mutex<HashSet<String>>,
+    /// Verifier keys for checkpoints (signed-note form).
+    pub(crate) note_verifier: NoteVerifier,
+}
+
+impl AppState {
+    /// Builds the state.
+    pub fn new(
+        config: Config,
+        store: Arc<dyn Store>,
+        key: SigningKey,
+        note_verifier: NoteVerifier,
+        clock: Arc<dyn Clock>,
+    ) -> Self {
+        AppState(Arc::new(Inner {
+            config,
+            store,
+            key: ServerKey::new(key),
+            clock,
+            metrics: Metrics::new(),
+            meter: crate::meter::Meter::default(),
+            buckets: Mutex::new(MemoryBuckets::new()),
+            rate: Mutex::new(MemoryBuckets::new()),
+            keys: RwLock::new(HashMap::new()),
+            overrides: RwLock::new(HashMap::new()),
+            inflight: Mutex::new(HashMap::new()),
+            dirty: Mutex::new(HashSet::new()),
+            note_verifier,
+        }))
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &Config {
+        &self.0.config
+    }
+
+    /// The store.
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.0.store
+    }
+
+    /// The server key.
+    pub fn server_key(&self) -> &ServerKey {
+        &self.0.key
+    }
+
+    /// Now, in Unix milliseconds.
+    pub fn now_ms(&self) -> i64 {
+        self.0.clock.now_ms()
+    }
+
+    /// Now, as the engine takes it.
+    pub fn now(&self) -> UnixMillis {
+        UnixMillis(self.now_ms())
+    }
+
+    /// The key with this hash, from the cache or the store.
+    pub(crate) fn key_by_hash(&self, hash: &str) -> Result<Option<ApiKeyRecord>, ApiError> {
+        if let Some(k) = self.0.keys.read().map_err(poisoned)?.get(hash) {
+            return Ok(Some(k.clone()));
+        }
+        let found = self.0.store.api_key_by_hash(hash)?;
+        if let Some(k) = &found {
+            self.0
+                .keys
+                .write()
+                .map_err(poisoned)?
+                .insert(hash.to_owned(), k.clone());
+        }
+        Ok(found)
+    }
+
+    /// Drops cached keys (after a key is created or revoked).
+    pub(crate) fn forget_keys(&self) -> Result<(), ApiError> {
+        self.0.keys.write().map_err(poisoned)?.clear();
+        Ok(())
+    }
+
+    /// The tenant's engaged overrides.
+    pub(crate) fn overrides(&self, tenant: &str) -> Result<Arc<Vec<Override>>, ApiError> {
+        if let Some(o) = self.0.overrides.read().map_err(poisoned)?.get(tenant) {
+            return Ok(Arc::clone(o));
+        }
+        let mut list = Vec::new();
+        for r in self.0.store.overrides(tenant)? {
+            let o: Override = serde_json::from_value(r.body).map_err(ApiError::internal)?;
+            list.push(o);
+        }
+        list.sort_by(|a, b| a.id.cmp(&b.id));
+        let list = Arc::new(list);
+        self.0
+            .overrides
+            .write()
+            .map_err(poisoned)?
+            .insert(tenant.to_owned(), Arc::clone(&list));
+        Ok(list)
+    }
+
+    /// Drops the tenant's cached overrides (after a set or clear).
+    pub(crate) fn forget_overrides(&self, tenant: &str) -> Result<(), ApiError> {
+        self.0.overrides.write().map_err(poisoned)?.remove(tenant);
+        Ok(())
+    }
+
+    /// The per-key request rate limit: a GCRA bucket per key.
+    pub(crate) fn check_key_rate(&self, key_id: &str) -> Result<(), ApiError> {
+        let config = &self.0.config;
+        let per_second = i64::from(config.key_rate_per_second.max(1));
+        let gcra = Gcra {
+            capacity: config.key_rate_burst.max(1),
+            interval_ms: (1000 / per_second).max(1),
+        };
+        let mut rate = self.0.rate.lock().map_err(poisoned)?;
+        let demand = [tollgate_core::BucketDemand {
+            key: Arc::from(key_id),
+            gcra,
+        }];
+        let (checks, updates) =
+            tollgate_core::throttle::check_all(&demand, &rate.read(&demand), self.now(), true);
+        rate.apply(&updates);
+        match checks.first() {
+            Some(c) if c.allowed => Ok(()),
+            Some(c) => Err(ApiError::RateLimited {
+                retry_after_s: c.retry_after_ms.div_ceil(1000).max(1),
+            }),
+            None => Err(ApiError::internal("rate check returned nothing")),
+        }
+    }
+
+    /// The public keys as a JWKS.
+    pub fn jwks(&self) -> Jwks {
+        Jwks {
+            keys: vec![Jwk::from_key(&self.0.key.verifying_key())],
+        }
+    }
+
+    /// Marks a tenant as having entries since its last checkpoint.
+    pub(crate) fn mark_dirty(&self, tenant: &str) {
+        if let Ok(mut d) = self.0.dirty.lock() {
+            d.insert(tenant.to_owned());
+        }
+    }
+}
+
+fn poisoned<T>(_: T) -> ApiError {
+    ApiError::internal("a lock was poisoned")
+}
+
+/// Maps a poisoned lock to an internal error.
+pub(crate) fn lock_error<T>(e: T) -> ApiError {
+    poisoned(e)
+}
