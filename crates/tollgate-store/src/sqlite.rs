@@ -109,6 +109,9 @@ pub struct SqliteConfig {
     pub signer: Option<NoteSigner>,
     /// Entry bytes appended between two WAL checkpoints (default 32 MiB).
     pub wal_checkpoint_bytes: usize,
+    /// If set, the writer signs a checkpoint of every tenant that received entries,
+    /// at most this often while there is traffic (the spec asks for every second).
+    pub auto_checkpoint: Option<std::time::Duration>,
 }
 
 impl SqliteConfig {
@@ -119,6 +122,7 @@ impl SqliteConfig {
             log_name: "tollgate".into(),
             signer: None,
             wal_checkpoint_bytes: CHECKPOINT_EVERY_BYTES,
+            auto_checkpoint: None,
         }
     }
 }
@@ -258,6 +262,8 @@ impl SqliteStore {
             checkpoint_signal: signal_tx,
             bytes_since_signal: 0,
             checkpoint_every: config.wal_checkpoint_bytes.max(1),
+            auto_checkpoint: config.auto_checkpoint,
+            uncheckpointed: std::collections::BTreeSet::new(),
         };
         let handle = std::thread::Builder::new()
             .name("tollgate-ledger-writer".into())
@@ -434,6 +440,9 @@ struct Writer {
     checkpoint_signal: mpsc::Sender<()>,
     bytes_since_signal: usize,
     checkpoint_every: usize,
+    auto_checkpoint: Option<std::time::Duration>,
+    /// Tenants with entries appended since their last automatic checkpoint.
+    uncheckpointed: std::collections::BTreeSet<String>,
 }
 
 enum Outcome {
@@ -443,8 +452,44 @@ enum Outcome {
 
 impl Writer {
     fn run(mut self, rx: mpsc::Receiver<Job>) {
-        while let Ok(first) = rx.recv() {
-            let mut batch = vec![first];
+        let mut last_auto = std::time::Instant::now();
+        loop {
+            let first = match self.auto_checkpoint {
+                None => match rx.recv() {
+                    Ok(job) => Some(job),
+                    Err(_) => return,
+                },
+                Some(every) => {
+                    let wait = every.saturating_sub(last_auto.elapsed());
+                    match rx.recv_timeout(wait) {
+                        Ok(job) => Some(job),
+                        Err(mpsc::RecvTimeoutError::Timeout) => None,
+                        Err(mpsc::RecvTimeoutError::Disconnected) => return,
+                    }
+                }
+            };
+            let mut batch: Vec<Job> = first.into_iter().collect();
+            if let Some(every) = self.auto_checkpoint
+                && last_auto.elapsed() >= every
+            {
+                last_auto = std::time::Instant::now();
+                if self.signer.is_some() && !self.uncheckpointed.is_empty() {
+                    let time =
+                        humantime::format_rfc3339_millis(std::time::SystemTime::now()).to_string();
+                    for tenant in std::mem::take(&mut self.uncheckpointed) {
+                        // Nobody awaits an automatic checkpoint: the receiver is dropped.
+                        let (ack, _) = ack::channel();
+                        batch.push(Job::Checkpoint {
+                            tenant,
+                            time: time.clone(),
+                            ack,
+                        });
+                    }
+                }
+            }
+            if batch.is_empty() {
+                continue;
+            }
             while batch.len() < MAX_BATCH {
                 match rx.try_recv() {
                     Ok(job) => batch.push(job),
@@ -453,6 +498,16 @@ impl Writer {
             }
             match self.write_batch(&batch) {
                 Ok(outcomes) => {
+                    if self.auto_checkpoint.is_some() {
+                        for (job, outcome) in batch.iter().zip(&outcomes) {
+                            if let (Job::Append { tenant, .. }, Outcome::Appended(Ok(_))) =
+                                (job, outcome)
+                                && !self.uncheckpointed.contains(tenant)
+                            {
+                                self.uncheckpointed.insert(tenant.clone());
+                            }
+                        }
+                    }
                     for (job, outcome) in batch.into_iter().zip(outcomes) {
                         match (job, outcome) {
                             (Job::Append { ack, .. }, Outcome::Appended(a)) => ack.send(a),

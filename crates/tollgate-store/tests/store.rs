@@ -714,3 +714,34 @@ fn duplicate_decision_id_fails_alone() {
     s.issue_checkpoint("a", "t").wait().unwrap();
     assert_eq!(s.verify("a", &keys()).unwrap().unwrap().entries, 3);
 }
+
+/// With `auto_checkpoint`, a tenant that received entries gets a signed checkpoint
+/// within the interval, and an idle ledger gets no new ones.
+#[test]
+fn automatic_checkpoints_follow_traffic() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = SqliteConfig::in_dir(dir.path());
+    cfg.signer = Some(signer());
+    cfg.auto_checkpoint = Some(std::time::Duration::from_millis(50));
+    let s = SqliteStore::open(cfg).unwrap();
+    for i in 0..10 {
+        s.append(draft("a", i)).unwrap();
+    }
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while s.latest_checkpoint("a").unwrap().map(|c| c.checkpoint.size) != Some(10) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no automatic checkpoint of size 10"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    let count = s.checkpoints("a").unwrap().len();
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    assert_eq!(
+        s.checkpoints("a").unwrap().len(),
+        count,
+        "checkpoints while idle"
+    );
+    assert!(s.checkpoints("b").unwrap().is_empty());
+    assert_eq!(s.verify("a", &keys()).unwrap().unwrap().checkpoints, count);
+}
