@@ -3,6 +3,8 @@
 #![allow(clippy::print_stdout, reason = "a CLI prints its results")]
 
 mod audit;
+mod remote;
+mod serve;
 
 use std::process::ExitCode;
 
@@ -18,19 +20,42 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Run the server (embedded SQLite by default; no other process needed).
+    #[command(after_help = "Examples:
+  tollgate serve                                   # 127.0.0.1:8765, data in ./tollgate-data
+  tollgate serve --listen 0.0.0.0:8765 --data-dir /var/lib/tollgate
+  TOLLGATE_CONFIG=/etc/tollgate.toml tollgate serve
+On first start the log names a 0600 file with a bootstrap admin key and a test decide key.")]
+    Serve(serve::ServeArgs),
+    /// Ask for a decision from the shell.
+    Decide(remote::DecideArgs),
+    /// API keys (create, list, revoke) and the server's public signing keys (show).
+    #[command(subcommand)]
+    Keys(remote::ApiKeysCommand),
+    /// Tenants (operator key).
+    #[command(subcommand)]
+    Tenants(remote::TenantsCommand),
+    /// Sources: Ed25519 keys that sign outcome reports.
+    #[command(subcommand)]
+    Sources(remote::SourcesCommand),
+    /// Kill switches.
+    #[command(subcommand)]
+    Override(remote::OverrideCommand),
     /// Verify, export and prove the audit ledger.
     #[command(subcommand)]
     Audit(audit::AuditCommand),
-    /// Show the server's public signing keys.
-    #[command(subcommand)]
-    Keys(audit::KeysCommand),
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
+        Command::Serve(args) => serve::run(args),
+        Command::Decide(args) => remote::decide(args),
+        Command::Keys(cmd) => remote::api_keys(cmd),
+        Command::Tenants(cmd) => remote::tenants(cmd),
+        Command::Sources(cmd) => remote::sources(cmd),
+        Command::Override(cmd) => remote::overrides(cmd),
         Command::Audit(cmd) => audit::run(cmd),
-        Command::Keys(cmd) => audit::run_keys(cmd),
     };
     match result {
         Ok(code) => code,
