@@ -528,7 +528,13 @@ pub async fn consistency(
             "value_error",
         ));
     }
-    let proof = state.store().consistency_proof(tenant, q.from, q.to)?;
+    // Growing from nothing, or not growing, needs no proof (RFC 9162 defines proofs
+    // for 0 < from < to only).
+    let proof = if q.from == 0 || q.from == q.to {
+        Vec::new()
+    } else {
+        state.store().consistency_proof(tenant, q.from, q.to)?
+    };
     Ok(Json(
         json!({"from": q.from, "to": q.to, "proof": proof.iter().map(|h| h.to_hex()).collect::<Vec<_>>()}),
     ))

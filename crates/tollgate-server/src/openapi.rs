@@ -1,0 +1,400 @@
+//! The OpenAPI document of the native and admin API, generated with `utoipa` from the
+//! schema types and path declarations below, served at `/openapi.json` and checked in
+//! as `crates/tollgate-server/openapi.json` (a test fails when they differ; regenerate
+//! with `UPDATE_OPENAPI=1 cargo test -p tollgate-server --test openapi`).
+//!
+//! The handlers build their JSON by hand; these types describe it. A test drives every
+//! documented route through the router, and schema fuzzing checks responses against
+//! this document.
+
+#![allow(
+    dead_code,
+    reason = "schema and path declarations are read by the macros"
+)]
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+use serde_json::Value;
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::{Modify, OpenApi, ToSchema};
+
+/// A decision request.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct DecisionRequestDoc {
+    /// Must be the key's tenant when given.
+    tenant_id: Option<String>,
+    /// Who acts (`id`, `type`, anything else).
+    #[schema(value_type = Object)]
+    actor: Option<Value>,
+    /// What is proposed; `type` is required.
+    action: ActionDoc,
+    /// Free-form context.
+    #[schema(value_type = Object)]
+    context: Option<Value>,
+    /// Numeric signals, in [0, 1] unless the policy declares another range.
+    signals: Option<BTreeMap<String, f64>>,
+    /// Free text, recorded, never interpreted.
+    intent: Option<String>,
+    /// Who is asking.
+    source: Option<String>,
+    /// `id` (active version) or `id@N`; empty = the tenant default.
+    policy_refs: Option<Vec<String>>,
+    /// `enforce` (default), `shadow` or `dry_run`.
+    mode: Option<ModeDoc>,
+    /// Opt in to the adaptive bias.
+    adaptive: Option<bool>,
+    /// Idempotency key (the `Idempotency-Key` header wins).
+    idempotency_key: Option<String>,
+    /// Correlation id.
+    correlation_id: Option<String>,
+}
+
+/// The proposed action.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ActionDoc {
+    /// The action type, 1 to 256 bytes.
+    #[serde(rename = "type")]
+    kind: String,
+}
+
+/// Decision mode.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ModeDoc {
+    /// Binding.
+    Enforce,
+    /// Recorded, not enforced.
+    Shadow,
+    /// Recorded, not enforced (caller testing).
+    DryRun,
+}
+
+/// A verdict status.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum StatusDoc {
+    /// May run.
+    Allow,
+    /// Must not run.
+    Block,
+    /// Escalated to a person.
+    Escalate,
+    /// A person must review it.
+    ReviewRequired,
+}
+
+/// A gate.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum GateDoc {
+    /// Every gate passed.
+    Permit,
+    /// Rules or survival score.
+    Policy,
+    /// Signal bands.
+    Reality,
+    /// Token buckets.
+    Throttle,
+    /// Kill switch.
+    Override,
+    /// Human approval.
+    Review,
+}
+
+/// A signed verdict.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct VerdictDoc {
+    /// `dec_…`.
+    decision_id: String,
+    /// The verdict that applies (ALLOW in shadow modes).
+    status: StatusDoc,
+    /// The gate that decided.
+    gate: GateDoc,
+    /// Reason codes.
+    reason_codes: Vec<String>,
+    /// For a person.
+    explanation: String,
+    /// Throttle blocks: milliseconds until a token is available.
+    retry_after_ms: Option<u64>,
+    /// The policy evaluated first.
+    #[schema(value_type = Object)]
+    policy: Option<Value>,
+    /// Every policy evaluated, when more than one.
+    #[schema(value_type = Vec<Object>)]
+    policies: Option<Vec<Value>>,
+    /// The adaptive bias, when the layer ran.
+    adaptive_bias: Option<f64>,
+    /// Shadow modes: the would-be verdict.
+    #[schema(value_type = Object)]
+    shadow: Option<Value>,
+    /// ESCALATE / REVIEW_REQUIRED: the review asked for.
+    #[schema(value_type = Object)]
+    review: Option<Value>,
+    /// Ledger position.
+    ledger: LedgerRefDoc,
+    /// Where the dossier is.
+    dossier_url: String,
+    /// Time to a durable verdict (absent when read back).
+    latency_ms: Option<u64>,
+    /// `live` or `test`.
+    environment: String,
+    /// RFC 3339.
+    decided_at: String,
+    /// The mode applied.
+    mode: ModeDoc,
+    /// Whether this is a replayed answer.
+    idempotency_replayed: bool,
+    /// Read back: the recorded request.
+    #[schema(value_type = Object)]
+    request: Option<Value>,
+    /// Ed25519 over RFC 8785 of the body without `signature`.
+    signature: SignatureDoc,
+}
+
+/// Ledger position.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct LedgerRefDoc {
+    /// Sequence number in the tenant's ledger.
+    seq: u64,
+    /// Entry hash, hex.
+    entry_hash: String,
+}
+
+/// A signature.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SignatureDoc {
+    /// `Ed25519`.
+    algorithm: String,
+    /// The JWKS `kid`.
+    key_id: String,
+    /// Base64.
+    value: String,
+}
+
+/// An error.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ErrorDoc {
+    /// Stable code.
+    error: String,
+    /// For a person.
+    message: String,
+    /// The request id.
+    request_id: String,
+    /// Field-level problems (422).
+    detail: Option<Vec<FieldErrorDoc>>,
+    /// Quota errors: when the quota resets.
+    resets_at: Option<String>,
+    /// Rate limits: seconds to wait.
+    retry_after_s: Option<u64>,
+}
+
+/// One field-level problem.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct FieldErrorDoc {
+    /// Where.
+    loc: Vec<String>,
+    /// What.
+    msg: String,
+    /// Kind.
+    #[serde(rename = "type")]
+    kind: String,
+}
+
+/// An outcome report (signed bytes: RFC 8785 of the eight signed fields).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct OutcomeReportDoc {
+    /// The decision.
+    stimulus_id: String,
+    /// In [-1, 1].
+    magnitude: f64,
+    /// In [0, 1].
+    confidence: f64,
+    /// Base64 Ed25519 signature.
+    signature: String,
+    /// The registered source.
+    source: String,
+    /// The decision's action type.
+    context_type: String,
+    /// RFC 3339.
+    outcome_observed_at: String,
+    /// Default true.
+    is_final: Option<bool>,
+    /// Default false.
+    is_correction: Option<bool>,
+    /// Must match the registered key when given.
+    public_key: Option<String>,
+}
+
+/// An accepted outcome.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct OutcomeAcceptedDoc {
+    /// `accepted`.
+    status: String,
+    /// `out_…`.
+    outcome_id: String,
+    /// `live` or `test`.
+    environment: String,
+    /// True.
+    accepted: bool,
+}
+
+/// Free-form JSON object.
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(value_type = Object)]
+pub struct ObjectDoc(Value);
+
+#[derive(Debug, OpenApi)]
+#[openapi(
+    info(title = "Tollgate", description = "Decision firewall for AI agents: native and admin API."),
+    paths(
+        decide, get_decision, dossier, outcomes, health, jwks, signing_keys, metrics,
+        put_tenant, list_tenants, create_key, list_keys, revoke_key, add_source,
+        list_sources, set_override, list_overrides, clear_override, audit_verify,
+        audit_export, audit_consistency, audit_checkpoint, openapi_json,
+    ),
+    components(schemas(
+        DecisionRequestDoc, VerdictDoc, ErrorDoc, OutcomeReportDoc, OutcomeAcceptedDoc,
+        ObjectDoc,
+    )),
+    modifiers(&Bearer),
+)]
+struct ApiDoc;
+
+#[derive(Debug)]
+struct Bearer;
+
+impl Modify for Bearer {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        if let Some(components) = openapi.components.as_mut() {
+            components.add_security_scheme(
+                "bearer",
+                SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
+            );
+        }
+    }
+}
+
+/// The OpenAPI document as JSON.
+pub fn document() -> Value {
+    serde_json::to_value(ApiDoc::openapi()).unwrap_or(Value::Null)
+}
+
+/// `GET /openapi.json`.
+pub async fn serve() -> axum::Json<Value> {
+    axum::Json(document())
+}
+
+#[utoipa::path(post, path = "/v1/decisions", tag = "decisions", request_body = DecisionRequestDoc,
+    params(("Idempotency-Key" = Option<String>, Header, description = "Makes retries safe for 24 h")),
+    responses(
+        (status = 200, description = "A signed verdict, recorded before it was sent", body = VerdictDoc),
+        (status = 401, body = ErrorDoc), (status = 403, body = ErrorDoc), (status = 413, body = ErrorDoc),
+        (status = 422, description = "Validation failure or idempotency_key_reuse", body = ErrorDoc),
+        (status = 429, description = "Quota or rate limit", body = ErrorDoc),
+        (status = 503, description = "Ledger unavailable or overloaded: no verdict", body = ErrorDoc),
+    ), security(("bearer" = [])))]
+fn decide() {}
+
+#[utoipa::path(get, path = "/v1/decisions/{id}", tag = "decisions", params(("id" = String, Path)),
+    responses((status = 200, body = VerdictDoc), (status = 401, body = ErrorDoc), (status = 404, body = ErrorDoc)),
+    security(("bearer" = [])))]
+fn get_decision() {}
+
+#[utoipa::path(get, path = "/v1/dossiers/{id}", tag = "decisions", params(("id" = String, Path)),
+    responses((status = 200, description = "Request, verdict, trace, ledger entry, inclusion proof, checkpoint", body = ObjectDoc),
+        (status = 401, body = ErrorDoc), (status = 404, body = ErrorDoc)),
+    security(("bearer" = [])))]
+fn dossier() {}
+
+#[utoipa::path(post, path = "/v1/outcomes", tag = "outcomes", request_body = OutcomeReportDoc,
+    responses((status = 201, body = OutcomeAcceptedDoc), (status = 401, body = ErrorDoc), (status = 403, body = ErrorDoc),
+        (status = 422, description = "Rejected: the reason says which integrity rule failed", body = ErrorDoc)),
+    security(("bearer" = [])))]
+fn outcomes() {}
+
+#[utoipa::path(get, path = "/v1/health", tag = "public", responses((status = 200, body = ObjectDoc)))]
+fn health() {}
+
+#[utoipa::path(get, path = "/.well-known/jwks.json", tag = "public", responses((status = 200, body = ObjectDoc)))]
+fn jwks() {}
+
+#[utoipa::path(get, path = "/v1/signing-keys", tag = "public", responses((status = 200, body = ObjectDoc)))]
+fn signing_keys() {}
+
+#[utoipa::path(get, path = "/metrics", tag = "public", responses((status = 200, description = "Prometheus text", body = String, content_type = "text/plain")))]
+fn metrics() {}
+
+#[utoipa::path(get, path = "/openapi.json", tag = "public", responses((status = 200, body = ObjectDoc)))]
+fn openapi_json() {}
+
+#[utoipa::path(post, path = "/v1/admin/tenants", tag = "admin", request_body = ObjectDoc,
+    responses((status = 200, body = ObjectDoc), (status = 201, body = ObjectDoc), (status = 401, body = ErrorDoc), (status = 403, body = ErrorDoc), (status = 422, body = ErrorDoc)),
+    security(("bearer" = [])))]
+fn put_tenant() {}
+
+#[utoipa::path(get, path = "/v1/admin/tenants", tag = "admin",
+    responses((status = 200, body = ObjectDoc), (status = 401, body = ErrorDoc), (status = 403, body = ErrorDoc)),
+    security(("bearer" = [])))]
+fn list_tenants() {}
+
+#[utoipa::path(post, path = "/v1/admin/keys", tag = "admin", request_body = ObjectDoc,
+    responses((status = 201, description = "The secret is in this response only", body = ObjectDoc), (status = 401, body = ErrorDoc),
+        (status = 403, body = ErrorDoc), (status = 404, body = ErrorDoc), (status = 409, body = ErrorDoc), (status = 422, body = ErrorDoc)),
+    security(("bearer" = [])))]
+fn create_key() {}
+
+#[utoipa::path(get, path = "/v1/admin/keys", tag = "admin", params(("tenant" = Option<String>, Query)),
+    responses((status = 200, body = ObjectDoc), (status = 401, body = ErrorDoc), (status = 403, body = ErrorDoc), (status = 404, body = ErrorDoc)),
+    security(("bearer" = [])))]
+fn list_keys() {}
+
+#[utoipa::path(post, path = "/v1/admin/keys/{id}/revoke", tag = "admin", params(("id" = String, Path)),
+    responses((status = 200, body = ObjectDoc), (status = 401, body = ErrorDoc), (status = 403, body = ErrorDoc), (status = 404, body = ErrorDoc)),
+    security(("bearer" = [])))]
+fn revoke_key() {}
+
+#[utoipa::path(post, path = "/v1/admin/sources", tag = "admin", request_body = ObjectDoc,
+    responses((status = 201, body = ObjectDoc), (status = 401, body = ErrorDoc), (status = 403, body = ErrorDoc), (status = 422, body = ErrorDoc)),
+    security(("bearer" = [])))]
+fn add_source() {}
+
+#[utoipa::path(get, path = "/v1/admin/sources", tag = "admin",
+    responses((status = 200, body = ObjectDoc), (status = 401, body = ErrorDoc), (status = 403, body = ErrorDoc)),
+    security(("bearer" = [])))]
+fn list_sources() {}
+
+#[utoipa::path(post, path = "/v1/admin/overrides", tag = "admin", request_body = ObjectDoc,
+    responses((status = 201, body = ObjectDoc), (status = 401, body = ErrorDoc), (status = 403, body = ErrorDoc), (status = 422, body = ErrorDoc)),
+    security(("bearer" = [])))]
+fn set_override() {}
+
+#[utoipa::path(get, path = "/v1/admin/overrides", tag = "admin",
+    responses((status = 200, body = ObjectDoc), (status = 401, body = ErrorDoc), (status = 403, body = ErrorDoc)),
+    security(("bearer" = [])))]
+fn list_overrides() {}
+
+#[utoipa::path(delete, path = "/v1/admin/overrides/{id}", tag = "admin", params(("id" = String, Path)),
+    responses((status = 200, body = ObjectDoc), (status = 401, body = ErrorDoc), (status = 403, body = ErrorDoc), (status = 404, body = ErrorDoc)),
+    security(("bearer" = [])))]
+fn clear_override() {}
+
+#[utoipa::path(get, path = "/v1/audit/verify", tag = "audit",
+    responses((status = 200, body = ObjectDoc), (status = 401, body = ErrorDoc), (status = 403, body = ErrorDoc)),
+    security(("bearer" = [])))]
+fn audit_verify() {}
+
+#[utoipa::path(get, path = "/v1/audit/export", tag = "audit",
+    responses((status = 200, description = "JSON Lines", body = String, content_type = "application/jsonl"), (status = 401, body = ErrorDoc), (status = 403, body = ErrorDoc)),
+    security(("bearer" = [])))]
+fn audit_export() {}
+
+#[utoipa::path(get, path = "/v1/audit/consistency", tag = "audit", params(("from" = u64, Query), ("to" = u64, Query)),
+    responses((status = 200, body = ObjectDoc), (status = 400, body = ErrorDoc), (status = 401, body = ErrorDoc), (status = 422, body = ErrorDoc)),
+    security(("bearer" = [])))]
+fn audit_consistency() {}
+
+#[utoipa::path(get, path = "/v1/audit/checkpoint", tag = "audit",
+    responses((status = 200, description = "C2SP signed-note checkpoint", body = String, content_type = "text/plain"), (status = 401, body = ErrorDoc)),
+    security(("bearer" = [])))]
+fn audit_checkpoint() {}
