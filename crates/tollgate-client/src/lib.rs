@@ -1,1 +1,30 @@
-//! tollgate-client (placeholder; built in a later issue).
+#![doc = include_str!("../README.md")]
+#![deny(missing_docs)]
+#![cfg_attr(
+    not(test),
+    deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)
+)]
+
+mod client;
+mod decision;
+mod error;
+pub mod middleware;
+mod outcome;
+mod point;
+mod request;
+pub mod testing;
+pub mod verify;
+
+#[cfg(feature = "blocking")]
+pub mod blocking;
+#[cfg(feature = "embedded")]
+pub mod embedded;
+
+pub use client::{Client, ClientBuilder, FailMode};
+pub use decision::{Decision, Gate, LedgerRef, PolicyRef, Shadow, SignatureInfo, Status};
+pub use error::{Blocked, Error, Failure};
+pub use middleware::DecisionLayer;
+pub use outcome::{OutcomeReceipt, OutcomeReport, SignedOutcome};
+pub use point::{DecisionPoint, RetryPolicy};
+pub use request::{DecisionRequest, Mode};
+pub use tollgate_ledger::{Jwks, SigningKey, Verified, VerifyingKey};

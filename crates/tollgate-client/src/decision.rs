@@ -1,0 +1,296 @@
+//! The verdict: a signed, recorded answer to "may this action run now?".
+
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+/// The answer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum Status {
+    /// The action may run.
+    Allow,
+    /// The action must not run.
+    Block,
+    /// The action is escalated to a person.
+    Escalate,
+    /// A person must review the action first.
+    ReviewRequired,
+    /// A status this SDK does not know: treated as a block.
+    #[serde(other)]
+    Unknown,
+}
+
+impl Status {
+    /// The wire name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Allow => "ALLOW",
+            Status::Block => "BLOCK",
+            Status::Escalate => "ESCALATE",
+            Status::ReviewRequired => "REVIEW_REQUIRED",
+            Status::Unknown => "UNKNOWN",
+        }
+    }
+}
+
+/// Which layer decided.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Gate {
+    /// Every gate passed.
+    Permit,
+    /// A policy rule or the survival score (also unknown policies).
+    Policy,
+    /// A signal outside its safe band.
+    Reality,
+    /// The token bucket is empty: transient, retry after `retry_after_ms`.
+    Throttle,
+    /// An operator kill switch.
+    Override,
+    /// A human approval (or the lack of one).
+    Review,
+    /// Not a server gate: the client got no verdict (transport error, timeout, 5xx,
+    /// an unexpected answer) and failed closed.
+    Unavailable,
+    /// A gate this SDK does not know: handle it as a block.
+    #[serde(other)]
+    Unknown,
+}
+
+impl Gate {
+    /// The wire name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Gate::Permit => "permit",
+            Gate::Policy => "policy",
+            Gate::Reality => "reality",
+            Gate::Throttle => "throttle",
+            Gate::Override => "override",
+            Gate::Review => "review",
+            Gate::Unavailable => "unavailable",
+            Gate::Unknown => "unknown",
+        }
+    }
+}
+
+/// The policy version that decided.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PolicyRef {
+    /// Policy id.
+    pub id: String,
+    /// Immutable version number.
+    pub version: u64,
+}
+
+/// Where the decision sits in the tenant's ledger.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LedgerRef {
+    /// Sequence number.
+    pub seq: u64,
+    /// Hex SHA-256 of the entry.
+    pub entry_hash: String,
+}
+
+/// In shadow and dry-run modes: what enforce mode would have answered.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Shadow {
+    /// Would-be status.
+    pub would_be: Status,
+    /// Would-be gate.
+    pub gate: Gate,
+    /// Would-be reason codes.
+    #[serde(default)]
+    pub reason_codes: Vec<String>,
+    /// Would-be explanation.
+    #[serde(default)]
+    pub explanation: String,
+}
+
+/// The server's signature over the response.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SignatureInfo {
+    /// Always `Ed25519`.
+    pub algorithm: String,
+    /// The `kid` of the key in `/.well-known/jwks.json`.
+    #[serde(default)]
+    pub key_id: String,
+    /// base64 of the 64-byte signature.
+    pub value: String,
+}
+
+/// A verdict.
+///
+/// `raw` keeps the whole response body (the signature covers it, and fields this
+/// version of the SDK does not model are there).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct Decision {
+    /// `dec_…`; empty only for a fail-open stand-in (see [`Decision::is_fail_open`]).
+    pub decision_id: String,
+    /// The answer.
+    pub status: Status,
+    /// The gate that decided.
+    pub gate: Gate,
+    /// Machine-readable reasons.
+    #[serde(default)]
+    pub reason_codes: Vec<String>,
+    /// A sentence for a person.
+    #[serde(default)]
+    pub explanation: String,
+    /// Throttle blocks: milliseconds until a token is available.
+    #[serde(default)]
+    pub retry_after_ms: Option<u64>,
+    /// The policy that decided.
+    #[serde(default)]
+    pub policy: Option<PolicyRef>,
+    /// The adaptive bias, when the adaptive layer ran.
+    #[serde(default)]
+    pub adaptive_bias: Option<f64>,
+    /// ESCALATE / REVIEW_REQUIRED: the review to follow.
+    #[serde(default)]
+    pub review_id: Option<String>,
+    /// Shadow and dry-run modes: the would-be verdict.
+    #[serde(default)]
+    pub shadow: Option<Shadow>,
+    /// The ledger entry.
+    #[serde(default)]
+    pub ledger: Option<LedgerRef>,
+    /// Where the decision's dossier (record and proof) is served.
+    #[serde(default)]
+    pub dossier_url: Option<String>,
+    /// Server-side latency.
+    #[serde(default)]
+    pub latency_ms: Option<u64>,
+    /// `live` or `test`.
+    #[serde(default)]
+    pub environment: Option<String>,
+    /// Whether this answer is the replay of an earlier request with the same key.
+    #[serde(default)]
+    pub idempotency_replayed: bool,
+    /// RFC 3339 time of the decision.
+    #[serde(default)]
+    pub decided_at: Option<String>,
+    /// The server's signature.
+    #[serde(default)]
+    pub signature: Option<SignatureInfo>,
+    /// An execution grant (protocols.md §1), when the server issues one. This SDK
+    /// carries it but does not verify it yet.
+    #[serde(default)]
+    pub grant: Option<String>,
+    /// `Some(why)` when no verdict was obtained and the client's fail-open mode let
+    /// the action through; `None` for every real verdict.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fail_open: Option<String>,
+    /// The response body as received.
+    #[serde(skip)]
+    pub raw: Value,
+}
+
+impl Decision {
+    /// Parses a response body, keeping it in `raw`.
+    pub fn from_json(raw: Value) -> Result<Decision, serde_json::Error> {
+        let mut d = Decision::deserialize(&raw)?;
+        d.fail_open = None;
+        d.raw = raw;
+        Ok(d)
+    }
+
+    /// `true` only for ALLOW.
+    pub fn is_allowed(&self) -> bool {
+        self.status == Status::Allow
+    }
+
+    /// Whether this is a throttle block (transient: retrying after
+    /// [`Decision::retry_after`] can succeed).
+    pub fn is_throttled(&self) -> bool {
+        self.status == Status::Block && self.gate == Gate::Throttle
+    }
+
+    /// `retry_after_ms` as a duration.
+    pub fn retry_after(&self) -> Option<Duration> {
+        self.retry_after_ms.map(Duration::from_millis)
+    }
+
+    /// Whether this is a fail-open stand-in rather than a verdict.
+    pub fn is_fail_open(&self) -> bool {
+        self.fail_open.is_some()
+    }
+
+    /// An ALLOW stand-in for when no verdict could be had and the client fails open.
+    pub(crate) fn fail_open_stand_in(why: String) -> Decision {
+        Decision {
+            decision_id: String::new(),
+            status: Status::Allow,
+            gate: Gate::Unavailable,
+            reason_codes: vec!["FAIL_OPEN".to_owned()],
+            explanation: format!("no verdict ({why}); the client is in fail-open mode"),
+            retry_after_ms: None,
+            policy: None,
+            adaptive_bias: None,
+            review_id: None,
+            shadow: None,
+            ledger: None,
+            dossier_url: None,
+            latency_ms: None,
+            environment: None,
+            idempotency_replayed: false,
+            decided_at: None,
+            signature: None,
+            grant: None,
+            fail_open: Some(why),
+            raw: Value::Null,
+        }
+    }
+
+    /// A verdict built by hand (tests, fakes, the embedded engine).
+    pub fn new(status: Status, gate: Gate) -> Decision {
+        let mut d = Decision::fail_open_stand_in(String::new());
+        d.status = status;
+        d.gate = gate;
+        d.reason_codes = Vec::new();
+        d.explanation = String::new();
+        d.fail_open = None;
+        d
+    }
+
+    /// Sets the reason codes.
+    #[must_use]
+    pub fn with_reasons<I, S>(mut self, codes: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.reason_codes = codes.into_iter().map(Into::into).collect();
+        self
+    }
+
+    /// Sets the explanation.
+    #[must_use]
+    pub fn with_explanation(mut self, explanation: impl Into<String>) -> Self {
+        self.explanation = explanation.into();
+        self
+    }
+
+    /// Sets the decision id.
+    #[must_use]
+    pub fn with_id(mut self, id: impl Into<String>) -> Self {
+        self.decision_id = id.into();
+        self
+    }
+
+    /// Sets `retry_after_ms`.
+    #[must_use]
+    pub fn with_retry_after_ms(mut self, ms: u64) -> Self {
+        self.retry_after_ms = Some(ms);
+        self
+    }
+
+    /// Sets the review id.
+    #[must_use]
+    pub fn with_review_id(mut self, id: impl Into<String>) -> Self {
+        self.review_id = Some(id.into());
+        self
+    }
+}

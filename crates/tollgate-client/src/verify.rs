@@ -1,0 +1,176 @@
+//! Offline verification from the server's JWKS: decision signatures and dossier
+//! inclusion proofs. Nothing here touches the network.
+//!
+//! Execution grants (protocols.md §1) are not verified by this version: the server
+//! does not issue them yet, and [`crate::Decision::grant`] only carries the token.
+
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as B64;
+use ed25519_dalek::{Signature, VerifyingKey};
+use serde::Deserialize;
+use serde_json::Value;
+use tollgate_ledger::{Dossier, DossierFailure, Jwks, NoteVerifier, Verified};
+
+use crate::decision::Decision;
+
+/// Why a check failed.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum VerifyError {
+    /// The decision carries no signature.
+    #[error("the decision is not signed")]
+    Unsigned,
+    /// An algorithm other than Ed25519.
+    #[error("unsupported signature algorithm `{0}`")]
+    Algorithm(String),
+    /// No key of the JWKS has the signature's key id.
+    #[error("no key `{0}` in the JWKS")]
+    UnknownKey(String),
+    /// A key of the JWKS is not a valid Ed25519 key.
+    #[error("bad key in the JWKS: {0}")]
+    BadKey(String),
+    /// The signature is not base64 of 64 bytes.
+    #[error("the signature is not base64 of 64 bytes")]
+    Encoding,
+    /// The signature does not match the bytes.
+    #[error("the signature does not match the decision")]
+    Mismatch,
+    /// The body cannot be canonicalised.
+    #[error("cannot canonicalise: {0}")]
+    Canonical(String),
+    /// None of the dossier's checkpoint keys is in the JWKS.
+    #[error("none of the dossier's checkpoint keys is in the JWKS")]
+    UntrustedCheckpoint,
+    /// The dossier's proof does not verify.
+    #[error("dossier: {0}")]
+    Dossier(#[from] DossierFailure),
+    /// The dossier is valid but is not the record of this decision.
+    #[error("the dossier is not this decision's record: {0}")]
+    NotThisDecision(String),
+}
+
+/// A dossier as served by `GET /v1/dossiers/{id}`: the proof material plus the
+/// decision's request, verdict and trace (in `raw`).
+#[derive(Clone, Debug, PartialEq)]
+pub struct DossierDocument {
+    /// Entry, inclusion proof, checkpoint, verifier keys.
+    pub proof: Dossier,
+    /// The whole body.
+    pub raw: Value,
+}
+
+impl DossierDocument {
+    /// Parses a dossier body.
+    pub fn from_json(raw: Value) -> Result<DossierDocument, serde_json::Error> {
+        let proof = Dossier::deserialize(&raw)?;
+        Ok(DossierDocument { proof, raw })
+    }
+
+    /// The recorded decision id.
+    pub fn decision_id(&self) -> Option<&str> {
+        self.proof
+            .entry
+            .body
+            .get("decision_id")
+            .and_then(Value::as_str)
+    }
+}
+
+fn key_of(jwks: &Jwks, kid: &str) -> Result<Vec<VerifyingKey>, VerifyError> {
+    let keys: Vec<_> = jwks
+        .keys
+        .iter()
+        .filter(|k| kid.is_empty() || k.kid == kid)
+        .map(|k| k.to_key().map_err(|e| VerifyError::BadKey(e.to_string())))
+        .collect::<Result<_, _>>()?;
+    if keys.is_empty() {
+        return Err(VerifyError::UnknownKey(kid.to_owned()));
+    }
+    Ok(keys)
+}
+
+/// Checks a response body's `signature`: Ed25519 over the RFC 8785 bytes of the body
+/// without `signature`, by the JWKS key named by `signature.key_id`.
+pub fn body_signature(body: &Value, jwks: &Jwks) -> Result<(), VerifyError> {
+    let Value::Object(obj) = body else {
+        return Err(VerifyError::Unsigned);
+    };
+    let Some(sig) = obj.get("signature") else {
+        return Err(VerifyError::Unsigned);
+    };
+    let algorithm = sig["algorithm"].as_str().unwrap_or_default();
+    if algorithm != "Ed25519" {
+        return Err(VerifyError::Algorithm(algorithm.to_owned()));
+    }
+    let raw = B64
+        .decode(sig["value"].as_str().unwrap_or_default())
+        .map_err(|_| VerifyError::Encoding)?;
+    let raw = <[u8; 64]>::try_from(raw.as_slice()).map_err(|_| VerifyError::Encoding)?;
+    let signature = Signature::from_bytes(&raw);
+    let mut unsigned = obj.clone();
+    unsigned.remove("signature");
+    let bytes = tollgate_ledger::canonical_json(&Value::Object(unsigned))
+        .map_err(|e| VerifyError::Canonical(e.to_string()))?;
+    let keys = key_of(jwks, sig["key_id"].as_str().unwrap_or_default())?;
+    if keys
+        .iter()
+        .any(|k| k.verify_strict(&bytes, &signature).is_ok())
+    {
+        Ok(())
+    } else {
+        Err(VerifyError::Mismatch)
+    }
+}
+
+/// Checks a decision's signature (over [`Decision::raw`], the body as received).
+pub fn decision_signature(decision: &Decision, jwks: &Jwks) -> Result<(), VerifyError> {
+    body_signature(&decision.raw, jwks)
+}
+
+/// Checks a dossier: the entry hashes to its `entry_hash`, the checkpoint is signed by
+/// a key of `jwks` (not merely by a key the dossier names), and the inclusion proof
+/// leads from the entry to the checkpoint's root.
+pub fn dossier(dossier: &DossierDocument, jwks: &Jwks) -> Result<Verified, VerifyError> {
+    let trusted_keys: Vec<VerifyingKey> =
+        jwks.keys.iter().filter_map(|k| k.to_key().ok()).collect();
+    let trusted: Vec<NoteVerifier> = dossier
+        .proof
+        .verifier_keys
+        .iter()
+        .filter_map(|v| NoteVerifier::from_vkey(v).ok())
+        .filter(|v| trusted_keys.contains(&v.key))
+        .collect();
+    if trusted.is_empty() {
+        return Err(VerifyError::UntrustedCheckpoint);
+    }
+    Ok(tollgate_ledger::verify_dossier(
+        &dossier.proof,
+        Some(&trusted),
+    )?)
+}
+
+/// [`dossier`], and the dossier's entry is this decision's record: same decision id,
+/// same ledger position and hash as the (signed) verdict says.
+pub fn dossier_of(
+    decision: &Decision,
+    doc: &DossierDocument,
+    jwks: &Jwks,
+) -> Result<Verified, VerifyError> {
+    let verified = dossier(doc, jwks)?;
+    if doc.decision_id() != Some(decision.decision_id.as_str()) {
+        return Err(VerifyError::NotThisDecision(format!(
+            "the entry records `{}`",
+            doc.decision_id().unwrap_or_default()
+        )));
+    }
+    if let Some(ledger) = &decision.ledger {
+        let entry = &doc.proof.entry;
+        if entry.seq != ledger.seq || entry.entry_hash.to_hex() != ledger.entry_hash {
+            return Err(VerifyError::NotThisDecision(format!(
+                "the verdict names seq {} but the entry is seq {}",
+                ledger.seq, entry.seq
+            )));
+        }
+    }
+    Ok(verified)
+}
