@@ -1,0 +1,134 @@
+//! A real Tollgate on a real socket (in-process), and small stubs for the answers a
+//! real one never gives.
+
+#![allow(dead_code, unreachable_pub)]
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use axum::Router;
+use serde_json::{Value, json};
+use tollgate_client::{Client, ClientBuilder, DecisionRequest};
+use tollgate_server::{App, BOOTSTRAP_FILE, Config};
+
+pub struct Server {
+    pub url: String,
+    pub admin: String,
+    pub test_key: String,
+    pub dir: tempfile::TempDir,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Server {
+    pub async fn start() -> Server {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let dir = tempfile::tempdir().unwrap();
+        let config = Config {
+            data_dir: dir.path().to_owned(),
+            public_url: Some(url.clone()),
+            ..Config::default()
+        };
+        let app = App::open(config).unwrap();
+        let keys: Value = serde_json::from_str(
+            &std::fs::read_to_string(dir.path().join(BOOTSTRAP_FILE)).unwrap(),
+        )
+        .unwrap();
+        let router = tollgate_server::router(app.state.clone());
+        let task = tokio::spawn(async move {
+            axum::serve(listener, router).await.unwrap();
+        });
+        Server {
+            url,
+            admin: keys["admin_key"]["secret"].as_str().unwrap().to_owned(),
+            test_key: keys["test_key"]["secret"].as_str().unwrap().to_owned(),
+            dir,
+            task,
+        }
+    }
+
+    /// A builder for this server with the test key and quick retries.
+    pub fn builder(&self) -> ClientBuilder {
+        Client::builder()
+            .base_url(&self.url)
+            .api_key(&self.test_key)
+            .backoff(Duration::from_millis(10))
+    }
+
+    pub fn client(&self) -> Client {
+        self.builder().build().unwrap()
+    }
+
+    /// An admin API call.
+    pub async fn admin(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> Value {
+        let http = reqwest::Client::new();
+        let mut req = http
+            .request(method, format!("{}{}", self.url, path))
+            .bearer_auth(&self.admin);
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        let res = req.send().await.unwrap();
+        assert!(res.status().is_success(), "{path}: {}", res.status());
+        res.json().await.unwrap()
+    }
+
+    /// Engages a kill switch on an action type; returns its id.
+    pub async fn kill_switch(&self, action_type: &str, reason: &str) -> String {
+        let r = self
+            .admin(
+                reqwest::Method::POST,
+                "/v1/admin/overrides",
+                Some(json!({"scope": "action_type", "value": action_type, "reason": reason})),
+            )
+            .await;
+        r["id"].as_str().unwrap().to_owned()
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// Inside csc-default's safe band.
+pub fn in_band(action: &str) -> DecisionRequest {
+    DecisionRequest::new(action)
+        .actor_id("agent-1", "AI_AGENT")
+        .signal("volatility", 0.05)
+        .signal("confidence", 0.95)
+        .source("agent-1")
+}
+
+/// An address nothing listens on.
+pub async fn refused_url() -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    drop(listener);
+    format!("http://{addr}")
+}
+
+/// Serves `router` on a fresh port.
+pub async fn stub(router: Router) -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move {
+        axum::serve(listener, router).await.unwrap();
+    });
+    url
+}
+
+/// A counter shared with a stub.
+#[derive(Clone, Default)]
+pub struct Hits(pub Arc<AtomicUsize>);
+
+impl Hits {
+    pub fn bump(&self) -> usize {
+        self.0.fetch_add(1, Ordering::SeqCst) + 1
+    }
+    pub fn get(&self) -> usize {
+        self.0.load(Ordering::SeqCst)
+    }
+}
