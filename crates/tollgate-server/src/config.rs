@@ -39,6 +39,41 @@ pub struct Config {
     pub idempotency_ttl_ms: i64,
     /// Log format: `json` or `text` (`TOLLGATE_LOG_FORMAT`).
     pub log_format: String,
+    /// Who may call the DeAlgo direct-runtime endpoint `POST /csc/live-stimulus`, which
+    /// carries no API key: `loopback` (callers on 127.0.0.1 / ::1 only), `off`, or
+    /// `open` (anyone who can reach the port) (`TOLLGATE_DIRECT_RUNTIME`).
+    pub direct_runtime: DirectRuntime,
+    /// The tenant the direct-runtime endpoint decides for (`TOLLGATE_DIRECT_RUNTIME_TENANT`).
+    pub direct_runtime_tenant: String,
+    /// The environment (`live` or `test`) recorded and metered for direct-runtime
+    /// decisions (`TOLLGATE_DIRECT_RUNTIME_ENVIRONMENT`).
+    pub direct_runtime_environment: String,
+}
+
+/// Who may use the key-less direct-runtime endpoint.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DirectRuntime {
+    /// Nobody: the endpoint answers 403.
+    Off,
+    /// Only callers connecting from a loopback address.
+    #[default]
+    Loopback,
+    /// Anyone who can reach the port.
+    Open,
+}
+
+impl std::str::FromStr for DirectRuntime {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "off" => Ok(Self::Off),
+            "loopback" => Ok(Self::Loopback),
+            "open" => Ok(Self::Open),
+            _ => Err(format!("`{s}` is not one of off, loopback, open")),
+        }
+    }
 }
 
 impl Default for Config {
@@ -58,6 +93,9 @@ impl Default for Config {
             ledger_timeout_ms: 5000,
             idempotency_ttl_ms: 24 * 3600 * 1000,
             log_format: "json".to_owned(),
+            direct_runtime: DirectRuntime::Loopback,
+            direct_runtime_tenant: "default".to_owned(),
+            direct_runtime_environment: "test".to_owned(),
         }
     }
 }
@@ -141,6 +179,11 @@ impl Config {
             "TOLLGATE_LEDGER_TIMEOUT_MS" => self.ledger_timeout_ms = parse(name, value)?,
             "TOLLGATE_IDEMPOTENCY_TTL_MS" => self.idempotency_ttl_ms = parse(name, value)?,
             "TOLLGATE_LOG_FORMAT" => self.log_format = value.to_owned(),
+            "TOLLGATE_DIRECT_RUNTIME" => self.direct_runtime = parse(name, value)?,
+            "TOLLGATE_DIRECT_RUNTIME_TENANT" => self.direct_runtime_tenant = value.to_owned(),
+            "TOLLGATE_DIRECT_RUNTIME_ENVIRONMENT" => {
+                self.direct_runtime_environment = value.to_owned();
+            }
             _ => {}
         }
         Ok(())

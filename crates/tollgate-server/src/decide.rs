@@ -18,6 +18,11 @@ use crate::error::ApiError;
 use crate::metrics::DecisionLabels;
 use crate::state::{AppState, lock_error};
 
+/// Stored policy versions compiled so far, by (text SHA-256, version). Compiling is
+/// pure, so one cache serves every server in the process.
+type CompiledCache =
+    std::sync::Mutex<std::collections::HashMap<(String, u64), Arc<tollgate_core::CompiledPolicy>>>;
+
 /// One decision to make, in the neutral shape.
 #[derive(Debug)]
 pub struct DecideCall {
@@ -75,21 +80,82 @@ impl AppState {
         }))
     }
 
-    fn resolve_policies(&self, refs: &[String]) -> Result<Vec<PolicyBinding>, ApiError> {
+    /// The policies a request names, resolved to compiled versions: the built-in
+    /// `csc-default`, or versions stored for the tenant (`id` = the version active
+    /// for the caller's environment, else the newest; `id@N` = version N). No refs
+    /// = the tenant's active policy for the environment, else `csc-default`.
+    fn resolve_policies(
+        &self,
+        tenant: &str,
+        environment: &str,
+        refs: &[String],
+    ) -> Result<Vec<PolicyBinding>, ApiError> {
         let builtin = csc_default().map_err(ApiError::internal)?;
         if refs.is_empty() {
-            return Ok(vec![PolicyBinding::Found(builtin)]);
+            return match self.store().active_policy(tenant, environment)? {
+                Some((id, version)) => Ok(vec![self.stored_policy(tenant, &id, Some(version))?]),
+                None => Ok(vec![PolicyBinding::Found(builtin)]),
+            };
         }
-        Ok(refs
-            .iter()
+        refs.iter()
             .map(|r| match r.split_once('@') {
-                None if r == builtin.id() => PolicyBinding::Found(Arc::clone(&builtin)),
+                None if r == builtin.id() => Ok(PolicyBinding::Found(Arc::clone(&builtin))),
                 Some((id, v)) if id == builtin.id() && v == builtin.version().to_string() => {
-                    PolicyBinding::Found(Arc::clone(&builtin))
+                    Ok(PolicyBinding::Found(Arc::clone(&builtin)))
                 }
-                _ => PolicyBinding::NotFound(r.clone()),
+                None => {
+                    let active = self
+                        .store()
+                        .active_policy(tenant, environment)?
+                        .filter(|(id, _)| id == r)
+                        .map(|(_, v)| v);
+                    self.stored_policy(tenant, r, active)
+                }
+                Some((id, v)) => match v.parse::<u64>() {
+                    Ok(v) => self.stored_policy(tenant, id, Some(v)),
+                    Err(_) => Ok(PolicyBinding::NotFound(r.clone())),
+                },
             })
-            .collect())
+            .collect()
+    }
+
+    /// A stored policy version (`None` = the newest), compiled once per text and
+    /// version and cached; missing or uncompilable → not found (the engine fails closed).
+    fn stored_policy(
+        &self,
+        tenant: &str,
+        id: &str,
+        version: Option<u64>,
+    ) -> Result<PolicyBinding, ApiError> {
+        let record = match version {
+            Some(v) => self.store().policy_version(tenant, id, v)?,
+            None => self.store().policy_versions(tenant, id)?.pop(),
+        };
+        let name = match version {
+            Some(v) => format!("{id}@{v}"),
+            None => id.to_owned(),
+        };
+        let Some(record) = record else {
+            return Ok(PolicyBinding::NotFound(name));
+        };
+        static COMPILED: std::sync::LazyLock<CompiledCache> =
+            std::sync::LazyLock::new(Default::default);
+        let slot = (record.text_hash.clone(), record.version);
+        if let Some(p) = COMPILED.lock().map_err(lock_error)?.get(&slot) {
+            return Ok(PolicyBinding::Found(Arc::clone(p)));
+        }
+        let format = tollgate_core::PolicyFormat::detect(&record.text);
+        let Ok(compiled) = tollgate_core::compile_policy(&record.text, format) else {
+            tracing::error!(tenant, policy = %name, "a stored policy does not compile");
+            return Ok(PolicyBinding::NotFound(name));
+        };
+        let version = u32::try_from(record.version).unwrap_or(u32::MAX);
+        let compiled = Arc::new(compiled.with_version(version));
+        COMPILED
+            .lock()
+            .map_err(lock_error)?
+            .insert(slot, Arc::clone(&compiled));
+        Ok(PolicyBinding::Found(compiled))
     }
 
     /// Accepted outcomes of (tenant, source), as the adaptive bias reads them.
@@ -174,7 +240,8 @@ impl AppState {
         started: Instant,
     ) -> Result<Decided, ApiError> {
         let tenant = call.caller.tenant().to_owned();
-        let policies = self.resolve_policies(&call.policy_refs)?;
+        let policies =
+            self.resolve_policies(&tenant, call.caller.environment(), &call.policy_refs)?;
         let overrides = self.overrides(&tenant)?;
         let outcomes = match (&call.request.source, call.request.adaptive) {
             (Some(source), true) => self.outcome_records(&tenant, source)?,

@@ -10,6 +10,7 @@ pub mod admin;
 pub mod auth;
 pub mod body;
 pub mod clock;
+pub mod compat;
 pub mod config;
 pub mod decide;
 pub mod error;
@@ -47,6 +48,14 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/dossiers/{id}", get(native::dossier))
         .route("/v1/outcomes", post(outcomes::report))
         .route("/v1/health", get(native::health))
+        .route("/v1/decisions/evaluate", post(compat::decionis::evaluate))
+        .route(
+            "/v1/policies/validate",
+            post(compat::decionis::validate_policy),
+        )
+        .route("/v1/decide", post(compat::dealgo::decide))
+        .route("/api/csc/check", post(compat::dealgo::check))
+        .route("/csc/live-stimulus", post(compat::dealgo::live_stimulus))
         .route("/.well-known/jwks.json", get(native::jwks))
         .route("/v1/signing-keys", get(native::signing_keys))
         .route("/metrics", get(native::metrics))

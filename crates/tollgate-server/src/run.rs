@@ -224,7 +224,10 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         ready_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
         "tollgate ready"
     );
-    axum::serve(listener, crate::router(state.clone()))
+    // Connection info lets the key-less direct-runtime endpoint tell loopback callers.
+    let service =
+        crate::router(state.clone()).into_make_service_with_connect_info::<std::net::SocketAddr>();
+    axum::serve(listener, service)
         .with_graceful_shutdown(shutdown_signal())
         .await?;
     ticker.abort();
