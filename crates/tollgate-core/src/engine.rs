@@ -15,6 +15,7 @@ use serde_json::Value as Json;
 use crate::adaptive::{self, OutcomeRecord};
 use crate::expr::{self, Activation, CompiledExpr};
 use crate::fast;
+use crate::history::HistoryEvent;
 use crate::policy::compile::KeyPart;
 use crate::policy::{CompiledPolicy, DefaultEffect, Effect, OnError};
 use crate::request::{DecisionRequest, FieldError, InvalidRequest, Mode};
@@ -121,6 +122,10 @@ pub struct Decision {
     pub verdict: Verdict,
     /// Bucket TATs to store (empty unless a token was taken).
     pub bucket_updates: Vec<TatUpdate>,
+    /// The event to add to the history: present for a permitted enforce-mode decision
+    /// when a policy evaluated for it reads the history.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub history_event: Option<HistoryEvent>,
 }
 
 /// The pipeline after every gate up to the throttle.
@@ -139,6 +144,22 @@ pub struct Evaluation {
     demands: Vec<BucketDemand>,
     /// Reason codes of matching allow rules, reported on a permit.
     allow_codes: Vec<String>,
+    /// The history event this request becomes if it is permitted in enforce mode.
+    pending_event: Option<HistoryEvent>,
+}
+
+/// [`decide`] with a history, which it extends with the decision's event.
+pub fn decide_with_history(
+    input: &DecideInput<'_>,
+    buckets: &mut MemoryBuckets,
+    history: &mut Vec<HistoryEvent>,
+) -> Result<Verdict, InvalidRequest> {
+    let eval = evaluate_with_history(input, history)?;
+    let tats = buckets.read(eval.demands());
+    let decision = eval.finish(&tats);
+    buckets.apply(&decision.bucket_updates);
+    history.extend(decision.history_event);
+    Ok(decision.verdict)
 }
 
 /// Runs the whole pipeline with bucket state in `buckets`, applying the state changes.
@@ -153,8 +174,19 @@ pub fn decide(
     Ok(decision.verdict)
 }
 
-/// Validates the request and runs every gate before the throttle.
+/// Validates the request and runs every gate before the throttle, with no history
+/// (velocity conditions see an empty one).
 pub fn evaluate(input: &DecideInput<'_>) -> Result<Evaluation, InvalidRequest> {
+    evaluate_with_history(input, &[])
+}
+
+/// [`evaluate`] with the tenant's permitted enforce-mode actions, for velocity
+/// conditions (`history.count`, `history.sum`). Events older than the longest window a
+/// policy reads may be left out.
+pub fn evaluate_with_history(
+    input: &DecideInput<'_>,
+    history: &[HistoryEvent],
+) -> Result<Evaluation, InvalidRequest> {
     validate(input)?;
     let request = input.request;
     let mode = if input.tenant_shadow && request.mode.is_enforce() {
@@ -181,6 +213,7 @@ pub fn evaluate(input: &DecideInput<'_>) -> Result<Evaluation, InvalidRequest> {
         throttle_steps: Vec::new(),
         demands: Vec::new(),
         allow_codes: Vec::new(),
+        pending_event: pending_event(input),
     };
 
     // 1. Override: the emergency stop.
@@ -217,7 +250,7 @@ pub fn evaluate(input: &DecideInput<'_>) -> Result<Evaluation, InvalidRequest> {
     }
 
     // 2. Policy rules and survival score.
-    policy_gate(input, &mut ev);
+    policy_gate(input, history, &mut ev);
     if ev.outcome.is_some() && stop_early {
         return Ok(ev);
     }
@@ -376,11 +409,45 @@ impl Evaluation {
                 trace: self.trace,
             }
         };
+        let history_event = match (verdict.status, verdict.mode) {
+            (Status::Allow, Mode::Enforce) => self.pending_event,
+            _ => None,
+        };
         Decision {
             verdict,
             bucket_updates: updates,
+            history_event,
         }
     }
+}
+
+/// The history event of this request: the fields any evaluated policy sums.
+fn pending_event(input: &DecideInput<'_>) -> Option<HistoryEvent> {
+    let mut fields: Vec<&str> = Vec::new();
+    let mut any = false;
+    for b in input.policies {
+        if let PolicyBinding::Found(p) = b {
+            for c in &p.history_calls {
+                any = true;
+                if let Some(f) = &c.field {
+                    fields.push(f);
+                }
+            }
+        }
+    }
+    if !any {
+        return None;
+    }
+    let r = input.request;
+    Some(HistoryEvent {
+        at: input.now,
+        actor: r.actor_id().map(str::to_owned),
+        source: r.source.clone(),
+        values: fields
+            .into_iter()
+            .filter_map(|f| crate::history::number_at(r, f).map(|v| (f.to_owned(), v)))
+            .collect(),
+    })
 }
 
 fn validate(input: &DecideInput<'_>) -> Result<(), InvalidRequest> {
@@ -581,12 +648,14 @@ impl<'a> Evaluator<'a> {
         signals: &'a [(&'a str, f64)],
         now: UnixMillis,
         needed: crate::expr::VarSet,
+        history: &'a [(crate::history::HistoryCall, f64)],
     ) -> Self {
         Self {
             env: fast::Env {
                 request,
                 signals,
                 now,
+                history,
             },
             needed,
             cel: None,
@@ -596,8 +665,9 @@ impl<'a> Evaluator<'a> {
     fn cel(&mut self) -> &Activation<'a> {
         let env = self.env;
         let needed = self.needed;
-        self.cel
-            .get_or_insert_with(|| Activation::new(env.request, env.signals, env.now, needed))
+        self.cel.get_or_insert_with(|| {
+            Activation::new(env.request, env.signals, env.now, needed, env.history)
+        })
     }
 
     fn eval_bool(&mut self, e: &CompiledExpr) -> Result<bool, String> {
@@ -634,7 +704,7 @@ impl<'a> Evaluator<'a> {
     }
 }
 
-fn policy_gate(input: &DecideInput<'_>, ev: &mut Evaluation) {
+fn policy_gate(input: &DecideInput<'_>, events: &[HistoryEvent], ev: &mut Evaluation) {
     let request = input.request;
     let mut steps = Vec::new();
     let mut candidates: Vec<Candidate> = Vec::new();
@@ -655,7 +725,18 @@ fn policy_gate(input: &DecideInput<'_>, ev: &mut Evaluation) {
             PolicyBinding::Found(p) => p,
         };
         let signals = effective_signals(request, p);
-        let mut ctx = Evaluator::new(request, &signals, input.now, p.needed);
+        let history: Vec<(crate::history::HistoryCall, f64)> = p
+            .history_calls
+            .iter()
+            .map(|c| (c.clone(), c.compute(request, events, input.now)))
+            .collect();
+        if !history.is_empty() {
+            steps.push(TraceStep::History {
+                policy: Arc::clone(&p.stamp.id),
+                values: history.iter().map(|(c, v)| (c.describe(), *v)).collect(),
+            });
+        }
+        let mut ctx = Evaluator::new(request, &signals, input.now, p.needed, &history);
         if !p.rule_paths.is_empty() {
             let values = p
                 .rule_paths
@@ -989,7 +1070,7 @@ fn throttle_demands(input: &DecideInput<'_>, ev: &mut Evaluation) {
                     },
                     KeyPart::Cel(e) => {
                         let signals = signals.get_or_insert_with(|| effective_signals(request, p));
-                        let mut ctx = Evaluator::new(request, signals, input.now, p.needed);
+                        let mut ctx = Evaluator::new(request, signals, input.now, p.needed, &[]);
                         ctx.eval_key(e).and_then(|s| write_json(&mut key, &s))
                     }
                 };

@@ -51,6 +51,8 @@ pub(crate) struct CompiledExpr {
     pub(crate) paths: BTreeSet<Vec<String>>,
     /// The native accelerator, when the expression is inside its subset.
     pub(crate) fast: Option<crate::fast::Node>,
+    /// The `history.count` / `history.sum` aggregates it reads.
+    pub(crate) history: Vec<crate::history::HistoryCall>,
 }
 
 /// Compile `source` and check that it references only known variables.
@@ -69,6 +71,9 @@ pub(crate) fn compile(source: &str) -> Result<CompiledExpr, String> {
         .map_err(|e| format!("invalid CEL: {}", one_line(&e.to_string())))?;
     let mut walk = Walk::default();
     walk.visit(program.expression(), 0, &mut Vec::new());
+    if let Some(e) = walk.errors.first() {
+        return Err(e.clone());
+    }
     if walk.too_deep {
         return Err(format!(
             "expression nests deeper than {MAX_EXPRESSION_DEPTH} levels"
@@ -91,6 +96,7 @@ pub(crate) fn compile(source: &str) -> Result<CompiledExpr, String> {
         signal_refs: walk.signal_refs,
         paths: walk.paths,
         fast: crate::fast::compile(program.expression()),
+        history: walk.history.into_iter().collect(),
         program,
     })
 }
@@ -105,6 +111,8 @@ struct Walk {
     free: BTreeSet<String>,
     signal_refs: BTreeSet<String>,
     paths: BTreeSet<Vec<String>>,
+    history: BTreeSet<crate::history::HistoryCall>,
+    errors: Vec<String>,
     too_deep: bool,
 }
 
@@ -155,6 +163,17 @@ impl Walk {
                 self.visit(&select.operand, d, bound);
             }
             Expr::Call(call) => {
+                match crate::history::parse_call(e) {
+                    Some(Ok(h)) => {
+                        self.history.insert(h);
+                        return;
+                    }
+                    Some(Err(msg)) => {
+                        self.errors.push(msg);
+                        return;
+                    }
+                    None => {}
+                }
                 if let Some(target) = &call.target {
                     self.visit(target, d, bound);
                 }
@@ -225,8 +244,10 @@ impl<'a> Activation<'a> {
         signals: &[(&str, f64)],
         now: UnixMillis,
         needed: VarSet,
+        history: &[(crate::history::HistoryCall, f64)],
     ) -> Self {
         let mut ctx = Context::with_env(Arc::clone(&ENV));
+        register_history(&mut ctx, history);
         for (index, name) in VARIABLES.iter().enumerate() {
             if !needed.contains(index) {
                 continue;
@@ -314,21 +335,68 @@ fn object(map: &serde_json::Map<String, Json>) -> CelValue {
     CelValue::Map(CelMap { map: Arc::new(out) })
 }
 
-/// JSON to CEL: integers stay integers (`amount > 10000` compares as CEL does),
-/// other numbers are doubles.
+/// `history.count`, `history.sum` (reading the decision's precomputed aggregates) and
+/// `duration("24h")` (milliseconds), for the `cel` crate.
+fn register_history(ctx: &mut Context<'_, '_>, table: &[(crate::history::HistoryCall, f64)]) {
+    use crate::history::{HistoryCall, Scope};
+    let table: Arc<Vec<(HistoryCall, f64)>> = Arc::new(table.to_vec());
+    let scope_of = |s: &str| match s {
+        "actor" => Some(Scope::Actor),
+        "source" => Some(Scope::Source),
+        "tenant" => Some(Scope::Tenant),
+        _ => None,
+    };
+    let t = Arc::clone(&table);
+    let count = move |scope: Arc<String>, window: i64| -> Result<i64, cel::ExecutionError> {
+        let call = HistoryCall {
+            scope: scope_of(&scope)
+                .ok_or_else(|| cel::ExecutionError::function_error("history.count", "bad scope"))?,
+            field: None,
+            window_ms: window,
+        };
+        t.iter()
+            .find(|(c, _)| *c == call)
+            .map(|(_, v)| *v as i64)
+            .ok_or_else(|| {
+                cel::ExecutionError::function_error("history.count", "aggregate not computed")
+            })
+    };
+    let t = Arc::clone(&table);
+    let sum = move |scope: Arc<String>,
+                    field: Arc<String>,
+                    window: i64|
+          -> Result<f64, cel::ExecutionError> {
+        let call = HistoryCall {
+            scope: scope_of(&scope)
+                .ok_or_else(|| cel::ExecutionError::function_error("history.sum", "bad scope"))?,
+            field: Some(field.to_string()),
+            window_ms: window,
+        };
+        t.iter()
+            .find(|(c, _)| *c == call)
+            .map(|(_, v)| *v)
+            .ok_or_else(|| {
+                cel::ExecutionError::function_error("history.sum", "aggregate not computed")
+            })
+    };
+    let duration = |text: Arc<String>| -> Result<i64, cel::ExecutionError> {
+        crate::history::parse_duration(&text)
+            .map_err(|e| cel::ExecutionError::function_error("duration", e))
+    };
+    // These names are not in the standard library, so registration cannot conflict.
+    let _ = ctx.add_function("history.count", count);
+    let _ = ctx.add_function("history.sum", sum);
+    let _ = ctx.add_function("duration", duration);
+}
+
+/// JSON to CEL as CEL's own JSON mapping does it: every JSON number is a double
+/// (so `action.amount + history.sum(...)` adds doubles, and `action.amount > 10000`
+/// compares a double with an int, which CEL allows).
 fn json(v: &Json) -> CelValue {
     match v {
         Json::Null => CelValue::Null,
         Json::Bool(b) => CelValue::Bool(*b),
-        Json::Number(n) => {
-            if let Some(i) = n.as_i64() {
-                CelValue::Int(i)
-            } else if let Some(u) = n.as_u64() {
-                CelValue::UInt(u)
-            } else {
-                CelValue::Float(n.as_f64().unwrap_or(f64::NAN))
-            }
-        }
+        Json::Number(n) => CelValue::Float(n.as_f64().unwrap_or(f64::NAN)),
         Json::String(s) => CelValue::String(Arc::new(s.clone())),
         Json::Array(items) => CelValue::List(Arc::new(items.iter().map(json).collect())),
         Json::Object(map) => object(map),

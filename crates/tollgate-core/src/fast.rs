@@ -36,6 +36,7 @@ pub(crate) enum Node {
     List(Vec<Node>),
     StrFn(StrFn, Box<Node>, Box<Node>),
     Size(Box<Node>),
+    History(crate::history::HistoryCall),
 }
 
 #[derive(Debug, Clone)]
@@ -133,6 +134,9 @@ pub(crate) fn compile(e: &IdedExpr) -> Option<Node> {
             ))
         }
         Expr::Call(call) => {
+            if let Some(h) = crate::history::parse_call(e) {
+                return h.ok().map(Node::History);
+            }
             let arg = |i: usize| call.args.get(i).and_then(compile).map(Box::new);
             match (
                 call.func_name.as_str(),
@@ -206,21 +210,16 @@ pub(crate) struct Env<'a> {
     pub(crate) request: &'a DecisionRequest,
     pub(crate) signals: &'a [(&'a str, f64)],
     pub(crate) now: UnixMillis,
+    /// The decision's precomputed history aggregates.
+    pub(crate) history: &'a [(crate::history::HistoryCall, f64)],
 }
 
 fn json<'a>(v: &'a Json) -> V<'a> {
     match v {
         Json::Null => V::Null,
         Json::Bool(b) => V::Bool(*b),
-        Json::Number(n) => {
-            if let Some(i) = n.as_i64() {
-                V::Int(i)
-            } else if let Some(u) = n.as_u64() {
-                V::UInt(u)
-            } else {
-                V::Double(n.as_f64().unwrap_or(f64::NAN))
-            }
-        }
+        // Every JSON number is a double, as in CEL's JSON mapping.
+        Json::Number(n) => V::Double(n.as_f64().unwrap_or(f64::NAN)),
         Json::String(s) => V::Str(s),
         Json::Array(a) => V::List(a),
         Json::Object(m) => V::Map(m),
@@ -385,6 +384,11 @@ pub(crate) fn eval<'a>(node: &'a Node, env: &Env<'a>) -> Fast<'a> {
             }
             Sure(V::Bool(found))
         }
+        Node::History(call) => match env.history.iter().find(|(c, _)| c == call) {
+            Some((c, v)) if c.field.is_none() => Sure(V::Int(*v as i64)),
+            Some((_, v)) => Sure(V::Double(*v)),
+            None => Unsure,
+        },
         Node::Size(a) => match eval(a, env) {
             // CEL counts code points, as the `cel` crate does.
             Sure(V::Str(s)) => i64::try_from(s.chars().count()).map_or(Unsure, |n| Sure(V::Int(n))),
@@ -603,10 +607,10 @@ mod tests {
             let Some(node) = &compiled.fast else { return Ok(()); };
             let signals: Vec<(&str, f64)> = request.signals.iter().map(|(k, v)| (k.as_str(), *v)).collect();
             let now = UnixMillis(1_767_225_600_000);
-            let env = super::Env { request: &request, signals: &signals, now };
+            let env = super::Env { request: &request, signals: &signals, now, history: &[] };
             let mut all = VarSet::default();
             for i in 0..8 { all.insert(i); }
-            let act = Activation::new(&request, &signals, now, all);
+            let act = Activation::new(&request, &signals, now, all, &[]);
             let cel = act.eval(&compiled);
             if let Fast::Sure(v) = eval(node, &env) {
                 match &cel {

@@ -40,6 +40,7 @@ pub mod digest;
 pub mod engine;
 mod expr;
 mod fast;
+pub mod history;
 pub mod policy;
 pub mod request;
 pub mod throttle;
@@ -49,8 +50,9 @@ pub mod verdict;
 pub use adaptive::OutcomeRecord;
 pub use engine::{
     Approval, DecideInput, Decision, Evaluation, Override, OverrideScope, PolicyBinding, decide,
-    evaluate,
+    decide_with_history, evaluate, evaluate_with_history,
 };
+pub use history::{HistoryEvent, Scope};
 pub use policy::{
     CompiledPolicy, PolicyDocument, PolicyError, PolicyFormat, PolicyIssue, compile_policy,
     csc_default, parse_policy,

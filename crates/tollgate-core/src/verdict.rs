@@ -210,6 +210,13 @@ pub enum TraceStep {
         /// Dotted path to value; `null` when absent.
         values: std::collections::BTreeMap<Arc<str>, serde_json::Value>,
     },
+    /// The history aggregates a policy's conditions read.
+    History {
+        /// Policy id.
+        policy: Arc<str>,
+        /// `sum(actor, action.amount, 86400000ms)` → value.
+        values: std::collections::BTreeMap<String, f64>,
+    },
     /// A rule condition was evaluated.
     Rule {
         /// Policy id.

@@ -10,7 +10,7 @@ use serde::Deserialize;
 use serde_json::Value;
 use tollgate_core::{
     Approval, DecideInput, DecisionRequest, MemoryBuckets, OutcomeRecord, Override, PolicyBinding,
-    PolicyFormat, UnixMillis, Verdict, compile_policy, csc_default, decide,
+    PolicyFormat, UnixMillis, Verdict, compile_policy, csc_default, decide_with_history,
 };
 
 /// Base time of every case: 2026-01-01T00:00:00Z.
@@ -118,6 +118,7 @@ fn run_case(path: &std::path::Path) -> Vec<Value> {
         })
         .collect();
     let mut buckets = MemoryBuckets::new();
+    let mut history = Vec::new();
     let mut out = Vec::new();
     for (i, step) in case.steps.iter().enumerate() {
         let mut req = step.request.clone();
@@ -148,7 +149,7 @@ fn run_case(path: &std::path::Path) -> Vec<Value> {
                 approval: step.approval.as_ref(),
                 tenant_shadow: case.tenant_shadow,
             };
-            match decide(&input, &mut buckets) {
+            match decide_with_history(&input, &mut buckets, &mut history) {
                 Ok(verdict) => {
                     // The last repetition is the one checked against `expect`.
                     if rep + 1 == step.repeat {

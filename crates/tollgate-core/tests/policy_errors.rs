@@ -195,3 +195,46 @@ fn the_same_policy_compiles_from_all_three_formats() {
     assert_eq!(docs[0], docs[1]);
     assert_eq!(docs[0], docs[2]);
 }
+
+#[test]
+fn bad_history_calls_are_reported_where_they_are() {
+    let rule = |when: &str| {
+        format!("id: p\nrules:\n  - {{name: a, when: '{when}', effect: block, reason_code: A}}\n")
+    };
+    let e = yaml(&rule(
+        r#"history.sum("desk", "action.amount", duration("24h")) > 1.0"#,
+    ));
+    assert!(
+        e.starts_with("rules[0].when: the scope must be"),
+        "got: {e}"
+    );
+    let e = yaml(&rule(
+        r#"history.sum("actor", "amount", duration("24h")) > 1.0"#,
+    ));
+    assert!(
+        e.starts_with("rules[0].when: cannot sum 'amount'"),
+        "got: {e}"
+    );
+    let e = yaml(&rule(r#"history.count("actor", duration("one day")) > 1"#));
+    assert!(
+        e.starts_with("rules[0].when: bad duration 'one day'"),
+        "got: {e}"
+    );
+    let e = yaml(&rule(r#"history.count("actor", action.window) > 1"#));
+    assert!(
+        e.starts_with("rules[0].when: the window must be"),
+        "got: {e}"
+    );
+    let e = yaml(&rule(r#"history.max("actor", duration("1h")) > 1"#));
+    assert!(
+        e.starts_with("rules[0].when: unknown history function 'max'"),
+        "got: {e}"
+    );
+    // Well-formed calls compile, in rules and in the survival score.
+    let ok = "id: p\nrules:\n  - {name: a, when: 'history.sum(\"tenant\", \"action.amount\", duration(\"1h\")) > 10.0', effect: block, reason_code: A}\nsurvival: {score: '1.0 - double(history.count(\"actor\", 3600000)) / 100.0', threshold: 0.5}\n";
+    assert!(
+        compile_policy(ok, PolicyFormat::Yaml).is_ok(),
+        "{:?}",
+        compile_policy(ok, PolicyFormat::Yaml).err()
+    );
+}

@@ -38,6 +38,8 @@ pub struct CompiledPolicy {
     pub(crate) rule_paths: Vec<(Vec<String>, Arc<str>)>,
     /// Narrows the rules to evaluate by one request field, when rules test it.
     pub(crate) index: Option<RuleIndex>,
+    /// The history aggregates the policy's expressions read.
+    pub(crate) history_calls: Vec<crate::history::HistoryCall>,
 }
 
 /// Rules indexed by a guard on one request path: a top-level conjunct
@@ -365,6 +367,13 @@ impl CompiledPolicy {
             })
             .collect();
         let index = build_index(&rules);
+        let mut history_calls = BTreeSet::new();
+        for rule in &rules {
+            history_calls.extend(rule.cond.history.iter().cloned());
+        }
+        if let Some(s) = &survival {
+            history_calls.extend(s.expr.history.iter().cloned());
+        }
         let version = doc.version.unwrap_or(1);
         Ok(CompiledPolicy {
             stamp: PolicyStamp {
@@ -382,6 +391,7 @@ impl CompiledPolicy {
             needed,
             rule_paths,
             index,
+            history_calls: history_calls.into_iter().collect(),
             document: doc,
         })
     }
