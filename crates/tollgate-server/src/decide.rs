@@ -38,7 +38,7 @@ pub struct DecideCall {
     pub idempotency_key: Option<String>,
     /// Correlation id, if any (recorded).
     pub correlation_id: Option<String>,
-    /// Which API family asked: `native`, `decionis`, `dealgo`.
+    /// Which API family asked: `native`, `decionis`, `dealgo` (portal), `dealgo-runtime`, `dealgo-mcp`.
     pub family: &'static str,
 }
 

@@ -464,6 +464,7 @@ async fn run(
     received: Value,
     request: DecisionRequest,
     shape: Shape,
+    family: &'static str,
 ) -> Result<Response, DealgoError> {
     let key = idempotency_key(
         headers,
@@ -481,7 +482,7 @@ async fn run(
             .get("x-correlation-id")
             .and_then(|v| v.to_str().ok())
             .map(str::to_owned),
-        family: "dealgo",
+        family,
     };
     let st = state.clone();
     let answer = state
@@ -515,7 +516,16 @@ pub async fn decide(
     caller.require("decide")?;
     let received = parse_object(&bytes, state.config().max_json_depth)?;
     let request = translate_portal(&object(received.clone()), caller.tenant())?;
-    run(&state, caller, &headers, received, request, Shape::Portal).await
+    run(
+        &state,
+        caller,
+        &headers,
+        received,
+        request,
+        Shape::Portal,
+        "dealgo",
+    )
+    .await
 }
 
 /// `POST /api/csc/check` (`dealgo-mcp`'s gate): the flat body, the portal answer.
@@ -529,7 +539,16 @@ pub async fn check(
     caller.require("decide")?;
     let received = parse_object(&bytes, state.config().max_json_depth)?;
     let request = translate_flat(&object(received.clone()), caller.tenant())?;
-    run(&state, caller, &headers, received, request, Shape::Portal).await
+    run(
+        &state,
+        caller,
+        &headers,
+        received,
+        request,
+        Shape::Portal,
+        "dealgo-mcp",
+    )
+    .await
 }
 
 /// Whether the direct-runtime endpoint serves a caller at `peer` (`None` when the
@@ -607,5 +626,14 @@ pub async fn live_stimulus(
     state.check_key_rate("direct-runtime")?;
     let received = parse_object(&bytes, config.max_json_depth)?;
     let request = translate_flat(&object(received.clone()), &tenant)?;
-    run(&state, caller, &headers, received, request, Shape::Runtime).await
+    run(
+        &state,
+        caller,
+        &headers,
+        received,
+        request,
+        Shape::Runtime,
+        "dealgo-runtime",
+    )
+    .await
 }
