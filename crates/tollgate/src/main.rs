@@ -3,6 +3,7 @@
 #![allow(clippy::print_stdout, reason = "a CLI prints its results")]
 
 mod audit;
+mod lab;
 mod remote;
 mod serve;
 
@@ -44,6 +45,9 @@ On first start the log names a 0600 file with a bootstrap admin key and a test d
     /// Verify, export and prove the audit ledger.
     #[command(subcommand)]
     Audit(audit::AuditCommand),
+    /// The lab: reproduce the published figures.
+    #[command(subcommand)]
+    Lab(lab::LabCommand),
 }
 
 fn main() -> ExitCode {
@@ -56,6 +60,7 @@ fn main() -> ExitCode {
         Command::Sources(cmd) => remote::sources(cmd),
         Command::Override(cmd) => remote::overrides(cmd),
         Command::Audit(cmd) => audit::run(cmd),
+        Command::Lab(cmd) => lab::run(cmd),
     };
     match result {
         Ok(code) => code,
