@@ -386,3 +386,39 @@ async fn a_ledger_that_cannot_be_written_gets_503_and_no_verdict() {
     db.execute_batch("ROLLBACK").unwrap();
     drop(db);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn past_the_concurrency_bound_requests_get_503_not_a_queue() {
+    let h = Arc::new(Harness::with_config(|c| {
+        c.max_concurrency = 1;
+        c.ledger_timeout_ms = 1500;
+    }));
+    // Hold the database's write lock so the first decision stays in flight.
+    let db = rusqlite::Connection::open(h.dir.path().join("tollgate.db")).unwrap();
+    db.execute_batch("BEGIN EXCLUSIVE").unwrap();
+    let first = {
+        let h = Arc::clone(&h);
+        tokio::spawn(async move { h.decide(&h.test_key, in_band()).await })
+    };
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let second = h.decide(&h.test_key, in_band()).await;
+    assert_eq!(
+        second.status,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "{}",
+        second.text
+    );
+    assert_eq!(second.body["error"], "overloaded");
+    assert_eq!(second.headers.get("retry-after").unwrap(), "1");
+    db.execute_batch("ROLLBACK").unwrap();
+    drop(db);
+    // The held request completes once the lock is gone (within its ledger timeout).
+    let first = first.await.unwrap();
+    assert_eq!(first.status, StatusCode::OK, "{}", first.text);
+    assert_eq!(first.body["status"], "ALLOW");
+    // Capacity is back.
+    assert_eq!(
+        h.decide(&h.test_key, in_band()).await.status,
+        StatusCode::OK
+    );
+}
