@@ -1,6 +1,5 @@
 //! The HTTP client of the native API.
 
-use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -395,19 +394,14 @@ impl Client {
 }
 
 impl DecisionPoint for Client {
-    fn decide(
-        &self,
-        request: &DecisionRequest,
-    ) -> impl Future<Output = Result<Decision, Error>> + Send {
-        async move {
-            match self.decide_raw(request).await {
-                Ok(d) => Ok(d),
-                Err(Error::Unavailable(failure)) => match self.inner.config.fail_mode {
-                    FailMode::Closed => Err(Blocked::fail_closed(failure).into()),
-                    FailMode::Open => Ok(Decision::fail_open_stand_in(failure.to_string())),
-                },
-                Err(e) => Err(e),
-            }
+    async fn decide(&self, request: &DecisionRequest) -> Result<Decision, Error> {
+        match self.decide_raw(request).await {
+            Ok(d) => Ok(d),
+            Err(Error::Unavailable(failure)) => match self.inner.config.fail_mode {
+                FailMode::Closed => Err(Blocked::fail_closed(failure).into()),
+                FailMode::Open => Ok(Decision::fail_open_stand_in(failure.to_string())),
+            },
+            Err(e) => Err(e),
         }
     }
 }

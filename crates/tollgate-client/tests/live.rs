@@ -113,7 +113,12 @@ async fn reality_gate_blocks_and_enforce_carries_everything() {
     assert_eq!(b.status, Status::Block);
     assert!(!b.reason_codes.is_empty());
     assert!(!b.explanation.is_empty());
-    assert!(b.dossier_url.as_deref().unwrap().contains("/v1/dossiers/dec_"));
+    assert!(
+        b.dossier_url
+            .as_deref()
+            .unwrap()
+            .contains("/v1/dossiers/dec_")
+    );
     assert!(b.decision_id.as_deref().unwrap().starts_with("dec_"));
     assert!(!b.is_fail_closed());
     assert!(b.decision.is_some());
@@ -207,7 +212,10 @@ async fn shadow_mode_allows_and_reports_the_would_be_verdict() {
         .mode(Mode::Shadow);
     let d = client.enforce(&req).await.unwrap();
     let shadow = d.shadow.expect("shadow");
-    assert_eq!((shadow.would_be, shadow.gate), (Status::Block, Gate::Reality));
+    assert_eq!(
+        (shadow.would_be, shadow.gate),
+        (Status::Block, Gate::Reality)
+    );
 }
 
 #[tokio::test]
