@@ -50,7 +50,10 @@ pub(crate) struct RuleIndex {
     pub(crate) path: Vec<String>,
     pub(crate) dotted: Arc<str>,
     pub(crate) exact: HashMap<String, Vec<usize>>,
-    pub(crate) prefixes: Vec<(String, usize)>,
+    /// Prefix guards by prefix; a value is looked up once per distinct prefix length.
+    pub(crate) prefixes: HashMap<String, Vec<usize>>,
+    /// The distinct prefix lengths, in bytes.
+    pub(crate) prefix_lens: Vec<usize>,
     /// Rules without a guard on this path: always evaluated.
     pub(crate) always: Vec<usize>,
 }
@@ -58,17 +61,24 @@ pub(crate) struct RuleIndex {
 impl RuleIndex {
     /// Rule indexes to evaluate for `value`, in rule order.
     pub(crate) fn candidates(&self, value: &str) -> Vec<usize> {
-        let mut out = self.always.clone();
+        let mut out = Vec::with_capacity(self.always.len() + 4);
+        out.extend_from_slice(&self.always);
+        let mut sources = usize::from(!self.always.is_empty());
         if let Some(hits) = self.exact.get(value) {
             out.extend_from_slice(hits);
+            sources += 1;
         }
-        for (prefix, rule) in &self.prefixes {
-            if value.starts_with(prefix.as_str()) {
-                out.push(*rule);
+        for len in &self.prefix_lens {
+            if let Some(hits) = value.get(..*len).and_then(|p| self.prefixes.get(p)) {
+                out.extend_from_slice(hits);
+                sources += 1;
             }
         }
-        out.sort_unstable();
-        out.dedup();
+        // Each source is in rule order already; merge only when several contributed.
+        if sources > 1 {
+            out.sort_unstable();
+            out.dedup();
+        }
         out
     }
 }
@@ -177,19 +187,29 @@ fn build_index(rules: &[Rule]) -> Option<RuleIndex> {
         dotted: Arc::from(path.join(".")),
         path,
         exact: HashMap::new(),
-        prefixes: Vec::new(),
+        prefixes: HashMap::new(),
+        prefix_lens: Vec::new(),
         always: Vec::new(),
     };
     for (i, g) in per_rule.iter().enumerate() {
         match g.iter().find(|(p, _, _)| *p == index.path) {
             Some((_, lits, true)) => {
                 for l in lits {
-                    index.prefixes.push((l.clone(), i));
+                    let rules = index.prefixes.entry(l.clone()).or_default();
+                    if rules.last() != Some(&i) {
+                        rules.push(i);
+                    }
+                    if !index.prefix_lens.contains(&l.len()) {
+                        index.prefix_lens.push(l.len());
+                    }
                 }
             }
             Some((_, lits, false)) => {
                 for l in lits {
-                    index.exact.entry(l.clone()).or_default().push(i);
+                    let rules = index.exact.entry(l.clone()).or_default();
+                    if rules.last() != Some(&i) {
+                        rules.push(i);
+                    }
                 }
             }
             None => index.always.push(i),
