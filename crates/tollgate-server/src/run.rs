@@ -53,10 +53,14 @@ impl App {
             .with_context(|| format!("opening the store in `{}`", dir.display()))?;
         let store: Arc<dyn Store> = Arc::new(store);
         let now = clock.now_ms();
-        if created || store.signing_keys()?.is_empty() {
+        let public = key.verifying_key().to_bytes();
+        let known = store.signing_keys()?.iter().any(|k| k.public_key == public);
+        // A new or replaced key file is recorded; earlier keys stay, so old
+        // checkpoints, dossiers and verdicts stay verifiable after a rotation.
+        if created || !known {
             store.put_signing_key(&SigningKeyRecord {
                 name: KEY_NAME.into(),
-                public_key: key.verifying_key().to_bytes(),
+                public_key: public,
                 created_ms: now,
                 retired_ms: None,
             })?;

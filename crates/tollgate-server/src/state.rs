@@ -195,11 +195,20 @@ impl AppState {
         }
     }
 
-    /// The public keys as a JWKS.
+    /// The public keys as a JWKS: the current key first, then earlier ones.
     pub fn jwks(&self) -> Jwks {
-        Jwks {
-            keys: vec![Jwk::from_key(&self.0.key.verifying_key())],
+        let current = self.0.key.verifying_key();
+        let mut keys = vec![Jwk::from_key(&current)];
+        if let Ok(stored) = self.0.store.signing_keys() {
+            for k in stored {
+                if k.public_key != current.to_bytes() {
+                    if let Ok(vk) = ed25519_dalek::VerifyingKey::from_bytes(&k.public_key) {
+                        keys.push(Jwk::from_key(&vk));
+                    }
+                }
+            }
         }
+        Jwks { keys }
     }
 
     /// Marks a tenant as having entries since its last checkpoint.
