@@ -3,8 +3,6 @@
 //! Use it from plain threads only: calling it from inside an async runtime panics
 //! (tokio refuses to block a runtime thread). Async code uses [`crate::Client`].
 
-use std::time::Duration;
-
 use tollgate_ledger::Jwks;
 
 use crate::client::ClientBuilder;
@@ -88,10 +86,5 @@ impl Client {
     /// See [`crate::Client::report_outcome`].
     pub fn report_outcome(&self, outcome: &SignedOutcome) -> Result<OutcomeReceipt, Error> {
         self.runtime.block_on(self.inner.report_outcome(outcome))
-    }
-
-    /// Sleeps the calling thread (what the async retry does on the runtime).
-    pub fn sleep(&self, d: Duration) {
-        std::thread::sleep(d);
     }
 }

@@ -98,7 +98,7 @@ impl ClientBuilder {
         self
     }
 
-    /// Retries of a request that got no answer, 408, 429 or 5xx (default 2). Decisions
+    /// Retries of a request that got no answer, 408, 409, 429 or 5xx (default 2). Decisions
     /// are retried with the same idempotency key, so a retry never decides twice.
     #[must_use]
     pub fn max_retries(mut self, retries: u32) -> Self {
@@ -287,7 +287,10 @@ impl Client {
                 Err(Failure::Transport(_) | Failure::Timeout) => true,
                 Err(_) => false,
                 Ok(a) => {
+                    // 409: a request with the same idempotency key is still being
+                    // decided (an earlier attempt that timed out on our side).
                     a.status == StatusCode::REQUEST_TIMEOUT
+                        || a.status == StatusCode::CONFLICT
                         || a.status == StatusCode::TOO_MANY_REQUESTS
                         || a.status.is_server_error()
                 }
@@ -450,7 +453,11 @@ fn classify(a: Answer) -> Error {
         401 => Error::Unauthorized { message },
         403 => Error::Forbidden { message },
         404 => Error::NotFound,
-        400 | 409 | 413 | 415 | 422 => Error::Invalid {
+        409 => Error::Unavailable(Failure::Server {
+            status: 409,
+            message,
+        }),
+        400 | 413 | 415 | 422 => Error::Invalid {
             code: a.body["error"].as_str().unwrap_or("invalid").to_owned(),
             message,
             detail: a.body.get("detail").cloned().unwrap_or(Value::Null),

@@ -218,14 +218,14 @@ impl Decision {
         self.fail_open.is_some()
     }
 
-    /// An ALLOW stand-in for when no verdict could be had and the client fails open.
-    pub(crate) fn fail_open_stand_in(why: String) -> Decision {
+    /// A verdict built by hand (tests, fakes, the embedded engine).
+    pub fn new(status: Status, gate: Gate) -> Decision {
         Decision {
             decision_id: String::new(),
-            status: Status::Allow,
-            gate: Gate::Unavailable,
-            reason_codes: vec!["FAIL_OPEN".to_owned()],
-            explanation: format!("no verdict ({why}); the client is in fail-open mode"),
+            status,
+            gate,
+            reason_codes: Vec::new(),
+            explanation: String::new(),
             retry_after_ms: None,
             policy: None,
             adaptive_bias: None,
@@ -239,19 +239,19 @@ impl Decision {
             decided_at: None,
             signature: None,
             grant: None,
-            fail_open: Some(why),
+            fail_open: None,
             raw: Value::Null,
         }
     }
 
-    /// A verdict built by hand (tests, fakes, the embedded engine).
-    pub fn new(status: Status, gate: Gate) -> Decision {
-        let mut d = Decision::fail_open_stand_in(String::new());
-        d.status = status;
-        d.gate = gate;
-        d.reason_codes = Vec::new();
-        d.explanation = String::new();
-        d.fail_open = None;
+    /// An ALLOW stand-in for when no verdict could be had and the client fails open.
+    pub(crate) fn fail_open_stand_in(why: String) -> Decision {
+        let mut d = Decision::new(Status::Allow, Gate::Unavailable)
+            .with_reasons(["FAIL_OPEN"])
+            .with_explanation(format!(
+                "no verdict ({why}); the client is in fail-open mode"
+            ));
+        d.fail_open = Some(why);
         d
     }
 

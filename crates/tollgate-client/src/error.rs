@@ -15,7 +15,8 @@ pub enum Failure {
     Transport(String),
     /// The server did not answer within the client's timeout.
     Timeout,
-    /// The server answered 5xx (after the client's retries).
+    /// The server answered 5xx, or 409 (a request with the same idempotency key is
+    /// still being decided), after the client's retries.
     Server {
         /// HTTP status.
         status: u16,

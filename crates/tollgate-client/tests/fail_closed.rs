@@ -226,10 +226,15 @@ async fn transient_failures_are_retried_with_one_idempotency_key() {
                         .unwrap_or_default()
                         .to_owned(),
                 );
-                if keys.len() < 3 {
+                if keys.len() == 1 {
                     (
                         StatusCode::SERVICE_UNAVAILABLE,
                         axum::Json(json!({"error": "overloaded", "message": "busy"})),
+                    )
+                } else if keys.len() == 2 {
+                    (
+                        StatusCode::CONFLICT,
+                        axum::Json(json!({"error": "conflict", "message": "still in progress"})),
                     )
                 } else {
                     (StatusCode::OK, axum::Json(verdict("ALLOW")))
