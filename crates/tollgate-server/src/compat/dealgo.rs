@@ -610,19 +610,20 @@ pub async fn live_stimulus(
             "the direct-runtime tenant `{tenant}` does not exist"
         )));
     }
-    let caller = Caller {
-        key: ApiKeyRecord {
-            id: "direct-runtime".to_owned(),
-            tenant: tenant.clone(),
-            hash: String::new(),
-            scopes: vec!["decide".to_owned()],
-            environment: config.direct_runtime_environment.clone(),
-            created_ms: 0,
-            revoked_ms: None,
-            expires_ms: None,
-            name: "direct runtime (no API key)".to_owned(),
-        },
-    };
+    // Built from JSON so that fields added to key records later take their defaults.
+    let key: ApiKeyRecord = serde_json::from_value(json!({
+        "id": "direct-runtime",
+        "tenant": tenant,
+        "hash": "",
+        "scopes": ["decide"],
+        "environment": config.direct_runtime_environment,
+        "created_ms": 0,
+        "revoked_ms": null,
+        "expires_ms": null,
+        "name": "direct runtime (no API key)",
+    }))
+    .map_err(ApiError::internal)?;
+    let caller = Caller { key };
     state.check_key_rate("direct-runtime")?;
     let received = parse_object(&bytes, config.max_json_depth)?;
     let request = translate_flat(&object(received.clone()), &tenant)?;
