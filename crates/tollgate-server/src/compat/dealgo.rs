@@ -27,7 +27,7 @@ use crate::body::{fingerprint, parse_object};
 use crate::config::DirectRuntime;
 use crate::decide::{DecideCall, Decided};
 use crate::error::ApiError;
-use crate::native::{idempotency_key, sign};
+use crate::native::{idempotency_key, sign, verdict_body};
 use crate::state::AppState;
 
 /// An error in the DeAlgo families' shape: 429 is `{"error": {"message": …}}` (the
@@ -188,10 +188,28 @@ pub fn portal_body(state: &AppState, d: &Decided) -> Value {
         "decided_at": d.decided_at,
     });
     extras(&mut out, v);
+    from_native(&mut out, state, d);
     if let Some(b) = v.adaptive_bias {
         out["v2_bias"] = json!(b);
     }
     out
+}
+
+/// Copies what the native verdict carries beyond the engine's verdict (the review
+/// opened for ESCALATE / REVIEW_REQUIRED, the execution grant of an ALLOW).
+fn from_native(out: &mut Value, state: &AppState, d: &Decided) {
+    let native = verdict_body(state, d);
+    for k in ["review_id", "grant"] {
+        if let Some(v) = native.get(k).filter(|v| !v.is_null()) {
+            out[k] = v.clone();
+        }
+    }
+    if let (Some(id), Some(review)) = (
+        native.get("review_id").filter(|v| !v.is_null()),
+        out.get_mut("review").and_then(Value::as_object_mut),
+    ) {
+        review.insert("id".into(), id.clone());
+    }
 }
 
 /// Fields shared by both DeAlgo shapes: throttle delay, shadow, review.
@@ -257,6 +275,7 @@ pub fn runtime_body(state: &AppState, d: &Decided) -> Value {
         out["reality_reason"] = json!(v.explanation);
     }
     extras(&mut out, v);
+    from_native(&mut out, state, d);
     if let Some(b) = v.adaptive_bias {
         out["v2_bias"] = json!({"delta": b});
     }
