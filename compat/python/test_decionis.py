@@ -121,8 +121,18 @@ def test_decorator_and_client_gate_on_sync_and_async_functions():
     async def send_async(n: int) -> int:
         return n + 1
 
+    @decionis_gate(client=c, action=action, actor=ACTOR)
+    async def send_via_decorator_async(n: int) -> int:
+        return n - 1
+
+    @c.gate(action=action, actor=ACTOR)
+    def send_via_client_sync(n: int) -> int:
+        return n * 3
+
     assert send(21) == 42
     assert asyncio.run(send_async(1)) == 2
+    assert asyncio.run(send_via_decorator_async(1)) == 0
+    assert send_via_client_sync(2) == 6
 
     ran = []
 
