@@ -15,6 +15,9 @@ use crate::point::DecisionPoint;
 use crate::request::DecisionRequest;
 use crate::verify::{self, DossierDocument};
 
+/// The largest response body read (a dossier with its trace is far smaller).
+const MAX_RESPONSE_BYTES: usize = 16 * 1024 * 1024;
+
 /// What the client does when it gets no verdict (transport error, timeout, 5xx, an
 /// unexpected status or body).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -25,8 +28,9 @@ pub enum FailMode {
     #[default]
     Closed,
     /// No verdict lets the action through: `decide` answers an ALLOW stand-in whose
-    /// [`Decision::fail_open`] says why. Errors that are the caller's (401, 403, 422)
-    /// and rate limits (429) are never turned into an ALLOW.
+    /// [`Decision::fail_open`] says why. Errors that are the caller's (401, 403, 422),
+    /// rate limits (429) and verdicts whose signature does not verify are never
+    /// turned into an ALLOW.
     Open,
 }
 
@@ -129,7 +133,7 @@ impl ClientBuilder {
     }
 
     /// Checks every verdict's signature against these keys, offline; a verdict that
-    /// does not verify is treated as no verdict (a block when failing closed).
+    /// does not verify is a block (in either fail mode: it means tampering).
     #[must_use]
     pub fn trust_jwks(mut self, jwks: Jwks) -> Self {
         self.trusted_jwks = Some(jwks);
@@ -152,6 +156,9 @@ impl ClientBuilder {
             .timeout(self.timeout)
             .connect_timeout(self.connect_timeout)
             .user_agent(concat!("tollgate-client/", env!("CARGO_PKG_VERSION")))
+            // A redirect is not a verdict: it is answered as an unexpected status
+            // (and the key is never replayed to another host).
+            .redirect(reqwest::redirect::Policy::none())
             .build()
             .map_err(|e| Error::Config(e.to_string()))?;
         Ok(Client {
@@ -252,7 +259,16 @@ impl Client {
         let res = req.send().await.map_err(transport)?;
         let status = res.status();
         let headers = res.headers().clone();
-        let bytes = res.bytes().await.map_err(transport)?;
+        let mut res = res;
+        let mut bytes = Vec::new();
+        while let Some(chunk) = res.chunk().await.map_err(transport)? {
+            if bytes.len() + chunk.len() > MAX_RESPONSE_BYTES {
+                return Err(Failure::InvalidResponse(format!(
+                    "the body is larger than {MAX_RESPONSE_BYTES} bytes"
+                )));
+            }
+            bytes.extend_from_slice(&chunk);
+        }
         let body = if bytes.is_empty() {
             Value::Null
         } else {
@@ -400,6 +416,11 @@ impl DecisionPoint for Client {
     async fn decide(&self, request: &DecisionRequest) -> Result<Decision, Error> {
         match self.decide_raw(request).await {
             Ok(d) => Ok(d),
+            // A verdict that does not verify is a sign of tampering, not of an
+            // outage: it blocks even when failing open.
+            Err(Error::Unavailable(failure @ Failure::BadSignature(_))) => {
+                Err(Blocked::fail_closed(failure).into())
+            }
             Err(Error::Unavailable(failure)) => match self.inner.config.fail_mode {
                 FailMode::Closed => Err(Blocked::fail_closed(failure).into()),
                 FailMode::Open => Ok(Decision::fail_open_stand_in(failure.to_string())),

@@ -291,3 +291,46 @@ async fn a_bad_base_url_is_a_configuration_error() {
         Err(Error::Config(_))
     ));
 }
+
+#[tokio::test]
+async fn redirects_are_not_followed() {
+    let target = stub(Router::new().route(
+        "/v1/decisions",
+        post(|| async { axum::Json(verdict("ALLOW")) }),
+    ))
+    .await;
+    let url = stub(Router::new().route(
+        "/v1/decisions",
+        post(move || {
+            let location = format!("{target}/v1/decisions");
+            async move {
+                (
+                    StatusCode::TEMPORARY_REDIRECT,
+                    [("location", location)],
+                    "elsewhere",
+                )
+            }
+        }),
+    ))
+    .await;
+    let err = client(&url).enforce(&in_band("X")).await.unwrap_err();
+    assert_eq!(failure(&err), &Failure::UnexpectedStatus { status: 307 });
+}
+
+#[tokio::test]
+async fn oversized_bodies_are_not_verdicts() {
+    let url = stub(Router::new().route(
+        "/v1/decisions",
+        post(|| async {
+            let mut v = verdict("ALLOW");
+            v["padding"] = json!("x".repeat(17 * 1024 * 1024));
+            axum::Json(v)
+        }),
+    ))
+    .await;
+    let err = client(&url).enforce(&in_band("X")).await.unwrap_err();
+    assert!(
+        matches!(failure(&err), Failure::InvalidResponse(_)),
+        "{err}"
+    );
+}

@@ -330,6 +330,19 @@ async fn a_pinned_jwks_refuses_verdicts_signed_by_another_key() {
     let b = err.blocked().unwrap();
     assert!(b.is_fail_closed());
     assert!(matches!(b.failure, Some(Failure::BadSignature(_))));
+    // Even a client that fails open refuses a verdict it cannot verify.
+    let pinned = other.client().jwks().await.unwrap();
+    let open = server
+        .builder()
+        .trust_jwks(pinned)
+        .fail_mode(tollgate_client::FailMode::Open)
+        .build()
+        .unwrap();
+    let err = open.enforce(&in_band("OPEN_POSITION")).await.unwrap_err();
+    assert!(matches!(
+        err.blocked().unwrap().failure,
+        Some(Failure::BadSignature(_))
+    ));
     // With the right keys pinned, verdicts pass.
     let right = server.client().jwks().await.unwrap();
     let client = server.builder().trust_jwks(right).build().unwrap();
