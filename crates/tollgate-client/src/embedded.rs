@@ -40,7 +40,7 @@ use tollgate_core::{
     CompiledPolicy, DecideInput, MemoryBuckets, Override, OverrideScope, PolicyBinding,
     PolicyFormat, UnixMillis, compile_policy, csc_default, evaluate,
 };
-use tollgate_ledger::{EntryDraft, EntryKind, Jwk, Jwks, NoteSigner, NoteVerifier};
+use tollgate_ledger::{EntryDraft, EntryKind, Jwk, Jwks, NoteSigner, NoteVerifier, Verified};
 use tollgate_store::{LedgerStore, SqliteConfig, SqliteStore, keyfile};
 
 use crate::decision::Decision;
@@ -202,6 +202,18 @@ impl Embedded {
         Jwks {
             keys: vec![Jwk::from_key(&self.inner.key.verifying_key())],
         }
+    }
+
+    /// Verifies the whole ledger offline: every entry's hash and chain link, and
+    /// every checkpoint's signature and Merkle root (what `tollgate audit verify`
+    /// checks).
+    pub fn verify_ledger(&self) -> Result<Verified, Error> {
+        let trusted = [self.inner.verifier.clone()];
+        self.inner
+            .store
+            .verify(&self.inner.config.tenant, &trusted)
+            .map_err(ledger_down)?
+            .map_err(|e| Error::Verify(crate::verify::VerifyError::Ledger(e.to_string())))
     }
 
     /// A decision's dossier, with a checkpoint issued now.

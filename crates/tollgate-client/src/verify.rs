@@ -44,6 +44,9 @@ pub enum VerifyError {
     /// The dossier's proof does not verify.
     #[error("dossier: {0}")]
     Dossier(#[from] DossierFailure),
+    /// A whole ledger does not verify.
+    #[error("ledger: {0}")]
+    Ledger(String),
     /// The dossier is valid but is not the record of this decision.
     #[error("the dossier is not this decision's record: {0}")]
     NotThisDecision(String),

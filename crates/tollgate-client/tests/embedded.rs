@@ -71,6 +71,9 @@ async fn verdicts_are_signed_recorded_and_provable_across_restarts() {
         let dossier = tg.dossier(&d.decision_id).await.unwrap();
         verify::dossier_of(d, &dossier, &jwks).unwrap();
     }
+    let verified = tg.verify_ledger().unwrap();
+    assert_eq!(verified.tenant, "default");
+    assert!(verified.entries >= 2);
     let mut forged = second.clone();
     forged.raw["gate"] = serde_json::json!("throttle");
     assert!(verify::decision_signature(&forged, &jwks).is_err());

@@ -147,6 +147,7 @@ async fn the_service_has_towers_shape() {
         res.headers()["content-type"].to_str().unwrap(),
         "application/json"
     );
+    assert_eq!(res.headers()["retry-after"].to_str().unwrap(), "1");
     let bytes = axum::body::to_bytes(res.into_body(), 1 << 20)
         .await
         .unwrap();

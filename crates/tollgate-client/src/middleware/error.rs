@@ -70,7 +70,7 @@ impl Rejection {
         }
     }
 
-    /// The `403` response.
+    /// The `403` response (with `Retry-After` for a throttle refusal).
     pub fn into_response<B: From<String>>(self) -> Response<B> {
         let text = serde_json::to_string(&self)
             .unwrap_or_else(|_| r#"{"error":"tollgate_blocked","status":"BLOCK"}"#.to_owned());
@@ -80,6 +80,12 @@ impl Rejection {
             header::CONTENT_TYPE,
             HeaderValue::from_static("application/json"),
         );
+        // A throttle refusal says when to come back, in whole seconds, rounded up.
+        if let Some(ms) = self.retry_after_ms
+            && let Ok(v) = HeaderValue::from_str(&ms.div_ceil(1000).max(1).to_string())
+        {
+            response.headers_mut().insert(header::RETRY_AFTER, v);
+        }
         response
     }
 }
