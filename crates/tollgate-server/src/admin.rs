@@ -166,6 +166,9 @@ struct NewKey {
     /// Import an existing secret (`dealgo_sk_test_…`) instead of generating one.
     #[serde(default)]
     secret: Option<String>,
+    /// Approver groups (for keys with scope `review`).
+    #[serde(default)]
+    groups: Vec<String>,
 }
 
 fn test_env() -> String {
@@ -182,6 +185,7 @@ fn key_view(k: &ApiKeyRecord) -> Value {
         "name": k.name,
         "environment": k.environment,
         "scopes": k.scopes,
+        "groups": k.groups,
         "created_at": rfc3339(k.created_ms),
         "expires_at": k.expires_ms.map(rfc3339),
         "revoked_at": k.revoked_ms.map(rfc3339),
@@ -205,7 +209,7 @@ pub async fn create_key(
         .expires_in_s
         .map(|s| now.saturating_add(i64::try_from(s.saturating_mul(1000)).unwrap_or(i64::MAX)));
     let name = req.name.unwrap_or_default();
-    let (secret, record) = match req.secret {
+    let (secret, mut record) = match req.secret {
         Some(secret) => {
             let record = auth::record_for(
                 &secret,
@@ -223,6 +227,7 @@ pub async fn create_key(
             (k.secret, k.record)
         }
     };
+    record.groups = req.groups;
     if state.store().api_key_by_hash(&record.hash)?.is_some() {
         return Err(ApiError::Conflict("this key already exists".into()));
     }

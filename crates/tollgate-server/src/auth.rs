@@ -101,6 +101,7 @@ pub fn record_for(
         revoked_ms: None,
         expires_ms,
         name: name.to_owned(),
+        groups: Vec::new(),
     })
 }
 

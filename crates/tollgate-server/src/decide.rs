@@ -59,6 +59,10 @@ pub struct Decided {
     pub latency_ms: u64,
     /// RFC 3339 time of the decision.
     pub decided_at: String,
+    /// ESCALATE / REVIEW_REQUIRED in enforce mode: the review opened.
+    pub review_id: Option<String>,
+    /// ALLOW in enforce mode: the execution grant (compact JWS).
+    pub grant: Option<String>,
 }
 
 /// Tenant settings kept in the tenant record's body.
@@ -247,16 +251,33 @@ impl AppState {
             (Some(source), true) => self.outcome_records(&tenant, source)?,
             _ => Vec::new(),
         };
+        let request_digest = digest::request_digest(&call.request).map_err(ApiError::internal)?;
+        let digest_hex = hex::encode(request_digest);
+        // An approved review for this exact request allows it once (gate `review`).
+        let enforce = call.request.mode == Mode::Enforce && !settings.shadow;
+        let taken = if enforce {
+            self.take_approval(&tenant, &digest_hex)?
+        } else {
+            None
+        };
         let input = DecideInput {
             request: &call.request,
             policies: &policies,
             now,
             overrides: &overrides,
             outcomes: &outcomes,
-            approval: None,
+            approval: taken.as_ref().map(|(_, a)| a),
             tenant_shadow: settings.shadow,
         };
-        let evaluation = evaluate(&input).map_err(|e| ApiError::Validation(e.errors))?;
+        let evaluation = match evaluate(&input) {
+            Ok(e) => e,
+            Err(e) => {
+                if let Some((r, _)) = taken {
+                    self.restore_approval(r)?;
+                }
+                return Err(ApiError::Validation(e.errors));
+            }
+        };
         // INVARIANT: reading the buckets, deciding and storing the new TATs happen
         // under one lock, so two requests cannot take the same token.
         let decision = {
@@ -269,8 +290,23 @@ impl AppState {
         let verdict = decision.verdict;
         let decision_id = random_id("dec")?;
         let decided_at = rfc3339(now.as_millis());
-        let request_digest = digest::request_digest(&call.request).map_err(ApiError::internal)?;
         let action_digest = digest::action_digest(&call.request).map_err(ApiError::internal)?;
+        let review = match (&verdict.review, verdict.mode) {
+            (Some(req), Mode::Enforce) => Some(self.open_review(
+                &tenant,
+                &decision_id,
+                &digest_hex,
+                &call.caller.key.id,
+                req,
+            )?),
+            _ => None,
+        };
+        let grant = match (verdict.status, verdict.mode) {
+            (tollgate_core::Status::Allow, Mode::Enforce) => {
+                Some(self.issue_grant(&tenant, &decision_id, &hex::encode(action_digest))?)
+            }
+            _ => None,
+        };
         let mut body = Map::new();
         body.insert("decision_id".into(), json!(decision_id));
         body.insert("family".into(), json!(call.family));
@@ -286,7 +322,13 @@ impl AppState {
         );
         body.insert("environment".into(), json!(environment));
         body.insert("api_key_id".into(), json!(call.caller.key.id));
-        body.insert("request_digest".into(), json!(hex::encode(request_digest)));
+        body.insert("request_digest".into(), json!(digest_hex));
+        if let Some(r) = &review {
+            body.insert("review_id".into(), json!(r.id));
+        }
+        if let Some((_, jti)) = &grant {
+            body.insert("grant_id".into(), json!(jti));
+        }
         body.insert("action_digest".into(), json!(hex::encode(action_digest)));
         if let Some(k) = &call.idempotency_key {
             body.insert("idempotency_key".into(), json!(k));
@@ -300,7 +342,25 @@ impl AppState {
             kind: EntryKind::Decision,
             body: Value::Object(body),
         };
-        let appended = self.append(draft).await?;
+        let appended = match self.append(draft).await {
+            Ok(a) => a,
+            Err(e) => {
+                if let Some((r, _)) = taken {
+                    self.restore_approval(r)?;
+                }
+                return Err(e);
+            }
+        };
+        match taken {
+            Some((r, _)) if verdict.gate == tollgate_core::Gate::Review => {
+                self.consumed_by(r, &decision_id)?;
+            }
+            Some((r, _)) => self.restore_approval(r)?,
+            None => {}
+        }
+        if let Some(r) = &review {
+            self.record_review_opened(r).await?;
+        }
         let store = self.store().as_ref();
         if let Some(source) = &call.request.source {
             self.0
@@ -329,6 +389,8 @@ impl AppState {
             environment,
             latency_ms: u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX),
             decided_at,
+            review_id: review.map(|r| r.id),
+            grant: grant.map(|(token, _)| token),
         })
     }
 

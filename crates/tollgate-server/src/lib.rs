@@ -14,6 +14,7 @@ pub mod compat;
 pub mod config;
 pub mod decide;
 pub mod error;
+pub mod grants;
 pub mod idempotency;
 mod meter;
 pub mod metrics;
@@ -21,6 +22,7 @@ pub mod native;
 pub mod openapi;
 pub mod outcomes;
 pub mod request_id;
+pub mod reviews;
 mod run;
 pub mod state;
 
@@ -46,6 +48,12 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/decisions", post(native::decide))
         .route("/v1/decisions/{id}", get(native::get_decision))
         .route("/v1/dossiers/{id}", get(native::dossier))
+        .route("/v1/decisions/{id}/wait", get(reviews::wait))
+        .route("/v1/reviews", get(reviews::list))
+        .route("/v1/reviews/{id}", get(reviews::get))
+        .route("/v1/reviews/{id}/approve", post(reviews::approve))
+        .route("/v1/reviews/{id}/reject", post(reviews::reject))
+        .route("/v1/grants/consume", post(grants::consume))
         .route("/v1/outcomes", post(outcomes::report))
         .route("/v1/health", get(native::health))
         .route("/v1/decisions/evaluate", post(compat::decionis::evaluate))

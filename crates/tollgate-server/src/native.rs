@@ -106,6 +106,12 @@ pub(crate) fn verdict_body(state: &AppState, d: &Decided) -> Value {
     if let Some(r) = &v.review {
         out["review"] = json!({"rule": r.rule, "approvers": r.approvers});
     }
+    if let Some(id) = &d.review_id {
+        out["review_id"] = json!(id);
+    }
+    if let Some(g) = &d.grant {
+        out["grant"] = json!(g);
+    }
     out
 }
 
@@ -219,6 +225,10 @@ pub(crate) fn decided_from_entry(entry: &tollgate_ledger::Entry) -> Result<Decid
         environment: body["environment"].as_str().unwrap_or("live").to_owned(),
         latency_ms: 0,
         decided_at: entry.time.clone(),
+        review_id: body["review_id"].as_str().map(str::to_owned),
+        // A grant is handed out once, with the verdict; reading the decision back
+        // does not mint another.
+        grant: None,
     })
 }
 
@@ -269,7 +279,7 @@ pub async fn dossier(
         obj.insert("verdict".into(), body["verdict"].clone());
         obj.insert("trace".into(), body["verdict"]["trace"].clone());
         obj.insert("policies".into(), body["verdict"]["policies"].clone());
-        obj.insert("reviews".into(), json!([]));
+        obj.insert("reviews".into(), state.reviews_of(&tenant, &id)?);
         obj.insert("outcomes".into(), state.outcomes_of(&tenant, &id)?);
     }
     Ok(Json(out))

@@ -148,6 +148,10 @@ pub struct VerdictDoc {
     /// Read back: the recorded request.
     #[schema(value_type = Object)]
     request: Option<Value>,
+    /// ESCALATE / REVIEW_REQUIRED in enforce mode: the review opened.
+    review_id: Option<String>,
+    /// ALLOW in enforce mode: a compact JWS (EdDSA) execution grant, valid 60 s.
+    grant: Option<String>,
     /// Ed25519 over RFC 8785 of the body without `signature`.
     signature: SignatureDoc,
 }
@@ -252,6 +256,7 @@ pub struct ObjectDoc(Value);
         put_tenant, list_tenants, create_key, list_keys, revoke_key, add_source,
         list_sources, set_override, list_overrides, clear_override, audit_verify,
         audit_export, audit_consistency, audit_checkpoint, openapi_json,
+        wait_decision, list_reviews, get_review, approve_review, reject_review, consume_grant,
     ),
     components(schemas(
         DecisionRequestDoc, VerdictDoc, ErrorDoc, OutcomeReportDoc, OutcomeAcceptedDoc,
@@ -398,3 +403,38 @@ fn audit_consistency() {}
     responses((status = 200, description = "C2SP signed-note checkpoint", body = String, content_type = "text/plain"), (status = 401, body = ErrorDoc)),
     security(("bearer" = [])))]
 fn audit_checkpoint() {}
+
+#[utoipa::path(get, path = "/v1/decisions/{id}/wait", tag = "reviews",
+    params(("id" = String, Path), ("timeout" = Option<u64>, Query, description = "Seconds, at most 60")),
+    responses((status = 200, description = "The decision's review once resolved, or as it is at the timeout", body = ObjectDoc),
+        (status = 401, body = ErrorDoc), (status = 404, body = ErrorDoc)),
+    security(("bearer" = [])))]
+fn wait_decision() {}
+
+#[utoipa::path(get, path = "/v1/reviews", tag = "reviews", params(("status" = Option<String>, Query)),
+    responses((status = 200, body = ObjectDoc), (status = 401, body = ErrorDoc), (status = 403, body = ErrorDoc)),
+    security(("bearer" = [])))]
+fn list_reviews() {}
+
+#[utoipa::path(get, path = "/v1/reviews/{id}", tag = "reviews", params(("id" = String, Path)),
+    responses((status = 200, body = ObjectDoc), (status = 401, body = ErrorDoc), (status = 403, body = ErrorDoc), (status = 404, body = ErrorDoc)),
+    security(("bearer" = [])))]
+fn get_review() {}
+
+#[utoipa::path(post, path = "/v1/reviews/{id}/approve", tag = "reviews", params(("id" = String, Path)), request_body = ObjectDoc,
+    responses((status = 200, body = ObjectDoc), (status = 401, body = ErrorDoc), (status = 403, body = ErrorDoc), (status = 404, body = ErrorDoc),
+        (status = 409, description = "Already approved by this key, or no longer pending", body = ErrorDoc), (status = 422, body = ErrorDoc)),
+    security(("bearer" = [])))]
+fn approve_review() {}
+
+#[utoipa::path(post, path = "/v1/reviews/{id}/reject", tag = "reviews", params(("id" = String, Path)), request_body = ObjectDoc,
+    responses((status = 200, body = ObjectDoc), (status = 401, body = ErrorDoc), (status = 403, body = ErrorDoc), (status = 404, body = ErrorDoc),
+        (status = 409, body = ErrorDoc), (status = 422, body = ErrorDoc)),
+    security(("bearer" = [])))]
+fn reject_review() {}
+
+#[utoipa::path(post, path = "/v1/grants/consume", tag = "grants", request_body = ObjectDoc,
+    responses((status = 200, description = "Valid, now used", body = ObjectDoc), (status = 401, body = ErrorDoc), (status = 403, body = ErrorDoc),
+        (status = 409, description = "Already used", body = ErrorDoc), (status = 422, description = "Invalid, expired, or another action", body = ErrorDoc)),
+    security(("bearer" = [])))]
+fn consume_grant() {}

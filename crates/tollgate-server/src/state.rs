@@ -40,6 +40,11 @@ impl ServerKey {
     pub fn verifying_key(&self) -> ed25519_dalek::VerifyingKey {
         self.key.verifying_key()
     }
+
+    /// The private key (for signing grants; never serialised).
+    pub(crate) fn signing_key(&self) -> &SigningKey {
+        &self.key
+    }
 }
 
 /// A per-idempotency-key async lock.
@@ -69,6 +74,8 @@ pub(crate) struct Inner {
     pub(crate) dirty: Mutex<HashSet<String>>,
     /// Verifier keys for checkpoints (signed-note form).
     pub(crate) note_verifier: NoteVerifier,
+    /// Serialises review votes and approval use.
+    pub(crate) reviews_lock: Mutex<()>,
 }
 
 impl AppState {
@@ -94,6 +101,7 @@ impl AppState {
             inflight: Mutex::new(HashMap::new()),
             dirty: Mutex::new(HashSet::new()),
             note_verifier,
+            reviews_lock: Mutex::new(()),
         }))
     }
 
@@ -201,10 +209,10 @@ impl AppState {
         let mut keys = vec![Jwk::from_key(&current)];
         if let Ok(stored) = self.0.store.signing_keys() {
             for k in stored {
-                if k.public_key != current.to_bytes() {
-                    if let Ok(vk) = ed25519_dalek::VerifyingKey::from_bytes(&k.public_key) {
-                        keys.push(Jwk::from_key(&vk));
-                    }
+                if k.public_key != current.to_bytes()
+                    && let Ok(vk) = ed25519_dalek::VerifyingKey::from_bytes(&k.public_key)
+                {
+                    keys.push(Jwk::from_key(&vk));
                 }
             }
         }

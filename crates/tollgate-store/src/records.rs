@@ -39,6 +39,9 @@ pub struct ApiKeyRecord {
     /// A label for people.
     #[serde(default)]
     pub name: String,
+    /// Approver groups of a reviewer key (a review names the groups that may approve it).
+    #[serde(default)]
+    pub groups: Vec<String>,
 }
 
 /// The public half of a checkpoint / verdict signing key.

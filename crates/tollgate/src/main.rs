@@ -42,6 +42,9 @@ On first start the log names a 0600 file with a bootstrap admin key and a test d
     /// Kill switches.
     #[command(subcommand)]
     Override(remote::OverrideCommand),
+    /// Human review of escalations.
+    #[command(subcommand)]
+    Review(remote::ReviewCommand),
     /// Verify, export and prove the audit ledger.
     #[command(subcommand)]
     Audit(audit::AuditCommand),
@@ -59,6 +62,7 @@ fn main() -> ExitCode {
         Command::Tenants(cmd) => remote::tenants(cmd),
         Command::Sources(cmd) => remote::sources(cmd),
         Command::Override(cmd) => remote::overrides(cmd),
+        Command::Review(cmd) => remote::reviews(cmd),
         Command::Audit(cmd) => audit::run(cmd),
         Command::Lab(cmd) => lab::run(cmd),
     };

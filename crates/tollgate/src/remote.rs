@@ -521,3 +521,92 @@ pub(crate) fn decide(a: DecideArgs) -> anyhow::Result<ExitCode> {
         ExitCode::from(1)
     })
 }
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum ReviewCommand {
+    /// List reviews (default: pending ones).
+    #[command(after_help = "Examples:
+  tollgate review list
+  tollgate review list --status approved --json")]
+    List {
+        /// pending, approved, rejected, expired or consumed.
+        #[arg(long, default_value = "pending")]
+        status: String,
+        #[command(flatten)]
+        remote: Remote,
+    },
+    /// Approve a review (a key with scope `review`, in one of its approver groups).
+    #[command(after_help = "Example:
+  tollgate review approve rev_0123456789abcdef0123456789abcdef --comment 'invoice checked'")]
+    Approve {
+        /// Review id.
+        id: String,
+        /// A comment, recorded with the approval.
+        #[arg(long)]
+        comment: Option<String>,
+        #[command(flatten)]
+        remote: Remote,
+    },
+    /// Reject a review (final).
+    #[command(after_help = "Example:
+  tollgate review reject rev_0123456789abcdef0123456789abcdef --comment 'unknown payee'")]
+    Reject {
+        /// Review id.
+        id: String,
+        /// A comment, recorded with the rejection.
+        #[arg(long)]
+        comment: Option<String>,
+        #[command(flatten)]
+        remote: Remote,
+    },
+}
+
+fn review_line(r: &Value) -> String {
+    format!(
+        "{}\t{}\t{}\trule {}\t{} approval(s)\texpires {}",
+        r["review_id"].as_str().unwrap_or("?"),
+        r["status"].as_str().unwrap_or("?"),
+        r["decision_id"].as_str().unwrap_or("?"),
+        r["rule"].as_str().unwrap_or("?"),
+        r["approvals"].as_array().map_or(0, Vec::len),
+        r["expires_at"].as_str().unwrap_or("?")
+    )
+}
+
+pub(crate) fn reviews(cmd: ReviewCommand) -> anyhow::Result<ExitCode> {
+    match cmd {
+        ReviewCommand::List { status, remote } => {
+            let v = remote.call(
+                reqwest::Method::GET,
+                &format!("/v1/reviews?status={status}"),
+                None,
+            )?;
+            remote.print(&v, |v| lines(&v["reviews"], review_line));
+        }
+        ReviewCommand::Approve {
+            id,
+            comment,
+            remote,
+        } => {
+            let v = remote.call(
+                reqwest::Method::POST,
+                &format!("/v1/reviews/{id}/approve"),
+                Some(json!({"comment": comment})),
+            )?;
+            remote.print(&v, review_line);
+        }
+        ReviewCommand::Reject {
+            id,
+            comment,
+            remote,
+        } => {
+            let v = remote.call(
+                reqwest::Method::POST,
+                &format!("/v1/reviews/{id}/reject"),
+                Some(json!({"comment": comment})),
+            )?;
+            remote.print(&v, review_line);
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
