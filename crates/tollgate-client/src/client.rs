@@ -35,7 +35,7 @@ pub enum FailMode {
 }
 
 /// Builds a [`Client`].
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct ClientBuilder {
     base_url: String,
     api_key: Option<String>,
@@ -47,6 +47,24 @@ pub struct ClientBuilder {
     max_backoff: Duration,
     fail_mode: FailMode,
     trusted_jwks: Option<Jwks>,
+}
+
+impl std::fmt::Debug for ClientBuilder {
+    // The API key never reaches a log line.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClientBuilder")
+            .field("base_url", &self.base_url)
+            .field("api_key", &self.api_key.as_ref().map(|_| "<redacted>"))
+            .field("tenant", &self.tenant)
+            .field("timeout", &self.timeout)
+            .field("connect_timeout", &self.connect_timeout)
+            .field("max_retries", &self.max_retries)
+            .field("backoff", &self.backoff)
+            .field("max_backoff", &self.max_backoff)
+            .field("fail_mode", &self.fail_mode)
+            .field("trusted_jwks", &self.trusted_jwks.is_some())
+            .finish()
+    }
 }
 
 impl Default for ClientBuilder {

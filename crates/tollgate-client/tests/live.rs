@@ -269,6 +269,9 @@ async fn caller_errors_are_errors_not_verdicts() {
         Err(Error::Invalid { .. })
     ));
     let client = server.client();
+    let shown = format!("{client:?} {:?}", server.builder());
+    assert!(!shown.contains(&server.test_key), "the key leaks: {shown}");
+    assert!(shown.contains("<redacted>"));
     let mut no_type = in_band("X");
     no_type.action.remove("type");
     match client.decide(&no_type).await {
