@@ -47,6 +47,7 @@ pub struct ClientBuilder {
     max_backoff: Duration,
     fail_mode: FailMode,
     trusted_jwks: Option<Jwks>,
+    extra_roots: Vec<Vec<u8>>,
 }
 
 impl std::fmt::Debug for ClientBuilder {
@@ -63,6 +64,7 @@ impl std::fmt::Debug for ClientBuilder {
             .field("max_backoff", &self.max_backoff)
             .field("fail_mode", &self.fail_mode)
             .field("trusted_jwks", &self.trusted_jwks.is_some())
+            .field("extra_roots", &self.extra_roots.len())
             .finish()
     }
 }
@@ -80,6 +82,7 @@ impl Default for ClientBuilder {
             max_backoff: Duration::from_secs(10),
             fail_mode: FailMode::Closed,
             trusted_jwks: None,
+            extra_roots: Vec::new(),
         }
     }
 }
@@ -158,6 +161,14 @@ impl ClientBuilder {
         self
     }
 
+    /// Also trusts the CA certificates of this PEM bundle, besides the platform's
+    /// roots: for a server whose certificate comes from a private CA.
+    #[must_use]
+    pub fn add_root_certificate_pem(mut self, pem: impl Into<Vec<u8>>) -> Self {
+        self.extra_roots.push(pem.into());
+        self
+    }
+
     /// Builds the client.
     pub fn build(self) -> Result<Client, Error> {
         let base = self.base_url.trim_end_matches('/').to_owned();
@@ -170,7 +181,19 @@ impl ClientBuilder {
         // SDK does not need aws-lc (cmake): use ring unless the application installed
         // a provider first. An `Err` means one is installed already, which is fine.
         let _ = rustls::crypto::ring::default_provider().install_default();
+        let mut roots = Vec::new();
+        for pem in &self.extra_roots {
+            let certs = reqwest::Certificate::from_pem_bundle(pem)
+                .map_err(|e| Error::Config(format!("invalid root certificate: {e}")))?;
+            if certs.is_empty() {
+                return Err(Error::Config(
+                    "a root certificate PEM holds no certificate".to_owned(),
+                ));
+            }
+            roots.extend(certs);
+        }
         let http = reqwest::Client::builder()
+            .tls_certs_merge(roots)
             .timeout(self.timeout)
             .connect_timeout(self.connect_timeout)
             .user_agent(concat!("tollgate-client/", env!("CARGO_PKG_VERSION")))
