@@ -59,6 +59,8 @@ def test_decide_policy_gate_for_score_rule_escalation_and_review():
     assert "SURVIVAL_SCORE_LOW" in score.raw["reason_codes"]
     assert review.raw["status"] == "REVIEW_REQUIRED"
     assert review.raw["review"]["approvers"] == ["sre"]
+    assert review.raw["review_id"].startswith("rev_")
+    assert review.raw["review"]["id"] == review.raw["review_id"]
 
 
 def test_decide_reality_gate():

@@ -76,6 +76,8 @@ def test_enforce_raises_with_id_reasons_explanation_and_dossier(action, status, 
     dossier = c.create_dossier(e.decision_id)
     assert dossier["decision_id"] == e.decision_id
     assert dossier["verdict"]["status"] == status.value
+    if status is not DecisionStatus.BLOCK:
+        assert e.response.model_extra["review_id"].startswith("rev_")
 
 
 def test_unknown_policy_ref_blocks_fail_closed():

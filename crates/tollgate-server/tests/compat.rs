@@ -352,6 +352,14 @@ async fn dealgo_portal_lands_every_gate() {
     let review = portal(&h, json!({"action_type": "deploy_prod"})).await;
     assert_eq!(review.body["status"], "REVIEW_REQUIRED");
     assert_eq!(review.body["review"]["approvers"], json!(["sre"]));
+    assert!(
+        review.body["review_id"]
+            .as_str()
+            .is_some_and(|id| id.starts_with("rev_")),
+        "{}",
+        review.text
+    );
+    assert_eq!(review.body["review"]["id"], review.body["review_id"]);
     let r = h
         .post(
             "/v1/admin/overrides",
