@@ -344,10 +344,11 @@ impl Client {
                 Err(Failure::Transport(_) | Failure::Timeout) => true,
                 Err(_) => false,
                 Ok(a) => {
-                    // 409: a request with the same idempotency key is still being
-                    // decided (an earlier attempt that timed out on our side).
+                    // 409 on a decision: a request with the same idempotency key is
+                    // still being decided (an earlier attempt that timed out on our
+                    // side). Elsewhere (a used grant) it is final.
                     a.status == StatusCode::REQUEST_TIMEOUT
-                        || a.status == StatusCode::CONFLICT
+                        || (a.status == StatusCode::CONFLICT && idempotency_key.is_some())
                         || a.status == StatusCode::TOO_MANY_REQUESTS
                         || a.status.is_server_error()
                 }
@@ -363,7 +364,7 @@ impl Client {
             return match result {
                 Err(f) => Err(Error::Unavailable(f)),
                 Ok(a) if a.status.is_success() => Ok(a),
-                Ok(a) => Err(classify(a)),
+                Ok(a) => Err(classify(a, idempotency_key.is_some())),
             };
         }
     }
@@ -441,6 +442,27 @@ impl Client {
         Ok(())
     }
 
+    /// Marks a grant used (`POST /v1/grants/consume`), so that it works once; with
+    /// `request`, the server also checks that it authorises exactly that action. A
+    /// grant used before is `Err(Error::Conflict)`. Check the grant offline first with
+    /// [`verify::grant_for`].
+    pub async fn consume_grant(
+        &self,
+        grant: &str,
+        request: Option<&DecisionRequest>,
+    ) -> Result<Value, Error> {
+        let mut body = serde_json::json!({"grant": grant});
+        if let Some(r) = request {
+            body["actor"] = Value::Object(r.actor.clone());
+            body["action"] = Value::Object(r.action.clone());
+            body["context"] = Value::Object(r.context.clone());
+        }
+        Ok(self
+            .send(Method::POST, "/v1/grants/consume", Some(&body), None)
+            .await?
+            .body)
+    }
+
     /// Reports a signed outcome (`POST /v1/outcomes`) for the adaptive bias.
     pub async fn report_outcome(&self, outcome: &SignedOutcome) -> Result<OutcomeReceipt, Error> {
         let body = serde_json::to_value(outcome)
@@ -509,16 +531,17 @@ fn message(body: &Value) -> String {
 }
 
 /// A non-2xx answer as an error.
-fn classify(a: Answer) -> Error {
+fn classify(a: Answer, decision: bool) -> Error {
     let message = message(&a.body);
     match a.status.as_u16() {
         401 => Error::Unauthorized { message },
         403 => Error::Forbidden { message },
         404 => Error::NotFound,
-        409 => Error::Unavailable(Failure::Server {
+        409 if decision => Error::Unavailable(Failure::Server {
             status: 409,
             message,
         }),
+        409 => Error::Conflict { message },
         400 | 413 | 415 | 422 => Error::Invalid {
             code: a.body["error"].as_str().unwrap_or("invalid").to_owned(),
             message,

@@ -175,8 +175,8 @@ pub struct Decision {
     /// The server's signature.
     #[serde(default)]
     pub signature: Option<SignatureInfo>,
-    /// An execution grant (protocols.md §1), when the server issues one. This SDK
-    /// carries it but does not verify it yet.
+    /// An execution grant (protocols.md §1): on an ALLOW in enforce mode, a token the
+    /// executing service checks with [`crate::verify::grant_for`].
     #[serde(default)]
     pub grant: Option<String>,
     /// `Some(why)` when no verdict was obtained and the client's fail-open mode let

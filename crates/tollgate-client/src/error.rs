@@ -181,6 +181,12 @@ pub enum Error {
     /// No such decision or dossier (or another tenant's) (404).
     #[error("not found")]
     NotFound,
+    /// A conflict other than a decision in progress: a grant used before (409).
+    #[error("conflict: {message}")]
+    Conflict {
+        /// The server's message.
+        message: String,
+    },
     /// The request is invalid (422); `detail` is the server's field-level list.
     #[error("invalid request: {message}")]
     Invalid {

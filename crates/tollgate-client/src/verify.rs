@@ -1,17 +1,20 @@
 //! Offline verification from the server's JWKS: decision signatures and dossier
 //! inclusion proofs. Nothing here touches the network.
 //!
-//! Execution grants (protocols.md §1) are not verified by this version: the server
-//! does not issue them yet, and [`crate::Decision::grant`] only carries the token.
+//! Execution grants (protocols.md §1) are compact JWS tokens (EdDSA) that bind the
+//! tenant, the decision, the SHA-256 of the canonical action and an expiry; the
+//! service that finally acts checks them with [`grant_for`] before it acts.
 
 use base64::Engine as _;
-use base64::engine::general_purpose::STANDARD as B64;
+use base64::engine::general_purpose::{STANDARD as B64, URL_SAFE_NO_PAD};
 use ed25519_dalek::{Signature, VerifyingKey};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
+use sha2::{Digest as _, Sha256};
 use tollgate_ledger::{Dossier, DossierFailure, Jwks, NoteVerifier, Verified};
 
 use crate::decision::Decision;
+use crate::request::DecisionRequest;
 
 /// Why a check failed.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -47,6 +50,20 @@ pub enum VerifyError {
     /// A whole ledger does not verify.
     #[error("ledger: {0}")]
     Ledger(String),
+    /// A grant that is not a compact JWS signed with EdDSA by a key of the JWKS.
+    #[error("malformed grant: {0}")]
+    MalformedGrant(String),
+    /// The grant has expired.
+    #[error("the grant expired at {exp} (now {now})")]
+    GrantExpired {
+        /// Its expiry, Unix seconds.
+        exp: i64,
+        /// The time it was checked at, Unix seconds.
+        now: i64,
+    },
+    /// The grant authorises another action than the one about to run.
+    #[error("the grant authorises another action")]
+    ActionMismatch,
     /// The dossier is valid but is not the record of this decision.
     #[error("the dossier is not this decision's record: {0}")]
     NotThisDecision(String),
@@ -176,4 +193,119 @@ pub fn dossier_of(
         }
     }
     Ok(verified)
+}
+
+/// The claims of an execution grant.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GrantClaims {
+    /// `tollgate`.
+    pub iss: String,
+    /// The tenant.
+    pub sub: String,
+    /// Unique grant id (`grt_…`), what `POST /v1/grants/consume` marks used.
+    pub jti: String,
+    /// The decision that allowed the action.
+    pub decision_id: String,
+    /// Hex SHA-256 of the RFC 8785 bytes of `{actor, action, context}`.
+    pub action_digest: String,
+    /// Issued at, Unix seconds.
+    pub iat: i64,
+    /// Expires at, Unix seconds.
+    pub exp: i64,
+}
+
+/// Hex SHA-256 of the RFC 8785 bytes of the request's `{actor, action, context}`:
+/// what a grant binds.
+pub fn action_digest(request: &DecisionRequest) -> Result<String, VerifyError> {
+    let value = serde_json::json!({
+        "actor": request.actor,
+        "action": request.action,
+        "context": request.context,
+    });
+    let bytes = tollgate_ledger::canonical_json(&value)
+        .map_err(|e| VerifyError::Canonical(e.to_string()))?;
+    Ok(Sha256::digest(&bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect())
+}
+
+fn b64url_json(part: &str) -> Result<Value, VerifyError> {
+    let bytes = URL_SAFE_NO_PAD
+        .decode(part)
+        .map_err(|_| VerifyError::MalformedGrant("a part is not base64url".into()))?;
+    serde_json::from_slice(&bytes)
+        .map_err(|_| VerifyError::MalformedGrant("a part is not JSON".into()))
+}
+
+/// Checks a grant: an EdDSA compact JWS signed by the key of `jwks` its header names,
+/// issued by `tollgate`, not expired at `now_s` (Unix seconds). Returns its claims.
+/// It does not check which action it authorises: see [`grant_for`].
+pub fn grant(token: &str, jwks: &Jwks, now_s: i64) -> Result<GrantClaims, VerifyError> {
+    let mut parts = token.split('.');
+    let (Some(h), Some(p), Some(s), None) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
+        return Err(VerifyError::MalformedGrant("not a compact JWS".into()));
+    };
+    let header = b64url_json(h)?;
+    if header["alg"] != "EdDSA" {
+        return Err(VerifyError::Algorithm(
+            header["alg"].as_str().unwrap_or_default().to_owned(),
+        ));
+    }
+    let kid = header["kid"]
+        .as_str()
+        .ok_or_else(|| VerifyError::MalformedGrant("no `kid`".into()))?;
+    let raw = URL_SAFE_NO_PAD
+        .decode(s)
+        .map_err(|_| VerifyError::Encoding)?;
+    let raw = <[u8; 64]>::try_from(raw.as_slice()).map_err(|_| VerifyError::Encoding)?;
+    let signature = Signature::from_bytes(&raw);
+    let signed = format!("{h}.{p}");
+    if !key_of(jwks, kid)?
+        .iter()
+        .any(|k| k.verify_strict(signed.as_bytes(), &signature).is_ok())
+    {
+        return Err(VerifyError::Mismatch);
+    }
+    let claims: GrantClaims = serde_json::from_value(b64url_json(p)?)
+        .map_err(|e| VerifyError::MalformedGrant(e.to_string()))?;
+    if claims.iss != "tollgate" {
+        return Err(VerifyError::MalformedGrant(format!(
+            "issuer `{}` is not tollgate",
+            claims.iss
+        )));
+    }
+    if claims.exp <= now_s {
+        return Err(VerifyError::GrantExpired {
+            exp: claims.exp,
+            now: now_s,
+        });
+    }
+    Ok(claims)
+}
+
+/// [`grant`], and the grant authorises exactly this action (`actor`, `action`,
+/// `context` of `request`). The executing service calls it before it acts; it then
+/// consumes the grant (`Client::consume_grant`) so that it works once.
+pub fn grant_for(
+    token: &str,
+    jwks: &Jwks,
+    request: &DecisionRequest,
+    now_s: i64,
+) -> Result<GrantClaims, VerifyError> {
+    let claims = grant(token, jwks, now_s)?;
+    if claims.action_digest != action_digest(request)? {
+        return Err(VerifyError::ActionMismatch);
+    }
+    Ok(claims)
+}
+
+/// The current time in Unix seconds (for [`grant`] and [`grant_for`]).
+pub fn now_s() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
 }

@@ -356,3 +356,72 @@ fn base64_key(key: &SigningKey) -> String {
     use base64::Engine as _;
     base64::engine::general_purpose::STANDARD.encode(key.verifying_key().to_bytes())
 }
+
+#[tokio::test]
+async fn execution_grants_verify_offline_bind_the_action_and_work_once() {
+    let server = Server::start().await;
+    let client = server.client();
+    let jwks = client.jwks().await.unwrap();
+    let request = in_band("TRANSFER_FUNDS").action_field("amount", 25_000);
+    let d = client.enforce(&request).await.unwrap();
+    let token = d
+        .grant
+        .clone()
+        .expect("an ALLOW in enforce mode carries a grant");
+    let now = verify::now_s();
+    let claims = verify::grant_for(&token, &jwks, &request, now).unwrap();
+    assert_eq!(claims.decision_id, d.decision_id);
+    assert_eq!(claims.sub, "default");
+    assert_eq!(
+        claims.action_digest,
+        verify::action_digest(&request).unwrap()
+    );
+    // Another action, a later time, a forged token, another server's keys.
+    let bigger = in_band("TRANSFER_FUNDS").action_field("amount", 250_000);
+    assert_eq!(
+        verify::grant_for(&token, &jwks, &bigger, now),
+        Err(VerifyError::ActionMismatch)
+    );
+    assert!(matches!(
+        verify::grant(&token, &jwks, claims.exp),
+        Err(VerifyError::GrantExpired { .. })
+    ));
+    let forged = {
+        use base64::Engine as _;
+        let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+        let parts: Vec<&str> = token.split('.').collect();
+        let mut claims: serde_json::Value =
+            serde_json::from_slice(&b64.decode(parts[1]).unwrap()).unwrap();
+        claims["action_digest"] = json!(verify::action_digest(&bigger).unwrap());
+        let payload = b64.encode(serde_json::to_vec(&claims).unwrap());
+        format!("{}.{payload}.{}", parts[0], parts[2])
+    };
+    assert_eq!(
+        verify::grant(&forged, &jwks, now),
+        Err(VerifyError::Mismatch)
+    );
+    assert!(verify::grant("a.b", &jwks, now).is_err());
+    let other = Server::start().await;
+    let other_jwks = other.client().jwks().await.unwrap();
+    assert!(matches!(
+        verify::grant(&token, &other_jwks, now),
+        Err(VerifyError::UnknownKey(_))
+    ));
+    // The server agrees: another action is refused, the right one works once.
+    assert!(matches!(
+        client.consume_grant(&token, Some(&bigger)).await,
+        Err(Error::Invalid { .. })
+    ));
+    let used = client.consume_grant(&token, Some(&request)).await.unwrap();
+    assert_eq!(used["valid"], true);
+    assert!(matches!(
+        client.consume_grant(&token, None).await,
+        Err(Error::Conflict { .. })
+    ));
+    // Blocks and shadow verdicts carry no grant.
+    let blocked = client
+        .decide(&in_band("TRANSFER_FUNDS").signal("volatility", 0.5))
+        .await
+        .unwrap();
+    assert!(blocked.grant.is_none());
+}
