@@ -83,6 +83,26 @@ impl Client {
         self.runtime.block_on(self.inner.verify(decision))
     }
 
+    /// See [`crate::Client::consume_grant`].
+    pub fn consume_grant(
+        &self,
+        grant: &str,
+        request: Option<&DecisionRequest>,
+    ) -> Result<serde_json::Value, Error> {
+        self.runtime
+            .block_on(self.inner.consume_grant(grant, request))
+    }
+
+    /// See [`crate::Client::wait_for_review`].
+    pub fn wait_for_review(
+        &self,
+        decision_id: &str,
+        wait: std::time::Duration,
+    ) -> Result<crate::ReviewState, Error> {
+        self.runtime
+            .block_on(self.inner.wait_for_review(decision_id, wait))
+    }
+
     /// See [`crate::Client::report_outcome`].
     pub fn report_outcome(&self, outcome: &SignedOutcome) -> Result<OutcomeReceipt, Error> {
         self.runtime.block_on(self.inner.report_outcome(outcome))

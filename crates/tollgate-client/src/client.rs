@@ -240,6 +240,40 @@ pub struct Client {
     inner: Arc<Inner>,
 }
 
+/// Where the review of a decision stands.
+#[derive(Clone, Debug, PartialEq)]
+#[non_exhaustive]
+pub struct ReviewState {
+    /// Whether the review is over (approved, rejected or expired).
+    pub resolved: bool,
+    /// `pending`, `approved`, `rejected`, `expired`; `None` when the decision opened
+    /// no review.
+    pub review_status: Option<String>,
+    /// The review id.
+    pub review_id: Option<String>,
+    /// The whole answer.
+    pub raw: Value,
+}
+
+impl ReviewState {
+    fn from_json(raw: Value) -> ReviewState {
+        let review = raw.get("review").filter(|r| r.is_object());
+        ReviewState {
+            resolved: raw["resolved"].as_bool().unwrap_or(false),
+            review_status: review.and_then(|r| r["status"].as_str()).map(str::to_owned),
+            review_id: review
+                .and_then(|r| r["review_id"].as_str())
+                .map(str::to_owned),
+            raw,
+        }
+    }
+
+    /// Whether the review approved the action.
+    pub fn is_approved(&self) -> bool {
+        self.review_status.as_deref() == Some("approved")
+    }
+}
+
 /// A response that arrived.
 struct Answer {
     status: StatusCode,
@@ -285,9 +319,13 @@ impl Client {
         path: &str,
         body: Option<&Value>,
         idempotency_key: Option<&str>,
+        timeout: Option<Duration>,
     ) -> Result<Answer, Failure> {
         let url = format!("{}{}", self.inner.base, path);
         let mut req = self.inner.http.request(method.clone(), url);
+        if let Some(t) = timeout {
+            req = req.timeout(t);
+        }
         if let Some(key) = &self.inner.config.api_key {
             req = req.bearer_auth(key);
         }
@@ -336,10 +374,25 @@ impl Client {
         body: Option<&Value>,
         idempotency_key: Option<&str>,
     ) -> Result<Answer, Error> {
+        self.send_timed(method, path, body, idempotency_key, None)
+            .await
+    }
+
+    /// [`Client::send`] with a timeout of its own (long polls).
+    async fn send_timed(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&Value>,
+        idempotency_key: Option<&str>,
+        timeout: Option<Duration>,
+    ) -> Result<Answer, Error> {
         let config = &self.inner.config;
         let mut attempt = 0u32;
         loop {
-            let result = self.send_once(&method, path, body, idempotency_key).await;
+            let result = self
+                .send_once(&method, path, body, idempotency_key, timeout)
+                .await;
             let retryable = match &result {
                 Err(Failure::Transport(_) | Failure::Timeout) => true,
                 Err(_) => false,
@@ -440,6 +493,31 @@ impl Client {
         let dossier = self.dossier(&decision.decision_id).await?;
         verify::dossier_of(decision, &dossier, &jwks)?;
         Ok(())
+    }
+
+    /// Waits (long poll, at most 60 s) until the review that an ESCALATE or
+    /// REVIEW_REQUIRED decision opened is resolved, or `wait` passes. Once it is
+    /// approved, deciding the same request again is allowed (once).
+    pub async fn wait_for_review(
+        &self,
+        decision_id: &str,
+        wait: Duration,
+    ) -> Result<ReviewState, Error> {
+        let secs = wait.as_secs().clamp(1, 60);
+        let path = format!(
+            "/v1/decisions/{}/wait?timeout={secs}",
+            path_segment(decision_id)?
+        );
+        let answer = self
+            .send_timed(
+                Method::GET,
+                &path,
+                None,
+                None,
+                Some(Duration::from_secs(secs) + self.inner.config.timeout),
+            )
+            .await?;
+        Ok(ReviewState::from_json(answer.body))
     }
 
     /// Marks a grant used (`POST /v1/grants/consume`), so that it works once; with

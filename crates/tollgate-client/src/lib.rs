@@ -20,7 +20,7 @@ pub mod blocking;
 #[cfg(feature = "embedded")]
 pub mod embedded;
 
-pub use client::{Client, ClientBuilder, FailMode};
+pub use client::{Client, ClientBuilder, FailMode, ReviewState};
 pub use decision::{Decision, Gate, LedgerRef, PolicyRef, Shadow, SignatureInfo, Status};
 pub use error::{Blocked, Error, Failure};
 pub use middleware::DecisionLayer;

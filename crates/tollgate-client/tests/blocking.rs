@@ -34,5 +34,16 @@ fn blocking_client_decides_enforces_gates_and_verifies() {
         .unwrap();
     assert_eq!(d.gate, Gate::Reality);
     assert!(!client.jwks().unwrap().keys.is_empty());
+    let allowed = common::in_band("OPEN_POSITION");
+    let d = client.enforce(&allowed).unwrap();
+    let grant = d.grant.unwrap();
+    assert_eq!(
+        client.consume_grant(&grant, Some(&allowed)).unwrap()["valid"],
+        true
+    );
+    let state = client
+        .wait_for_review(&d.decision_id, std::time::Duration::from_secs(1))
+        .unwrap();
+    assert!(state.review_status.is_none(), "no review for an ALLOW");
     drop(server);
 }

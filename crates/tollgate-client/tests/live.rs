@@ -425,3 +425,81 @@ async fn execution_grants_verify_offline_bind_the_action_and_work_once() {
         .unwrap();
     assert!(blocked.grant.is_none());
 }
+
+const TREASURY: &str = r#"id: treasury
+rules:
+  - name: large-transfer
+    when: 'action.type == "TRANSFER_FUNDS" && action.amount > 10000'
+    effect: review
+    reason_code: AMOUNT_OVER_LIMIT
+    review: {approvers: [treasury], expires_in: 1h}
+"#;
+
+#[tokio::test]
+async fn review_required_carries_the_review_and_an_approval_allows_once() {
+    let server = Server::start().await;
+    server.put_policy("treasury", 1, TREASURY);
+    let reviewer = server
+        .admin(
+            reqwest::Method::POST,
+            "/v1/admin/keys",
+            Some(json!({"environment": "live", "scopes": ["review"], "groups": ["treasury"]})),
+        )
+        .await["secret"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let client = server.client();
+    let transfer = DecisionRequest::new("TRANSFER_FUNDS")
+        .actor_id("treasury-bot", "AI_AGENT")
+        .action_field("amount", 25_000)
+        .context_field("workflow", "payables")
+        .policy("treasury@1");
+    let err = client.enforce(&transfer).await.unwrap_err();
+    let b = err.blocked().unwrap().clone();
+    assert_eq!(b.status, Status::ReviewRequired);
+    assert_eq!(b.reason_codes, ["AMOUNT_OVER_LIMIT"]);
+    let review_id = b.review_id.clone().expect("the review id");
+    let decision_id = b.decision_id.clone().unwrap();
+    // Pending: the long poll ends at its timeout, unresolved.
+    let state = client
+        .wait_for_review(&decision_id, Duration::from_secs(1))
+        .await
+        .unwrap();
+    assert!(!state.resolved);
+    assert_eq!(state.review_status.as_deref(), Some("pending"));
+    assert_eq!(state.review_id.as_deref(), Some(review_id.as_str()));
+    // A reviewer approves while the agent waits.
+    let waiting = {
+        let client = client.clone();
+        let decision_id = decision_id.clone();
+        tokio::spawn(async move {
+            client
+                .wait_for_review(&decision_id, Duration::from_secs(30))
+                .await
+        })
+    };
+    let res = reqwest::Client::new()
+        .post(format!("{}/v1/reviews/{review_id}/approve", server.url))
+        .bearer_auth(&reviewer)
+        .json(&json!({"comment": "ok"}))
+        .send()
+        .await
+        .unwrap();
+    assert!(res.status().is_success(), "{}", res.text().await.unwrap());
+    let state = waiting.await.unwrap().unwrap();
+    assert!(state.resolved && state.is_approved(), "{:?}", state.raw);
+    // The approved action is allowed once, with a grant.
+    let d = client.enforce(&transfer).await.unwrap();
+    assert!(d.grant.is_some());
+    assert_eq!(
+        client
+            .enforce(&transfer)
+            .await
+            .unwrap_err()
+            .blocked()
+            .unwrap()
+            .status,
+        Status::ReviewRequired
+    );
+}

@@ -10,13 +10,14 @@ use std::time::Duration;
 use axum::Router;
 use serde_json::{Value, json};
 use tollgate_client::{Client, ClientBuilder, DecisionRequest};
-use tollgate_server::{App, BOOTSTRAP_FILE, Config};
+use tollgate_server::{App, AppState, BOOTSTRAP_FILE, Config};
 
 pub struct Server {
     pub url: String,
     pub admin: String,
     pub test_key: String,
     pub dir: tempfile::TempDir,
+    pub state: AppState,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -44,6 +45,7 @@ impl Server {
             admin: keys["admin_key"]["secret"].as_str().unwrap().to_owned(),
             test_key: keys["test_key"]["secret"].as_str().unwrap().to_owned(),
             dir,
+            state: app.state,
             task,
         }
     }
@@ -72,6 +74,27 @@ impl Server {
         let res = req.send().await.unwrap();
         assert!(res.status().is_success(), "{path}: {}", res.status());
         res.json().await.unwrap()
+    }
+
+    /// Stores a policy version for tenant `default` (publishing through the API is
+    /// the policy-lifecycle issue's).
+    pub fn put_policy(&self, id: &str, version: u64, text: &str) {
+        use sha2::{Digest as _, Sha256};
+        let hash: String = Sha256::digest(text.as_bytes())
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        self.state
+            .store()
+            .put_policy_version(&tollgate_store::PolicyRecord {
+                tenant: "default".into(),
+                policy_id: id.into(),
+                version,
+                text: text.into(),
+                text_hash: hash,
+                created_ms: 0,
+            })
+            .unwrap();
     }
 
     /// Engages a kill switch on an action type; returns its id.
