@@ -4,9 +4,10 @@
 //! Verdicts are the engine's (`tollgate-core`, policy `csc-default` unless others are
 //! added), recorded durably in a hash-chained SQLite ledger (`tollgate-store`) before
 //! they are answered, signed with a key kept in the data directory, and provable
-//! with the same dossiers and checks as the server's. What the server adds around the
-//! engine — API keys, quotas, idempotency records, reviews, the adaptive bias's
-//! outcome history — is not here.
+//! with the same dossiers and checks as the server's; an ALLOW in enforce mode
+//! carries an execution grant like the server's. What the server adds around the
+//! engine — API keys, quotas, idempotency records, reviews, grant consumption, the
+//! adaptive bias's outcome history — is not here.
 //!
 //! ```
 //! use tollgate_client::embedded::Embedded;
@@ -53,6 +54,8 @@ use crate::verify::DossierDocument;
 pub const KEY_FILE: &str = "signing-key.pem";
 /// The signed-note name of the key.
 pub const KEY_NAME: &str = "tollgate";
+/// Lifetime of an execution grant, in seconds.
+pub const GRANT_TTL_S: i64 = 60;
 
 /// How to open an [`Embedded`] decision point.
 #[derive(Clone, Debug)]
@@ -287,6 +290,38 @@ impl Embedded {
             .collect()
     }
 
+    /// An execution grant for an allowed action, as the server issues them: an
+    /// EdDSA compact JWS valid for 60 s.
+    fn grant(
+        &self,
+        decision_id: &str,
+        request: &DecisionRequest,
+        now: i64,
+    ) -> Result<String, Error> {
+        let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+        let iat = now.div_euclid(1000);
+        let header = json!({"alg": "EdDSA", "kid": self.inner.kid, "typ": "JWT"});
+        let claims = crate::verify::GrantClaims {
+            iss: "tollgate".to_owned(),
+            sub: self.inner.config.tenant.clone(),
+            jti: random_id("grt")?,
+            decision_id: decision_id.to_owned(),
+            action_digest: crate::verify::action_digest(request)?,
+            iat,
+            exp: iat + GRANT_TTL_S,
+        };
+        let signing_input = format!(
+            "{}.{}",
+            b64.encode(serde_json::to_vec(&header).map_err(config_error)?),
+            b64.encode(serde_json::to_vec(&claims).map_err(config_error)?)
+        );
+        let signature = self.inner.key.sign(signing_input.as_bytes());
+        Ok(format!(
+            "{signing_input}.{}",
+            b64.encode(signature.to_bytes())
+        ))
+    }
+
     async fn decide_now(&self, request: &DecisionRequest) -> Result<Decision, Error> {
         let started = std::time::Instant::now();
         let now = now_ms();
@@ -379,6 +414,11 @@ impl Embedded {
                 "reason_codes": w.reason_codes,
                 "explanation": w.explanation,
             });
+        }
+        if verdict.status == tollgate_core::verdict::Status::Allow
+            && verdict.mode == tollgate_core::Mode::Enforce
+        {
+            out["grant"] = json!(self.grant(&decision_id, request, now)?);
         }
         let bytes = tollgate_ledger::canonical_json(&out).map_err(config_error)?;
         out["signature"] = json!({

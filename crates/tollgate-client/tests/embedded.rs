@@ -71,6 +71,14 @@ async fn verdicts_are_signed_recorded_and_provable_across_restarts() {
         let dossier = tg.dossier(&d.decision_id).await.unwrap();
         verify::dossier_of(d, &dossier, &jwks).unwrap();
     }
+    let request = in_band("OPEN_POSITION");
+    let grant = second.grant.as_deref().expect("an ALLOW carries a grant");
+    let claims = verify::grant_for(grant, &jwks, &request, verify::now_s()).unwrap();
+    assert_eq!(claims.decision_id, second.decision_id);
+    assert_eq!(
+        verify::grant_for(grant, &jwks, &in_band("WIRE"), verify::now_s()),
+        Err(verify::VerifyError::ActionMismatch)
+    );
     let verified = tg.verify_ledger().unwrap();
     assert_eq!(verified.tenant, "default");
     assert!(verified.entries >= 2);
