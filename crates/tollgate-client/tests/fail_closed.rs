@@ -101,7 +101,7 @@ async fn timeout_is_a_block() {
     let c = Client::builder()
         .base_url(&url)
         .api_key("k")
-        .timeout(Duration::from_millis(200))
+        .timeout(Duration::from_millis(500))
         .max_retries(1)
         .backoff(Duration::from_millis(5))
         .build()
