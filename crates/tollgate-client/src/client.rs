@@ -274,6 +274,14 @@ impl ReviewState {
     }
 }
 
+/// Why one attempt got no answer.
+enum Sent {
+    /// The connection was never made: the server did nothing.
+    NotConnected(Failure),
+    /// Anything else: the request may have reached the server.
+    Failed(Failure),
+}
+
 /// A response that arrived.
 struct Answer {
     status: StatusCode,
@@ -320,7 +328,7 @@ impl Client {
         body: Option<&Value>,
         idempotency_key: Option<&str>,
         timeout: Option<Duration>,
-    ) -> Result<Answer, Failure> {
+    ) -> Result<Answer, Sent> {
         let url = format!("{}{}", self.inner.base, path);
         let mut req = self.inner.http.request(method.clone(), url);
         if let Some(t) = timeout {
@@ -335,16 +343,22 @@ impl Client {
         if let Some(b) = body {
             req = req.json(b);
         }
-        let res = req.send().await.map_err(transport)?;
+        let res = req.send().await.map_err(|e| {
+            if e.is_connect() {
+                Sent::NotConnected(transport(e))
+            } else {
+                Sent::Failed(transport(e))
+            }
+        })?;
         let status = res.status();
         let headers = res.headers().clone();
         let mut res = res;
         let mut bytes = Vec::new();
-        while let Some(chunk) = res.chunk().await.map_err(transport)? {
+        while let Some(chunk) = res.chunk().await.map_err(|e| Sent::Failed(transport(e)))? {
             if bytes.len() + chunk.len() > MAX_RESPONSE_BYTES {
-                return Err(Failure::InvalidResponse(format!(
+                return Err(Sent::Failed(Failure::InvalidResponse(format!(
                     "the body is larger than {MAX_RESPONSE_BYTES} bytes"
-                )));
+                ))));
             }
             bytes.extend_from_slice(&chunk);
         }
@@ -354,7 +368,9 @@ impl Client {
             match serde_json::from_slice(&bytes) {
                 Ok(v) => v,
                 Err(_) if status.is_success() => {
-                    return Err(Failure::InvalidResponse("the body is not JSON".to_owned()));
+                    return Err(Sent::Failed(Failure::InvalidResponse(
+                        "the body is not JSON".to_owned(),
+                    )));
                 }
                 Err(_) => Value::Null,
             }
@@ -393,9 +409,19 @@ impl Client {
             let result = self
                 .send_once(&method, path, body, idempotency_key, timeout)
                 .await;
+            // Decisions (one idempotency key for every attempt) and reads are safe to
+            // repeat. Other writes (an outcome, a grant to consume) are repeated only
+            // when the server cannot have acted: no connection, or turned away (429,
+            // 503) before processing.
+            let safe = method == Method::GET || idempotency_key.is_some();
             let retryable = match &result {
-                Err(Failure::Transport(_) | Failure::Timeout) => true,
-                Err(_) => false,
+                Err(Sent::NotConnected(_)) => true,
+                Err(Sent::Failed(Failure::Transport(_) | Failure::Timeout)) => safe,
+                Err(Sent::Failed(_)) => false,
+                Ok(a) if !safe => {
+                    a.status == StatusCode::TOO_MANY_REQUESTS
+                        || a.status == StatusCode::SERVICE_UNAVAILABLE
+                }
                 Ok(a) => {
                     // 409 on a decision: a request with the same idempotency key is
                     // still being decided (an earlier attempt that timed out on our
@@ -415,7 +441,7 @@ impl Client {
                 continue;
             }
             return match result {
-                Err(f) => Err(Error::Unavailable(f)),
+                Err(Sent::NotConnected(f) | Sent::Failed(f)) => Err(Error::Unavailable(f)),
                 Ok(a) if a.status.is_success() => Ok(a),
                 Ok(a) => Err(classify(a, idempotency_key.is_some())),
             };

@@ -334,3 +334,33 @@ async fn oversized_bodies_are_not_verdicts() {
         "{err}"
     );
 }
+
+#[tokio::test]
+async fn writes_that_may_have_happened_are_not_repeated() {
+    let hits = Hits::default();
+    let h = hits.clone();
+    let url = stub(Router::new().route(
+        "/v1/grants/consume",
+        post(move || {
+            let h = h.clone();
+            async move {
+                h.bump();
+                (
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    axum::Json(json!({"error": "internal_error", "message": "boom"})),
+                )
+            }
+        }),
+    ))
+    .await;
+    let err = client(&url).consume_grant("g", None).await.unwrap_err();
+    assert!(matches!(
+        err,
+        Error::Unavailable(Failure::Server { status: 500, .. })
+    ));
+    assert_eq!(
+        hits.get(),
+        1,
+        "a grant consumption is not retried after a 500"
+    );
+}
