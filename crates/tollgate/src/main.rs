@@ -54,6 +54,8 @@ On first start the log names a 0600 file with a bootstrap admin key and a test d
 }
 
 fn main() -> ExitCode {
+    // reqwest may be compiled with rustls and no default crypto provider.
+    let _ = rustls::crypto::ring::default_provider().install_default();
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Serve(args) => serve::run(args),

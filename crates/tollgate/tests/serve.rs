@@ -23,6 +23,8 @@ struct Server {
 }
 
 fn start() -> Server {
+    // reqwest may be compiled with rustls and no default crypto provider.
+    let _ = rustls::crypto::ring::default_provider().install_default();
     let dir = tempfile::tempdir().unwrap();
     let port = free_port();
     let child = Command::new(env!("CARGO_BIN_EXE_tollgate"))

@@ -1,0 +1,253 @@
+//! `tollgate-bench`: drives Tollgate (`POST /v1/decisions`, durable ledger) and a bare
+//! axum handler returning a fixed JSON body with the same load generator, in the same
+//! run, at several connection counts, and prints one table: requests/s, p50/p99/p99.9,
+//! the ratio to the bare server, Tollgate's peak RSS and start-up time.
+//!
+//! `bench/run.sh` builds the release binaries and runs this.
+
+#![allow(clippy::print_stdout, reason = "a benchmark prints its table")]
+
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context as _, bail};
+use serde_json::{Value, json};
+
+struct Options {
+    tollgate: PathBuf,
+    seconds: u64,
+    connections: Vec<usize>,
+}
+
+fn parse_options() -> anyhow::Result<Option<Options>> {
+    let mut args = std::env::args().skip(1);
+    let mut tollgate = None;
+    let mut seconds = 10;
+    let mut connections = vec![1, 16, 64];
+    while let Some(a) = args.next() {
+        match a.as_str() {
+            "bare" => {
+                let port: u16 = args.next().context("bare PORT")?.parse()?;
+                bare(port)?;
+                return Ok(None);
+            }
+            "--tollgate" => tollgate = Some(PathBuf::from(args.next().context("--tollgate PATH")?)),
+            "--seconds" => seconds = args.next().context("--seconds N")?.parse()?,
+            "--connections" => {
+                connections = args
+                    .next()
+                    .context("--connections 1,16,64")?
+                    .split(',')
+                    .map(str::parse)
+                    .collect::<Result<_, _>>()?;
+            }
+            other => bail!("unknown argument `{other}`"),
+        }
+    }
+    let tollgate = tollgate.context("--tollgate PATH (the release `tollgate` binary) is required")?;
+    Ok(Some(Options { tollgate, seconds, connections }))
+}
+
+/// The bare server: one handler returning a fixed JSON body.
+fn bare(port: u16) -> anyhow::Result<()> {
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    rt.block_on(async move {
+        let body = json!({"decision_id": "dec_0", "status": "ALLOW", "gate": "permit", "reason_codes": []});
+        let app = axum::Router::new().route(
+            "/v1/decisions",
+            axum::routing::post(move || {
+                let body = body.clone();
+                async move { axum::Json(body) }
+            }),
+        );
+        let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await?;
+        axum::serve(listener, app).await?;
+        anyhow::Ok(())
+    })
+}
+
+fn free_port() -> anyhow::Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
+/// Waits until `url` answers; returns the time it took from `since`.
+fn wait_ready(url: &str, since: Instant) -> anyhow::Result<Duration> {
+    let client = reqwest::blocking::Client::new();
+    while since.elapsed() < Duration::from_secs(30) {
+        if client.get(url).send().is_ok() {
+            return Ok(since.elapsed());
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    bail!("{url} did not come up")
+}
+
+fn peak_rss_kib(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status
+        .lines()
+        .find(|l| l.starts_with("VmHWM:"))?
+        .split_whitespace()
+        .nth(1)?
+        .parse()
+        .ok()
+}
+
+#[derive(Debug, Default)]
+struct Run {
+    requests: usize,
+    errors: usize,
+    seconds: f64,
+    latencies_us: Vec<u64>,
+}
+
+impl Run {
+    fn rps(&self) -> f64 {
+        self.requests as f64 / self.seconds
+    }
+    fn pct(&self, p: f64) -> f64 {
+        if self.latencies_us.is_empty() {
+            return f64::NAN;
+        }
+        let i = ((self.latencies_us.len() as f64 - 1.0) * p).round() as usize;
+        self.latencies_us[i.min(self.latencies_us.len() - 1)] as f64 / 1000.0
+    }
+}
+
+/// `connections` keep-alive connections, each sending requests back to back for
+/// `seconds` after a one-second warm-up.
+fn drive(url: &str, key: Option<&str>, body: &Value, connections: usize, seconds: u64) -> anyhow::Result<Run> {
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
+    rt.block_on(async {
+        let stop = Arc::new(AtomicBool::new(false));
+        let measuring = Arc::new(AtomicBool::new(false));
+        let mut tasks = Vec::new();
+        for _ in 0..connections {
+            // One client per connection: each keeps its own keep-alive connection.
+            let client = reqwest::Client::builder().pool_max_idle_per_host(1).build()?;
+            let (url, key, body) = (url.to_owned(), key.map(str::to_owned), body.to_string());
+            let (stop, measuring) = (Arc::clone(&stop), Arc::clone(&measuring));
+            tasks.push(tokio::spawn(async move {
+                let mut run = Run::default();
+                while !stop.load(Ordering::Relaxed) {
+                    let mut req = client
+                        .post(&url)
+                        .header("content-type", "application/json")
+                        .body(body.clone());
+                    if let Some(k) = &key {
+                        req = req.bearer_auth(k);
+                    }
+                    let t = Instant::now();
+                    let ok = match req.send().await {
+                        Ok(r) => {
+                            let status = r.status();
+                            r.bytes().await.is_ok() && status.is_success()
+                        }
+                        Err(_) => false,
+                    };
+                    if measuring.load(Ordering::Relaxed) {
+                        run.requests += 1;
+                        if !ok {
+                            run.errors += 1;
+                        }
+                        run.latencies_us.push(u64::try_from(t.elapsed().as_micros()).unwrap_or(u64::MAX));
+                    }
+                }
+                run
+            }));
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        measuring.store(true, Ordering::Relaxed);
+        let started = Instant::now();
+        tokio::time::sleep(Duration::from_secs(seconds)).await;
+        measuring.store(false, Ordering::Relaxed);
+        let elapsed = started.elapsed().as_secs_f64();
+        stop.store(true, Ordering::Relaxed);
+        let mut total = Run { seconds: elapsed, ..Run::default() };
+        for t in tasks {
+            let r = t.await?;
+            total.requests += r.requests;
+            total.errors += r.errors;
+            total.latencies_us.extend(r.latencies_us);
+        }
+        total.latencies_us.sort_unstable();
+        anyhow::Ok(total)
+    })
+}
+
+struct Guard(Child);
+
+impl Drop for Guard {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn main() -> anyhow::Result<()> {
+    // reqwest may be compiled with rustls and no default crypto provider.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let Some(opts) = parse_options()? else { return Ok(()) };
+    let dir = std::env::temp_dir().join(format!("tollgate-bench-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir)?;
+
+    let port = free_port()?;
+    let started = Instant::now();
+    let tollgate = Guard(
+        Command::new(&opts.tollgate)
+            .arg("serve")
+            .env("TOLLGATE_LISTEN", format!("127.0.0.1:{port}"))
+            .env("TOLLGATE_DATA_DIR", dir.join("data"))
+            .env("TOLLGATE_LOG", "warn")
+            // The benchmark measures decisions, not the per-key request-rate limit.
+            .env("TOLLGATE_KEY_RATE_PER_SECOND", "1000000")
+            .env("TOLLGATE_KEY_RATE_BURST", "1000000")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .with_context(|| format!("starting {}", opts.tollgate.display()))?,
+    );
+    let base = format!("http://127.0.0.1:{port}");
+    let startup = wait_ready(&format!("{base}/v1/health"), started)?;
+    let boot: Value = serde_json::from_str(&std::fs::read_to_string(dir.join("data/bootstrap-keys.json"))?)?;
+    let key = boot["test_key"]["secret"].as_str().context("test key")?.to_owned();
+
+    let bare_port = free_port()?;
+    let me = std::env::current_exe()?;
+    let _bare = Guard(Command::new(me).args(["bare", &bare_port.to_string()]).spawn()?);
+    wait_ready(&format!("http://127.0.0.1:{bare_port}/"), Instant::now())?;
+
+    let body = json!({
+        "actor": {"id": "bench-agent", "type": "AI_AGENT"},
+        "action": {"type": "OPEN_POSITION", "symbol": "BTC", "qty": 1},
+        "signals": {"volatility": 0.05, "confidence": 0.95},
+        "source": "bench"
+    });
+    println!("| connections | server | requests/s | p50 ms | p99 ms | p99.9 ms | errors | ratio to bare |");
+    println!("|---:|---|---:|---:|---:|---:|---:|---:|");
+    for &c in &opts.connections {
+        let b = drive(&format!("http://127.0.0.1:{bare_port}/v1/decisions"), None, &body, c, opts.seconds)?;
+        let t = drive(&format!("{base}/v1/decisions"), Some(&key), &body, c, opts.seconds)?;
+        for (name, r) in [("bare axum", &b), ("tollgate", &t)] {
+            let ratio = if name == "tollgate" { format!("{:.2}", t.rps() / b.rps()) } else { "1.00".into() };
+            println!(
+                "| {c} | {name} | {:.0} | {:.3} | {:.3} | {:.3} | {} | {ratio} |",
+                r.rps(),
+                r.pct(0.50),
+                r.pct(0.99),
+                r.pct(0.999),
+                r.errors
+            );
+        }
+    }
+    let rss = peak_rss_kib(tollgate.0.id()).map_or("?".into(), |k| format!("{:.1} MiB", k as f64 / 1024.0));
+    println!();
+    println!("tollgate start-up (spawn to first /v1/health answer): {} ms", startup.as_millis());
+    println!("tollgate peak RSS: {rss}");
+    let _ = std::fs::remove_dir_all(&dir);
+    Ok(())
+}
