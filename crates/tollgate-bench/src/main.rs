@@ -47,13 +47,20 @@ fn parse_options() -> anyhow::Result<Option<Options>> {
             other => bail!("unknown argument `{other}`"),
         }
     }
-    let tollgate = tollgate.context("--tollgate PATH (the release `tollgate` binary) is required")?;
-    Ok(Some(Options { tollgate, seconds, connections }))
+    let tollgate =
+        tollgate.context("--tollgate PATH (the release `tollgate` binary) is required")?;
+    Ok(Some(Options {
+        tollgate,
+        seconds,
+        connections,
+    }))
 }
 
 /// The bare server: one handler returning a fixed JSON body.
 fn bare(port: u16) -> anyhow::Result<()> {
-    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
     rt.block_on(async move {
         let body = json!({"decision_id": "dec_0", "status": "ALLOW", "gate": "permit", "reason_codes": []});
         let app = axum::Router::new().route(
@@ -70,7 +77,9 @@ fn bare(port: u16) -> anyhow::Result<()> {
 }
 
 fn free_port() -> anyhow::Result<u16> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
 }
 
 /// Waits until `url` answers; returns the time it took from `since`.
@@ -119,15 +128,26 @@ impl Run {
 
 /// `connections` keep-alive connections, each sending requests back to back for
 /// `seconds` after a one-second warm-up.
-fn drive(url: &str, key: Option<&str>, body: &Value, connections: usize, seconds: u64) -> anyhow::Result<Run> {
-    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
+fn drive(
+    url: &str,
+    key: Option<&str>,
+    body: &Value,
+    connections: usize,
+    seconds: u64,
+) -> anyhow::Result<Run> {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
     rt.block_on(async {
         let stop = Arc::new(AtomicBool::new(false));
         let measuring = Arc::new(AtomicBool::new(false));
         let mut tasks = Vec::new();
         for _ in 0..connections {
             // One client per connection: each keeps its own keep-alive connection.
-            let client = reqwest::Client::builder().pool_max_idle_per_host(1).build()?;
+            let client = reqwest::Client::builder()
+                .pool_max_idle_per_host(1)
+                .build()?;
             let (url, key, body) = (url.to_owned(), key.map(str::to_owned), body.to_string());
             let (stop, measuring) = (Arc::clone(&stop), Arc::clone(&measuring));
             tasks.push(tokio::spawn(async move {
@@ -153,7 +173,8 @@ fn drive(url: &str, key: Option<&str>, body: &Value, connections: usize, seconds
                         if !ok {
                             run.errors += 1;
                         }
-                        run.latencies_us.push(u64::try_from(t.elapsed().as_micros()).unwrap_or(u64::MAX));
+                        run.latencies_us
+                            .push(u64::try_from(t.elapsed().as_micros()).unwrap_or(u64::MAX));
                     }
                 }
                 run
@@ -166,7 +187,10 @@ fn drive(url: &str, key: Option<&str>, body: &Value, connections: usize, seconds
         measuring.store(false, Ordering::Relaxed);
         let elapsed = started.elapsed().as_secs_f64();
         stop.store(true, Ordering::Relaxed);
-        let mut total = Run { seconds: elapsed, ..Run::default() };
+        let mut total = Run {
+            seconds: elapsed,
+            ..Run::default()
+        };
         for t in tasks {
             let r = t.await?;
             total.requests += r.requests;
@@ -190,7 +214,9 @@ impl Drop for Guard {
 fn main() -> anyhow::Result<()> {
     // reqwest may be compiled with rustls and no default crypto provider.
     let _ = rustls::crypto::ring::default_provider().install_default();
-    let Some(opts) = parse_options()? else { return Ok(()) };
+    let Some(opts) = parse_options()? else {
+        return Ok(());
+    };
     let dir = std::env::temp_dir().join(format!("tollgate-bench-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir)?;
@@ -213,12 +239,21 @@ fn main() -> anyhow::Result<()> {
     );
     let base = format!("http://127.0.0.1:{port}");
     let startup = wait_ready(&format!("{base}/v1/health"), started)?;
-    let boot: Value = serde_json::from_str(&std::fs::read_to_string(dir.join("data/bootstrap-keys.json"))?)?;
-    let key = boot["test_key"]["secret"].as_str().context("test key")?.to_owned();
+    let boot: Value = serde_json::from_str(&std::fs::read_to_string(
+        dir.join("data/bootstrap-keys.json"),
+    )?)?;
+    let key = boot["test_key"]["secret"]
+        .as_str()
+        .context("test key")?
+        .to_owned();
 
     let bare_port = free_port()?;
     let me = std::env::current_exe()?;
-    let _bare = Guard(Command::new(me).args(["bare", &bare_port.to_string()]).spawn()?);
+    let _bare = Guard(
+        Command::new(me)
+            .args(["bare", &bare_port.to_string()])
+            .spawn()?,
+    );
     wait_ready(&format!("http://127.0.0.1:{bare_port}/"), Instant::now())?;
 
     let body = json!({
@@ -227,13 +262,31 @@ fn main() -> anyhow::Result<()> {
         "signals": {"volatility": 0.05, "confidence": 0.95},
         "source": "bench"
     });
-    println!("| connections | server | requests/s | p50 ms | p99 ms | p99.9 ms | errors | ratio to bare |");
+    println!(
+        "| connections | server | requests/s | p50 ms | p99 ms | p99.9 ms | errors | ratio to bare |"
+    );
     println!("|---:|---|---:|---:|---:|---:|---:|---:|");
     for &c in &opts.connections {
-        let b = drive(&format!("http://127.0.0.1:{bare_port}/v1/decisions"), None, &body, c, opts.seconds)?;
-        let t = drive(&format!("{base}/v1/decisions"), Some(&key), &body, c, opts.seconds)?;
+        let b = drive(
+            &format!("http://127.0.0.1:{bare_port}/v1/decisions"),
+            None,
+            &body,
+            c,
+            opts.seconds,
+        )?;
+        let t = drive(
+            &format!("{base}/v1/decisions"),
+            Some(&key),
+            &body,
+            c,
+            opts.seconds,
+        )?;
         for (name, r) in [("bare axum", &b), ("tollgate", &t)] {
-            let ratio = if name == "tollgate" { format!("{:.2}", t.rps() / b.rps()) } else { "1.00".into() };
+            let ratio = if name == "tollgate" {
+                format!("{:.2}", t.rps() / b.rps())
+            } else {
+                "1.00".into()
+            };
             println!(
                 "| {c} | {name} | {:.0} | {:.3} | {:.3} | {:.3} | {} | {ratio} |",
                 r.rps(),
@@ -244,9 +297,13 @@ fn main() -> anyhow::Result<()> {
             );
         }
     }
-    let rss = peak_rss_kib(tollgate.0.id()).map_or("?".into(), |k| format!("{:.1} MiB", k as f64 / 1024.0));
+    let rss = peak_rss_kib(tollgate.0.id())
+        .map_or("?".into(), |k| format!("{:.1} MiB", k as f64 / 1024.0));
     println!();
-    println!("tollgate start-up (spawn to first /v1/health answer): {} ms", startup.as_millis());
+    println!(
+        "tollgate start-up (spawn to first /v1/health answer): {} ms",
+        startup.as_millis()
+    );
     println!("tollgate peak RSS: {rss}");
     let _ = std::fs::remove_dir_all(&dir);
     Ok(())
