@@ -4,6 +4,7 @@ from __future__ import annotations
 import asyncio
 import copy
 
+import httpx
 import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
@@ -77,7 +78,12 @@ def test_enforce_raises_with_id_reasons_explanation_and_dossier(action, status, 
     assert dossier["decision_id"] == e.decision_id
     assert dossier["verdict"]["status"] == status.value
     if status is not DecisionStatus.BLOCK:
-        assert e.response.model_extra["review_id"].startswith("rev_")
+        review_id = e.response.model_extra["review_id"]
+        assert review_id.startswith("rev_")
+        # The exception's dossier shows the pending review.
+        reviews = httpx.get(e.dossier_url, headers={"Authorization": f"Bearer {TEST_KEY}"}, timeout=30).json()["reviews"]
+        assert [r["review_id"] for r in reviews] == [review_id]
+        assert reviews[0]["status"] == "pending"
 
 
 def test_unknown_policy_ref_blocks_fail_closed():

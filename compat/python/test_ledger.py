@@ -11,7 +11,7 @@ def test_every_decision_is_in_the_tenant_ledger_and_it_verifies():
     with open(DECISIONS_LOG, encoding="utf-8") as f:
         logged = [json.loads(line) for line in f if line.strip()]
     families = {e["family"] for e in logged}
-    assert families == {"decionis", "dealgo", "dealgo-runtime", "dealgo-mcp"}, families
+    assert families == {"decionis", "dealgo", "dealgo-runtime", "dealgo-mcp", "native"}, families
     recorded_families = set()
     for e in logged:
         r = admin("GET", f"/v1/decisions/{e['decision_id']}")

@@ -36,6 +36,8 @@ const MAIN: &[&str] = &[
     "fastapi",
     "httpx",
     "pytest",
+    // An independent JOSE implementation that checks Tollgate's execution grants.
+    "pyjwt[crypto]",
 ];
 /// Requirements of the DeAlgo 2.3.0 environment (its package name clashes with 2.1.1).
 const CSC_230: &[&str] = &["dealgo-csc==2.3.0", "cryptography", "httpx", "pytest"];
@@ -189,6 +191,7 @@ async fn python_sdks_drive_a_real_tollgate() -> anyhow::Result<()> {
                 "test_decionis.py",
                 "test_dealgo_csc.py",
                 "test_dealgo_mcp.py",
+                "test_grants.py",
             ],
         )?;
         pytest(
