@@ -66,6 +66,31 @@ pub(crate) fn idempotency_key(headers: &HeaderMap, body: Option<&str>) -> Option
         .or_else(|| body.map(str::to_owned))
 }
 
+/// Checks a body's `tenant_id` against the key's tenant and picks the idempotency key
+/// (header first) and correlation id (body first) of a decision call.
+pub(crate) fn call_ids(
+    caller: &Caller,
+    headers: &HeaderMap,
+    tenant_id: Option<&str>,
+    idempotency: Option<&str>,
+    correlation: Option<&str>,
+) -> Result<(Option<String>, Option<String>), ApiError> {
+    if tenant_id.is_some_and(|t| t != caller.tenant()) {
+        return Err(ApiError::field(
+            &["body", "tenant_id"],
+            "tenant_id must be the API key's tenant",
+            "value_error",
+        ));
+    }
+    let correlation_id = correlation.map(str::to_owned).or_else(|| {
+        headers
+            .get("x-correlation-id")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned)
+    });
+    Ok((idempotency_key(headers, idempotency), correlation_id))
+}
+
 /// The neutral verdict body of a recorded decision (unsigned).
 pub(crate) fn verdict_body(state: &AppState, d: &Decided) -> Value {
     let v = &d.verdict;
@@ -140,22 +165,13 @@ pub async fn decide(
     caller.require("decide")?;
     let received = parse_object(&bytes, state.config().max_json_depth)?;
     let req: NativeRequest = decode(received.clone())?;
-    if let Some(t) = &req.tenant_id
-        && t != caller.tenant()
-    {
-        return Err(ApiError::field(
-            &["body", "tenant_id"],
-            "tenant_id must be the API key's tenant",
-            "value_error",
-        ));
-    }
-    let key = idempotency_key(&headers, req.idempotency_key.as_deref());
-    let correlation_id = req.correlation_id.clone().or_else(|| {
-        headers
-            .get("x-correlation-id")
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_owned)
-    });
+    let (key, correlation_id) = call_ids(
+        &caller,
+        &headers,
+        req.tenant_id.as_deref(),
+        req.idempotency_key.as_deref(),
+        req.correlation_id.as_deref(),
+    )?;
     let request = DecisionRequest {
         tenant: caller.tenant().to_owned(),
         actor: req.actor,

@@ -25,7 +25,7 @@ use crate::auth::Caller;
 use crate::body::{decode, fingerprint, parse_object};
 use crate::decide::{DecideCall, Decided};
 use crate::error::ApiError;
-use crate::native::{idempotency_key, verdict_body};
+use crate::native::verdict_body;
 use crate::state::AppState;
 
 /// The SDK's `DecisionRequest`, snake_case or camelCase. Unknown fields are kept in
@@ -157,22 +157,13 @@ pub async fn evaluate(
     caller.require("decide")?;
     let received = parse_object(&bytes, state.config().max_json_depth)?;
     let req: EvaluateRequest = decode(received.clone())?;
-    if let Some(t) = &req.tenant_id
-        && t != caller.tenant()
-    {
-        return Err(ApiError::field(
-            &["body", "tenant_id"],
-            "tenant_id must be the API key's tenant",
-            "value_error",
-        ));
-    }
-    let key = idempotency_key(&headers, req.idempotency_key.as_deref());
-    let correlation_id = req.correlation_id.clone().or_else(|| {
-        headers
-            .get("x-correlation-id")
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_owned)
-    });
+    let (key, correlation_id) = crate::native::call_ids(
+        &caller,
+        &headers,
+        req.tenant_id.as_deref(),
+        req.idempotency_key.as_deref(),
+        req.correlation_id.as_deref(),
+    )?;
     let policy_refs = req.policy_refs.clone();
     let tenant = caller.tenant().to_owned();
     let (request, requested) = translate(req, &tenant);
