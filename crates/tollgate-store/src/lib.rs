@@ -263,6 +263,28 @@ pub trait QuotaStore: Send + Sync + Debug {
     ) -> Result<u64, StoreError>;
     /// A counter's value.
     fn usage(&self, tenant: &str, period: &str, metric: &str) -> Result<u64, StoreError>;
+    /// Adds `amount` to a counter only if its new value is at most `limit`; `true` if
+    /// it did. Atomic for every user of the store at once — every node of a cluster:
+    /// of concurrent reservations, exactly those that fit succeed, so a shared quota
+    /// is never overshot (one conditional upsert in SQLite; a backend must not read
+    /// then write in two steps outside a transaction or lock).
+    fn reserve_usage(
+        &self,
+        tenant: &str,
+        period: &str,
+        metric: &str,
+        amount: u64,
+        limit: u64,
+    ) -> Result<bool, StoreError>;
+    /// Gives back `amount` of a counter (not below zero): a reservation whose decision
+    /// was not recorded. Atomic like [`QuotaStore::reserve_usage`].
+    fn release_usage(
+        &self,
+        tenant: &str,
+        period: &str,
+        metric: &str,
+        amount: u64,
+    ) -> Result<(), StoreError>;
 }
 
 /// Everything the server persists, for one `Arc<dyn Store>`.

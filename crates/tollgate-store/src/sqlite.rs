@@ -1229,4 +1229,44 @@ impl QuotaStore for SqliteStore {
         })?;
         v.map(to_u64).transpose().map(|v| v.unwrap_or(0))
     }
+    fn reserve_usage(
+        &self,
+        tenant: &str,
+        period: &str,
+        metric: &str,
+        amount: u64,
+        limit: u64,
+    ) -> Result<bool, StoreError> {
+        if amount > limit {
+            return Ok(false);
+        }
+        self.with_conn(|c| {
+            // One statement, so one write lock: the check and the add cannot interleave
+            // with another writer's. No row comes back when the update's WHERE fails.
+            let v: Option<i64> = c
+                .query_row(
+                    "INSERT INTO quota (tenant, period, metric, value) VALUES (?1, ?2, ?3, ?4)
+                     ON CONFLICT (tenant, period, metric) DO UPDATE SET value = value + excluded.value
+                     WHERE value + excluded.value <= ?5
+                     RETURNING value",
+                    params![tenant, period, metric, to_i64(amount)?, i64::try_from(limit).unwrap_or(i64::MAX)],
+                    |r| r.get(0),
+                )
+                .optional()?;
+            Ok(v.is_some())
+        })
+    }
+    fn release_usage(
+        &self,
+        tenant: &str,
+        period: &str,
+        metric: &str,
+        amount: u64,
+    ) -> Result<(), StoreError> {
+        self.write(
+            "UPDATE quota SET value = max(value - ?4, 0) WHERE tenant = ?1 AND period = ?2 AND metric = ?3",
+            params![tenant, period, metric, to_i64(amount)?],
+        )?;
+        Ok(())
+    }
 }
