@@ -48,6 +48,68 @@ pub struct Config {
     /// The environment (`live` or `test`) recorded and metered for direct-runtime
     /// decisions (`TOLLGATE_DIRECT_RUNTIME_ENVIRONMENT`).
     pub direct_runtime_environment: String,
+    /// Where state lives: `sqlite` (embedded, in `data_dir`) or `postgres` (shared by
+    /// every node of a cluster) (`TOLLGATE_STORE`).
+    pub store: StoreKind,
+    /// Where throttle buckets live: `memory` (this process) or `redis` (shared by
+    /// every node) (`TOLLGATE_THROTTLE`).
+    pub throttle: ThrottleKind,
+    /// Redis URL for `throttle = "redis"`, e.g. `redis://127.0.0.1:6379/`
+    /// (`TOLLGATE_REDIS_URL`).
+    pub redis_url: Option<String>,
+    /// Prefix of every Redis key Tollgate writes (`TOLLGATE_REDIS_KEY_PREFIX`).
+    pub redis_key_prefix: String,
+    /// Treat the store as shared with other nodes even when it is SQLite: no cached
+    /// keys or overrides, quota reserved in the store. Set by embedders and tests
+    /// that run several nodes on one store object; not a file or environment key.
+    #[serde(skip)]
+    pub assume_shared_store: bool,
+}
+
+/// Where state lives.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StoreKind {
+    /// SQLite in the data directory: one node.
+    #[default]
+    Sqlite,
+    /// PostgreSQL: shared by every node of a cluster.
+    Postgres,
+}
+
+impl std::str::FromStr for StoreKind {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "sqlite" => Ok(Self::Sqlite),
+            "postgres" => Ok(Self::Postgres),
+            _ => Err(format!("`{s}` is not one of sqlite, postgres")),
+        }
+    }
+}
+
+/// Where throttle buckets live.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ThrottleKind {
+    /// In this process (a restart refills every bucket).
+    #[default]
+    Memory,
+    /// In Redis, one atomic script per decision: every node shares each bucket.
+    Redis,
+}
+
+impl std::str::FromStr for ThrottleKind {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "memory" => Ok(Self::Memory),
+            "redis" => Ok(Self::Redis),
+            _ => Err(format!("`{s}` is not one of memory, redis")),
+        }
+    }
 }
 
 /// Who may use the key-less direct-runtime endpoint.
@@ -96,6 +158,11 @@ impl Default for Config {
             direct_runtime: DirectRuntime::Loopback,
             direct_runtime_tenant: "default".to_owned(),
             direct_runtime_environment: "test".to_owned(),
+            store: StoreKind::Sqlite,
+            throttle: ThrottleKind::Memory,
+            redis_url: None,
+            redis_key_prefix: "tollgate:".to_owned(),
+            assume_shared_store: false,
         }
     }
 }
@@ -184,9 +251,21 @@ impl Config {
             "TOLLGATE_DIRECT_RUNTIME_ENVIRONMENT" => {
                 self.direct_runtime_environment = value.to_owned();
             }
+            "TOLLGATE_STORE" => self.store = parse(name, value)?,
+            "TOLLGATE_THROTTLE" => self.throttle = parse(name, value)?,
+            "TOLLGATE_REDIS_URL" => self.redis_url = Some(value.to_owned()),
+            "TOLLGATE_REDIS_KEY_PREFIX" => self.redis_key_prefix = value.to_owned(),
             _ => {}
         }
         Ok(())
+    }
+
+    /// Whether other nodes may share this node's store (`store = "postgres"`, or
+    /// [`Config::assume_shared_store`]). Then nothing another node can change is
+    /// cached: API keys and overrides are read from the store on every request, the
+    /// monthly quota is reserved in the store, and review approvals are claimed there.
+    pub fn shared_state(&self) -> bool {
+        self.store != StoreKind::Sqlite || self.assume_shared_store
     }
 
     /// The base URL for links in responses.

@@ -230,7 +230,9 @@ impl AppState {
             .decide_reserved(call, now, settings, environment, started)
             .await;
         if metered && result.is_err() {
-            self.0.meter.refund(&tenant, &period, "decisions")?;
+            self.0
+                .meter
+                .refund(self.store().as_ref(), &tenant, &period, "decisions")?;
         }
         result
     }
@@ -278,14 +280,16 @@ impl AppState {
                 return Err(ApiError::Validation(e.errors));
             }
         };
-        // INVARIANT: reading the buckets, deciding and storing the new TATs happen
-        // under one lock, so two requests cannot take the same token.
-        let decision = {
-            let mut buckets = self.0.buckets.lock().map_err(lock_error)?;
-            let tats = buckets.read(evaluation.demands());
-            let decision = evaluation.finish(&tats);
-            buckets.apply(&decision.bucket_updates);
-            decision
+        // INVARIANT: the throttle checks and takes tokens atomically (one lock in
+        // memory, one script in Redis), so two requests cannot take the same token.
+        let decision = match self.0.throttle.finish(evaluation, now).await {
+            Ok(d) => d,
+            Err(e) => {
+                if let Some((r, _)) = taken {
+                    self.restore_approval(r)?;
+                }
+                return Err(e);
+            }
         };
         let verdict = decision.verdict;
         let decision_id = random_id("dec")?;

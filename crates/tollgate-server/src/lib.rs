@@ -25,6 +25,7 @@ pub mod request_id;
 pub mod reviews;
 mod run;
 pub mod state;
+mod throttle;
 
 use std::time::Duration;
 

@@ -40,18 +40,45 @@ impl App {
 
     /// Opens (or initialises) the data directory with `clock`.
     pub fn open_with_clock(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<App> {
+        if config.store == crate::config::StoreKind::Postgres {
+            anyhow::bail!(
+                "store = \"postgres\" is not available in this build; use store = \"sqlite\""
+            );
+        }
         let dir = config.data_dir.clone();
         std::fs::create_dir_all(&dir)
             .with_context(|| format!("creating data directory `{}`", dir.display()))?;
         let (key, created) = keyfile::load_or_create(&dir.join(KEY_FILE))
             .with_context(|| format!("loading the signing key in `{}`", dir.display()))?;
         let signer = NoteSigner::new(KEY_NAME, key.clone())?;
-        let verifier = signer.verifier();
         let mut sqlite = SqliteConfig::in_dir(&dir);
         sqlite.signer = Some(signer);
         let store = SqliteStore::open(sqlite)
             .with_context(|| format!("opening the store in `{}`", dir.display()))?;
         let store: Arc<dyn Store> = Arc::new(store);
+        Self::on_store(config, store, key, created, clock)
+    }
+
+    /// Opens a node on `store` — a store other nodes may share (a test's second node
+    /// on the first one's store, a cluster's PostgreSQL): records the signing key if
+    /// the store does not know it, bootstraps the store if it is new, writing the
+    /// bootstrap keys to `config.data_dir`.
+    pub fn on_store(
+        config: Config,
+        store: Arc<dyn Store>,
+        key: tollgate_ledger::SigningKey,
+        created: bool,
+        clock: Arc<dyn Clock>,
+    ) -> anyhow::Result<App> {
+        let dir = config.data_dir.clone();
+        let verifier = NoteSigner::new(KEY_NAME, key.clone())?.verifier();
+        // A throttle that cannot work stops the start, never a silent fallback.
+        crate::throttle::Throttle::from_config(&config).map_err(|e| anyhow::anyhow!(e))?;
+        if config.shared_state() && config.throttle == crate::config::ThrottleKind::Memory {
+            tracing::warn!(
+                "the store is shared with other nodes but throttle = \"memory\": each node has its own buckets; use throttle = \"redis\""
+            );
+        }
         let now = clock.now_ms();
         let public = key.verifying_key().to_bytes();
         let known = store.signing_keys()?.iter().any(|k| k.public_key == public);
