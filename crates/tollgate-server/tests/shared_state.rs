@@ -225,7 +225,7 @@ async fn an_approval_is_used_once_across_nodes() {
         )
         .await;
     let reviewer = r.body["secret"].as_str().unwrap().to_owned();
-    for round in 0..5 {
+    for round in 0..10 {
         let amount = 20_000 + round;
         let r = a.decide(&agent, transfer(amount)).await;
         assert_eq!(r.body["status"], "REVIEW_REQUIRED", "{}", r.text);
