@@ -77,6 +77,9 @@ pub(crate) struct Inner {
     pub(crate) note_verifier: NoteVerifier,
     /// Serialises review votes and approval use.
     pub(crate) reviews_lock: Mutex<()>,
+    /// Per-tenant locks over reading and extending the velocity history.
+    /// Async locks: a decision awaits the throttle (Redis) while holding one.
+    history_locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
 }
 
 impl AppState {
@@ -108,6 +111,7 @@ impl AppState {
             dirty: Mutex::new(HashSet::new()),
             note_verifier,
             reviews_lock: Mutex::new(()),
+            history_locks: Mutex::new(HashMap::new()),
         }))
     }
 
@@ -232,6 +236,15 @@ impl AppState {
             }
         }
         Jwks { keys }
+    }
+
+    /// The tenant's history lock (see `decide.rs`).
+    pub(crate) fn history_lock(
+        &self,
+        tenant: &str,
+    ) -> Result<Arc<tokio::sync::Mutex<()>>, ApiError> {
+        let mut locks = self.0.history_locks.lock().map_err(poisoned)?;
+        Ok(Arc::clone(locks.entry(tenant.to_owned()).or_default()))
     }
 
     /// Marks a tenant as having entries since its last checkpoint.

@@ -4,9 +4,11 @@
 //! (`Evaluation::finish` / `finish_with_checks`); a Redis that cannot answer fails the
 //! decision closed: 503, no verdict, no permit.
 
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
-use tollgate_core::{Decision, Evaluation, MemoryBuckets, UnixMillis};
+use tollgate_core::{
+    CompiledPolicy, Decision, Evaluation, MemoryBuckets, TatUpdate, UnixMillis, Verdict,
+};
 use tollgate_throttle_redis::{RedisThrottle, RedisThrottleConfig};
 
 use crate::config::{Config, ThrottleKind};
@@ -44,38 +46,78 @@ impl Throttle {
 
     /// Finishes the pipeline: checks the buckets the evaluation demands at `now` (the
     /// evaluation's time) and takes their tokens when it consumes and all allow.
+    /// Candidate evaluations (policy versions run beside the active ones) only look at
+    /// the buckets, before the active evaluation takes its tokens.
     pub(crate) async fn finish(
         &self,
         evaluation: Evaluation,
+        candidates: Vec<(Arc<CompiledPolicy>, Evaluation)>,
         now: UnixMillis,
-    ) -> Result<Decision, ApiError> {
+    ) -> Result<(Decision, Vec<(Arc<CompiledPolicy>, Verdict)>), ApiError> {
         match self {
             Throttle::Memory(buckets) => {
                 // INVARIANT: reading the buckets, deciding and storing the new TATs
                 // happen under one lock, so two requests cannot take the same token.
                 let mut buckets = buckets.lock().map_err(lock_error)?;
+                let mut verdicts = Vec::new();
+                for (p, ev) in candidates {
+                    let tats = buckets.read(ev.demands());
+                    verdicts.push((p, ev.finish(&tats).verdict));
+                }
                 let tats = buckets.read(evaluation.demands());
                 let decision = evaluation.finish(&tats);
                 buckets.apply(&decision.bucket_updates);
-                Ok(decision)
+                Ok((decision, verdicts))
             }
             Throttle::Redis(redis) => {
                 // INVARIANT: the script checks and updates every bucket atomically in
                 // Redis; an error is a 503, never a permit.
+                let unavailable = |e: tollgate_throttle_redis::ThrottleError| {
+                    tracing::error!(error = %e, "throttle check failed; answering 503");
+                    ApiError::ThrottleUnavailable
+                };
+                let mut verdicts = Vec::new();
+                for (p, ev) in candidates {
+                    let looked = redis
+                        .check(ev.demands(), now, false)
+                        .await
+                        .map_err(unavailable)?;
+                    // The updates the candidate would have made (never stored), as the
+                    // memory throttle reports them.
+                    let updates = if ev.consumes() && looked.checks.iter().all(|c| c.allowed) {
+                        ev.demands()
+                            .iter()
+                            .zip(&looked.checks)
+                            .map(|(d, c)| TatUpdate {
+                                key: Arc::clone(&d.key),
+                                tat: c.new_tat,
+                            })
+                            .collect()
+                    } else {
+                        Vec::new()
+                    };
+                    verdicts.push((p, ev.finish_with_checks(&looked.checks, updates).verdict));
+                }
                 let checked = redis
                     .check(evaluation.demands(), now, evaluation.consumes())
                     .await
-                    .map_err(|e| {
-                        tracing::error!(error = %e, "throttle check failed; answering 503");
-                        ApiError::ThrottleUnavailable
-                    })?;
-                Ok(evaluation.finish_with_checks(&checked.checks, checked.updates))
+                    .map_err(unavailable)?;
+                let decision = evaluation.finish_with_checks(&checked.checks, checked.updates);
+                Ok((decision, verdicts))
             }
-            Throttle::Unusable(why) if !evaluation.demands().is_empty() => {
-                tracing::error!(error = %why, "throttle unusable; answering 503");
-                Err(ApiError::ThrottleUnavailable)
+            Throttle::Unusable(why) => {
+                let needs = !evaluation.demands().is_empty()
+                    || candidates.iter().any(|(_, ev)| !ev.demands().is_empty());
+                if needs {
+                    tracing::error!(error = %why, "throttle unusable; answering 503");
+                    return Err(ApiError::ThrottleUnavailable);
+                }
+                let verdicts = candidates
+                    .into_iter()
+                    .map(|(p, ev)| (p, ev.finish(&[]).verdict))
+                    .collect();
+                Ok((evaluation.finish(&[]), verdicts))
             }
-            Throttle::Unusable(_) => Ok(evaluation.finish(&[])),
         }
     }
 }
