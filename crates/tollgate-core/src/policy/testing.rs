@@ -111,7 +111,7 @@ pub struct CaseResult {
 pub fn parse_test_file(text: &str) -> Result<PolicyTestFile, String> {
     let de = serde_norway::Deserializer::from_str(text);
     // The YAML error already names the path (`cases[3].steps[0].expect.gate: …`).
-    PolicyTestFile::deserialize(de).map_err(|e| e.to_string())
+    Deserialize::deserialize(de).map_err(|e: serde_norway::Error| e.to_string())
 }
 
 /// Runs every case against `policies` (all evaluated, the most restrictive wins).
