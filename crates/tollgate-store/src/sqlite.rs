@@ -1059,12 +1059,12 @@ impl PolicyStore for SqliteStore {
         tenant: &str,
         environment: &str,
     ) -> Result<Option<(String, u64)>, StoreError> {
+        // Asked on every decision: a cached statement, not a fresh parse each time.
         let row: Option<(String, i64)> = self.with_conn(|c| {
-            Ok(c.query_row(
+            Ok(c.prepare_cached(
                 "SELECT policy_id, version FROM active_policies WHERE tenant = ?1 AND environment = ?2",
-                params![tenant, environment],
-                |r| Ok((r.get(0)?, r.get(1)?)),
-            )
+            )?
+            .query_row(params![tenant, environment], |r| Ok((r.get(0)?, r.get(1)?)))
             .optional()?)
         })?;
         row.map(|(id, v)| Ok((id, to_u64(v)?))).transpose()
