@@ -20,6 +20,7 @@ struct Options {
     tollgate: PathBuf,
     seconds: u64,
     connections: Vec<usize>,
+    half_connections: usize,
 }
 
 fn parse_options() -> anyhow::Result<Option<Options>> {
@@ -27,6 +28,7 @@ fn parse_options() -> anyhow::Result<Option<Options>> {
     let mut tollgate = None;
     let mut seconds = 10;
     let mut connections = vec![1, 16, 64];
+    let mut half_connections = 16;
     while let Some(a) = args.next() {
         match a.as_str() {
             "bare" => {
@@ -44,6 +46,9 @@ fn parse_options() -> anyhow::Result<Option<Options>> {
                     .map(str::parse)
                     .collect::<Result<_, _>>()?;
             }
+            "--half-connections" => {
+                half_connections = args.next().context("--half-connections N")?.parse()?;
+            }
             other => bail!("unknown argument `{other}`"),
         }
     }
@@ -53,6 +58,7 @@ fn parse_options() -> anyhow::Result<Option<Options>> {
         tollgate,
         seconds,
         connections,
+        half_connections,
     }))
 }
 
@@ -74,6 +80,10 @@ fn bare(port: u16) -> anyhow::Result<()> {
         axum::serve(listener, app).await?;
         anyhow::Ok(())
     })
+}
+
+fn yes(met: bool) -> &'static str {
+    if met { "yes" } else { "**no**" }
 }
 
 fn free_port() -> anyhow::Result<u16> {
@@ -202,6 +212,82 @@ fn drive(
     })
 }
 
+/// An open-loop generator: `rate` requests/s in total, spread evenly over
+/// `connections` keep-alive connections, each on its own fixed schedule. Latency is
+/// measured from the *scheduled* send time, so a request that had to wait for its
+/// connection counts that wait (no coordinated omission).
+fn drive_rate(
+    url: &str,
+    key: Option<&str>,
+    body: &Value,
+    connections: usize,
+    rate: f64,
+    seconds: u64,
+) -> anyhow::Result<Run> {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    rt.block_on(async {
+        let interval = Duration::from_secs_f64(connections as f64 / rate);
+        let warmup = Duration::from_secs(1);
+        let start = tokio::time::Instant::now() + Duration::from_millis(100);
+        let end = start + warmup + Duration::from_secs(seconds);
+        let mut tasks = Vec::new();
+        for i in 0..connections {
+            let client = reqwest::Client::builder()
+                .pool_max_idle_per_host(1)
+                .build()?;
+            let (url, key, body) = (url.to_owned(), key.map(str::to_owned), body.to_string());
+            let offset = interval.mul_f64(i as f64 / connections as f64);
+            tasks.push(tokio::spawn(async move {
+                let mut run = Run::default();
+                let mut next = start + offset;
+                while next < end {
+                    tokio::time::sleep_until(next).await;
+                    let mut req = client
+                        .post(&url)
+                        .header("content-type", "application/json")
+                        .body(body.clone());
+                    if let Some(k) = &key {
+                        req = req.bearer_auth(k);
+                    }
+                    let ok = match req.send().await {
+                        Ok(r) => {
+                            let status = r.status();
+                            r.bytes().await.is_ok() && status.is_success()
+                        }
+                        Err(_) => false,
+                    };
+                    if next >= start + warmup {
+                        run.requests += 1;
+                        if !ok {
+                            run.errors += 1;
+                        }
+                        let waited = tokio::time::Instant::now() - next;
+                        run.latencies_us
+                            .push(u64::try_from(waited.as_micros()).unwrap_or(u64::MAX));
+                    }
+                    next += interval;
+                }
+                run
+            }));
+        }
+        let mut total = Run::default();
+        for t in tasks {
+            let r = t.await?;
+            total.requests += r.requests;
+            total.errors += r.errors;
+            total.latencies_us.extend(r.latencies_us);
+        }
+        // Achieved rate over the measured part of the schedule (the last answers may
+        // arrive after it ends; they are counted, and their lateness is in the latency).
+        total.seconds = seconds as f64;
+        total.latencies_us.sort_unstable();
+        anyhow::Ok(total)
+    })
+}
+
 struct Guard(Child);
 
 impl Drop for Guard {
@@ -266,6 +352,7 @@ fn main() -> anyhow::Result<()> {
         "| connections | server | requests/s | p50 ms | p99 ms | p99.9 ms | errors | ratio to bare |"
     );
     println!("|---:|---|---:|---:|---:|---:|---:|---:|");
+    let mut rows = Vec::new();
     for &c in &opts.connections {
         let b = drive(
             &format!("http://127.0.0.1:{bare_port}/v1/decisions"),
@@ -296,7 +383,36 @@ fn main() -> anyhow::Result<()> {
                 r.errors
             );
         }
+        rows.push((c, b.rps(), t.rps()));
     }
+
+    // Tail latency at half of saturation: saturation is the best Tollgate rate of the
+    // table above (closed loop); then an open-loop generator offers half of it.
+    let saturation = rows.iter().map(|r| r.2).fold(0.0, f64::max);
+    let half = saturation / 2.0;
+    let h = drive_rate(
+        &format!("{base}/v1/decisions"),
+        Some(&key),
+        &body,
+        opts.half_connections,
+        half,
+        opts.seconds,
+    )?;
+    println!();
+    println!(
+        "| at 50% of saturation | offered requests/s | answered requests/s | p50 ms | p99 ms | p99.9 ms | errors |"
+    );
+    println!("|---|---:|---:|---:|---:|---:|---:|");
+    println!(
+        "| tollgate, {} connections, open loop (saturation {saturation:.0}/s) | {half:.0} | {:.0} | {:.3} | {:.3} | {:.3} | {} |",
+        opts.half_connections,
+        h.rps(),
+        h.pct(0.50),
+        h.pct(0.99),
+        h.pct(0.999),
+        h.errors
+    );
+
     let rss = peak_rss_kib(tollgate.0.id())
         .map_or("?".into(), |k| format!("{:.1} MiB", k as f64 / 1024.0));
     println!();
@@ -305,6 +421,41 @@ fn main() -> anyhow::Result<()> {
         startup.as_millis()
     );
     println!("tollgate peak RSS: {rss}");
+
+    // The goals of quality.md beside the figures.
+    let find = |c: usize| rows.iter().find(|r| r.0 == c);
+    println!();
+    println!("| goal (quality.md) | bar | measured | met |");
+    println!("|---|---|---|---|");
+    if let Some(&(c, b, t)) = rows.iter().max_by_key(|r| r.0) {
+        let ratio = t / b;
+        println!(
+            "| requests/s against the bare handler, {c} connections | ≥ 0.50 | {ratio:.2} ({t:.0} / {b:.0}) | {} |",
+            yes(ratio >= 0.5)
+        );
+    }
+    let p99 = h.pct(0.99);
+    println!(
+        "| p99 at 50% of saturation | ≤ 5 ms | {p99:.3} ms at {:.0}/s | {} |",
+        h.rps(),
+        yes(p99 <= 5.0)
+    );
+    if let (Some(one), Some(sixteen)) = (find(1), find(16)) {
+        let x = sixteen.2 / one.2;
+        println!(
+            "| throughput 16 connections / 1 connection | ≥ 1.5× | {x:.1}× | {} |",
+            yes(x >= 1.5)
+        );
+    }
+    println!(
+        "| peak RSS (bar: after 1 M decisions; here after this run) | ≤ 100 MiB | {rss} | {} |",
+        peak_rss_kib(tollgate.0.id()).map_or("?", |k| yes(k <= 100 * 1024))
+    );
+    println!(
+        "| start-up, empty data dir | ≤ 200 ms | {} ms | {} |",
+        startup.as_millis(),
+        yes(startup <= Duration::from_millis(200))
+    );
     let _ = std::fs::remove_dir_all(&dir);
     Ok(())
 }

@@ -24,6 +24,10 @@ pub enum LabError {
         /// The engine's field errors.
         detail: String,
     },
+    /// A characterisation probe could not talk to the server, or got an answer
+    /// that is not a verdict.
+    #[error("probe failed: {0}")]
+    Probe(String),
 }
 
 impl LabError {
@@ -32,6 +36,10 @@ impl LabError {
             field,
             problem: problem.into(),
         }
+    }
+
+    pub(crate) fn probe(detail: impl Into<String>) -> Self {
+        LabError::Probe(detail.into())
     }
 
     pub(crate) fn invalid_order(bar: u64, e: &InvalidRequest) -> Self {

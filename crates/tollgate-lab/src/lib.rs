@@ -1,7 +1,9 @@
 //! `tollgate-lab`: experiments that check the published DeAlgo figures against
 //! Tollgate.
 //!
-//! Today it holds the **drawdown experiment**: a synthetic mean-reversion strategy on a
+//! It holds the **characterisation probes** ([`characterize`]): black-box HTTP probes
+//! of the published DeAlgo characterisation table against a running server, using only
+//! its public API; and the **drawdown experiment**: a synthetic mean-reversion strategy on a
 //! seeded, regime-switching price process, run twice per seed — once with every order
 //! executed, once with each order first decided by `tollgate-core` under the built-in
 //! `csc-default` policy (in-process, simulated clock, throttle state in
@@ -32,12 +34,14 @@
     )
 )]
 
+mod characterize;
 mod drawdown;
 mod error;
 pub mod metrics;
 pub mod process;
 pub mod strategy;
 
+pub use characterize::{CharacterizeConfig, CharacterizeReport, FalsePermits, Row, characterize};
 pub use drawdown::{
     Blocks, DrawdownConfig, DrawdownReport, MeanRow, RunStats, SeedResult, run_drawdown,
 };

@@ -183,7 +183,11 @@ pub async fn decide(
         mode: req.mode,
         adaptive: req.adaptive,
     };
-    let print = fingerprint(&received)?;
+    // The fingerprint only serves idempotency: no key, no canonicalisation.
+    let print = match &key {
+        Some(_) => fingerprint(&received)?,
+        None => String::new(),
+    };
     let tenant = caller.tenant().to_owned();
     let call = DecideCall {
         caller,

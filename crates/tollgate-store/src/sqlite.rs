@@ -1099,14 +1099,14 @@ impl PolicyStore for SqliteStore {
         tenant: &str,
         environment: &str,
     ) -> Result<Option<(String, u64)>, StoreError> {
+        // Asked on every decision: a cached statement, not a fresh parse each time.
         let row: Option<(String, i64)> = self.with_conn(|c| {
-            Ok(c.query_row(
+            Ok(c.prepare_cached(
                 "SELECT a.policy_id, p.version FROM active_policies a
                  JOIN policy_activations p ON p.tenant = a.tenant AND p.environment = a.environment AND p.policy_id = a.policy_id
                  WHERE a.tenant = ?1 AND a.environment = ?2",
-                params![tenant, environment],
-                |r| Ok((r.get(0)?, r.get(1)?)),
-            )
+            )?
+            .query_row(params![tenant, environment], |r| Ok((r.get(0)?, r.get(1)?)))
             .optional()?)
         })?;
         row.map(|(id, v)| Ok((id, to_u64(v)?))).transpose()
