@@ -48,6 +48,40 @@ pub struct Config {
     /// The environment (`live` or `test`) recorded and metered for direct-runtime
     /// decisions (`TOLLGATE_DIRECT_RUNTIME_ENVIRONMENT`).
     pub direct_runtime_environment: String,
+    /// Where state and the ledger live: `sqlite` (embedded, in the data directory) or
+    /// `postgres` (cluster mode: every node shares `database_url`) (`TOLLGATE_STORE`).
+    pub store: StoreKind,
+    /// The PostgreSQL connection URL for `store = "postgres"`
+    /// (`TOLLGATE_DATABASE_URL`), e.g. `postgres://tollgate@db:5432/tollgate`.
+    pub database_url: Option<String>,
+    /// The Ed25519 signing key file (PKCS#8 PEM); default `<data_dir>/signing-key.pem`,
+    /// created on first start. Cluster nodes each have their own key by default (every
+    /// node's public key is recorded in the store and published in the JWKS), or
+    /// share one through this setting (`TOLLGATE_SIGNING_KEY_FILE`).
+    pub signing_key_file: Option<PathBuf>,
+}
+
+/// Which store backend a node uses.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StoreKind {
+    /// The embedded SQLite store in the data directory.
+    #[default]
+    Sqlite,
+    /// A PostgreSQL database shared by every node of a cluster.
+    Postgres,
+}
+
+impl std::str::FromStr for StoreKind {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "sqlite" => Ok(Self::Sqlite),
+            "postgres" => Ok(Self::Postgres),
+            _ => Err(format!("`{s}` is not one of sqlite, postgres")),
+        }
+    }
 }
 
 /// Who may use the key-less direct-runtime endpoint.
@@ -96,6 +130,9 @@ impl Default for Config {
             direct_runtime: DirectRuntime::Loopback,
             direct_runtime_tenant: "default".to_owned(),
             direct_runtime_environment: "test".to_owned(),
+            store: StoreKind::Sqlite,
+            database_url: None,
+            signing_key_file: None,
         }
     }
 }
@@ -184,6 +221,9 @@ impl Config {
             "TOLLGATE_DIRECT_RUNTIME_ENVIRONMENT" => {
                 self.direct_runtime_environment = value.to_owned();
             }
+            "TOLLGATE_STORE" => self.store = parse(name, value)?,
+            "TOLLGATE_DATABASE_URL" => self.database_url = Some(value.to_owned()),
+            "TOLLGATE_SIGNING_KEY_FILE" => self.signing_key_file = Some(PathBuf::from(value)),
             _ => {}
         }
         Ok(())

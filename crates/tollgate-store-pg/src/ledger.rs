@@ -645,6 +645,10 @@ impl LedgerStore for PgStore {
         Ok(n.into_iter().next().unwrap_or(0))
     }
 
+    fn is_sequencer(&self) -> bool {
+        self.sequencer.status().leader
+    }
+
     fn decision_pending(&self, tenant: &str, decision_id: &str) -> Result<bool, StoreError> {
         let n = self.rows(
             "SELECT 1 FROM decision_index WHERE tenant = $1 AND decision_id = $2 AND seq IS NULL",

@@ -127,6 +127,12 @@ pub trait LedgerStore: Send + Sync + Debug {
         Ok(0)
     }
 
+    /// Whether this process sequences entries now (a single-writer backend always
+    /// does; in a cluster, only the elected sequencer).
+    fn is_sequencer(&self) -> bool {
+        true
+    }
+
     /// Whether the decision entry with this `decision_id` is committed (durable) but
     /// not yet sequenced: "pending integration".
     fn decision_pending(&self, tenant: &str, decision_id: &str) -> Result<bool, StoreError> {
