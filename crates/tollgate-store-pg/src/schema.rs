@@ -30,7 +30,7 @@ CREATE TABLE pending (
     time TEXT NOT NULL,
     body BYTEA NOT NULL,
     decision_id TEXT,
-    committed_at TIMESTAMPTZ NOT NULL DEFAULT now()
+    committed_at TIMESTAMPTZ NOT NULL DEFAULT clock_timestamp()
 );
 CREATE TABLE ledger_heads (
     tenant TEXT PRIMARY KEY,
