@@ -319,7 +319,7 @@ fn three_nodes_share_one_chain_and_one_idempotency_record() {
         .unwrap();
     let export = res.text().unwrap();
     assert_eq!(export.matches(ids[0].as_str()).count(), 1);
-    println!(
+    eprintln!(
         "cluster: 541 decisions acknowledged ({} answered pending), all sequenced at distinct seqs, chain verifies on every node",
         pending_answers.lock().unwrap()
     );
@@ -398,7 +398,7 @@ fn killing_the_sequencer_loses_no_acknowledged_verdict() {
     assert_eq!(seqs.len(), acked.len());
     assert!(entries >= acked.len() as u64);
     assert!(seqs.iter().all(|s| *s < entries));
-    println!(
+    eprintln!(
         "sequencer kill: {} acknowledged ({before} before the kill, {after_kill} after; {} from the killed node), {} unanswered, takeover in {} ms, {entries} entries verify",
         acked.len(),
         acked.iter().filter(|(_, n)| *n == 0).count(),

@@ -5,6 +5,7 @@
 //!
 //! Usage: tollgate-cluster-bench --tollgate PATH --database-url URL
 //!        [--seconds N] [--connections C (per node)]
+#![allow(clippy::print_stdout)] // a benchmark prints its table
 
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
@@ -44,7 +45,8 @@ fn health(url: &str) -> Option<Value> {
 
 fn start(tollgate: &PathBuf, database_url: &str, n: usize) -> anyhow::Result<Node> {
     let port = free_port()?;
-    let dir = std::env::temp_dir().join(format!("tollgate-cluster-bench-{}-{n}", std::process::id()));
+    let dir =
+        std::env::temp_dir().join(format!("tollgate-cluster-bench-{}-{n}", std::process::id()));
     std::fs::create_dir_all(&dir)?;
     let child = Command::new(tollgate)
         .arg("serve")
@@ -111,7 +113,11 @@ fn main() -> anyhow::Result<()> {
         .as_str()
         .context("bootstrap test key")?
         .to_owned();
-    let nodes = vec![first, start(&tollgate, &database_url, 1)?, start(&tollgate, &database_url, 2)?];
+    let nodes = [
+        first,
+        start(&tollgate, &database_url, 1)?,
+        start(&tollgate, &database_url, 2)?,
+    ];
     let body = json!({"action": {"type": "OPEN_POSITION"}, "signals": {"volatility": 0.05, "confidence": 0.95}}).to_string();
 
     let rt = tokio::runtime::Builder::new_multi_thread()
@@ -124,7 +130,9 @@ fn main() -> anyhow::Result<()> {
         let mut tasks = Vec::new();
         for (n, node) in nodes.iter().enumerate() {
             for _ in 0..connections {
-                let client = reqwest::Client::builder().pool_max_idle_per_host(1).build()?;
+                let client = reqwest::Client::builder()
+                    .pool_max_idle_per_host(1)
+                    .build()?;
                 let url = format!("{}/v1/decisions", node.url);
                 let (key, body) = (key.clone(), body.clone());
                 let (stop, measuring) = (Arc::clone(&stop), Arc::clone(&measuring));
