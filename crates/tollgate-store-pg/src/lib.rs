@@ -191,7 +191,9 @@ impl Drop for PgStore {
                 let _ = done_tx.send(());
             });
             let _ = done_rx.recv_timeout(Duration::from_secs(5));
-            rt.shutdown_timeout(Duration::from_secs(2));
+            // Not `shutdown_timeout`: the store may be dropped inside the caller's
+            // async context, where blocking shutdown panics. Its tasks are done.
+            rt.shutdown_background();
         }
     }
 }

@@ -319,6 +319,29 @@ fn three_nodes_share_one_chain_and_one_idempotency_record() {
         .unwrap();
     let export = res.text().unwrap();
     assert_eq!(export.matches(ids[0].as_str()).count(), 1);
+    // A node of the cluster stops gracefully on SIGTERM (exit 0).
+    #[cfg(unix)]
+    {
+        let mut nodes = nodes;
+        let node = &mut nodes[2];
+        let pid = node.child.id().to_string();
+        assert!(
+            Command::new("kill")
+                .args(["-TERM", &pid])
+                .status()
+                .unwrap()
+                .success()
+        );
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let status = loop {
+            if let Some(s) = node.child.try_wait().unwrap() {
+                break s;
+            }
+            assert!(Instant::now() < deadline, "node did not stop on SIGTERM");
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        assert!(status.success(), "exit status {status}");
+    }
     eprintln!(
         "cluster: 541 decisions acknowledged ({} answered pending), all sequenced at distinct seqs, chain verifies on every node",
         pending_answers.lock().unwrap()
