@@ -49,7 +49,7 @@ impl AppState {
 }
 
 /// The tenant an admin call acts on: its own, or any for the operator.
-fn target_tenant(caller: &Caller, requested: Option<&str>) -> Result<String, ApiError> {
+pub(crate) fn target_tenant(caller: &Caller, requested: Option<&str>) -> Result<String, ApiError> {
     caller.require("admin")?;
     match requested {
         None => Ok(caller.tenant().to_owned()),

@@ -48,9 +48,22 @@ pub struct Config {
     /// The environment (`live` or `test`) recorded and metered for direct-runtime
     /// decisions (`TOLLGATE_DIRECT_RUNTIME_ENVIRONMENT`).
     pub direct_runtime_environment: String,
-    /// Where state and the ledger live: `sqlite` (embedded, in the data directory) or
-    /// `postgres` (cluster mode: every node shares `database_url`) (`TOLLGATE_STORE`).
+    /// Where state lives: `sqlite` (embedded, in `data_dir`) or `postgres` (shared by
+    /// every node of a cluster) (`TOLLGATE_STORE`).
     pub store: StoreKind,
+    /// Where throttle buckets live: `memory` (this process) or `redis` (shared by
+    /// every node) (`TOLLGATE_THROTTLE`).
+    pub throttle: ThrottleKind,
+    /// Redis URL for `throttle = "redis"`, e.g. `redis://127.0.0.1:6379/`
+    /// (`TOLLGATE_REDIS_URL`).
+    pub redis_url: Option<String>,
+    /// Prefix of every Redis key Tollgate writes (`TOLLGATE_REDIS_KEY_PREFIX`).
+    pub redis_key_prefix: String,
+    /// Treat the store as shared with other nodes even when it is SQLite: no cached
+    /// keys or overrides, quota reserved in the store. Set by embedders and tests
+    /// that run several nodes on one store object; not a file or environment key.
+    #[serde(skip)]
+    pub assume_shared_store: bool,
     /// The PostgreSQL connection URL for `store = "postgres"`
     /// (`TOLLGATE_DATABASE_URL`), e.g. `postgres://tollgate@db:5432/tollgate`.
     pub database_url: Option<String>,
@@ -61,14 +74,14 @@ pub struct Config {
     pub signing_key_file: Option<PathBuf>,
 }
 
-/// Which store backend a node uses.
+/// Where state lives.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum StoreKind {
-    /// The embedded SQLite store in the data directory.
+    /// SQLite in the data directory: one node.
     #[default]
     Sqlite,
-    /// A PostgreSQL database shared by every node of a cluster.
+    /// PostgreSQL: shared by every node of a cluster.
     Postgres,
 }
 
@@ -80,6 +93,29 @@ impl std::str::FromStr for StoreKind {
             "sqlite" => Ok(Self::Sqlite),
             "postgres" => Ok(Self::Postgres),
             _ => Err(format!("`{s}` is not one of sqlite, postgres")),
+        }
+    }
+}
+
+/// Where throttle buckets live.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ThrottleKind {
+    /// In this process (a restart refills every bucket).
+    #[default]
+    Memory,
+    /// In Redis, one atomic script per decision: every node shares each bucket.
+    Redis,
+}
+
+impl std::str::FromStr for ThrottleKind {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "memory" => Ok(Self::Memory),
+            "redis" => Ok(Self::Redis),
+            _ => Err(format!("`{s}` is not one of memory, redis")),
         }
     }
 }
@@ -133,6 +169,10 @@ impl Default for Config {
             store: StoreKind::Sqlite,
             database_url: None,
             signing_key_file: None,
+            throttle: ThrottleKind::Memory,
+            redis_url: None,
+            redis_key_prefix: "tollgate:".to_owned(),
+            assume_shared_store: false,
         }
     }
 }
@@ -224,9 +264,20 @@ impl Config {
             "TOLLGATE_STORE" => self.store = parse(name, value)?,
             "TOLLGATE_DATABASE_URL" => self.database_url = Some(value.to_owned()),
             "TOLLGATE_SIGNING_KEY_FILE" => self.signing_key_file = Some(PathBuf::from(value)),
+            "TOLLGATE_THROTTLE" => self.throttle = parse(name, value)?,
+            "TOLLGATE_REDIS_URL" => self.redis_url = Some(value.to_owned()),
+            "TOLLGATE_REDIS_KEY_PREFIX" => self.redis_key_prefix = value.to_owned(),
             _ => {}
         }
         Ok(())
+    }
+
+    /// Whether other nodes may share this node's store (`store = "postgres"`, or
+    /// [`Config::assume_shared_store`]). Then nothing another node can change is
+    /// cached: API keys and overrides are read from the store on every request, the
+    /// monthly quota is reserved in the store, and review approvals are claimed there.
+    pub fn shared_state(&self) -> bool {
+        self.store != StoreKind::Sqlite || self.assume_shared_store
     }
 
     /// The base URL for links in responses.

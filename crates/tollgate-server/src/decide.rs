@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use serde_json::{Map, Value, json};
 use tollgate_core::{
     DecideInput, DecisionRequest, Mode, OutcomeRecord, PolicyBinding, Verdict, csc_default, digest,
-    evaluate,
+    evaluate_with_history,
 };
 use tollgate_ledger::{EntryDraft, EntryKind};
 
@@ -66,6 +66,23 @@ pub struct Decided {
     pub grant: Option<String>,
 }
 
+/// The policies of one decision.
+#[derive(Debug, Default)]
+struct Resolved {
+    bindings: Vec<PolicyBinding>,
+    /// (index into `bindings`, the candidate version run beside it).
+    candidates: Vec<(usize, Arc<tollgate_core::CompiledPolicy>)>,
+}
+
+/// The engine inputs besides the request and its policies.
+struct EngineState<'a> {
+    now: tollgate_core::UnixMillis,
+    overrides: &'a [tollgate_core::Override],
+    outcomes: &'a [OutcomeRecord],
+    approval: Option<&'a tollgate_core::Approval>,
+    tenant_shadow: bool,
+}
+
 /// Tenant settings kept in the tenant record's body.
 #[derive(Debug, Default)]
 pub(crate) struct TenantSettings {
@@ -86,81 +103,106 @@ impl AppState {
     }
 
     /// The policies a request names, resolved to compiled versions: the built-in
-    /// `csc-default`, or versions stored for the tenant (`id` = the version active
-    /// for the caller's environment, else the newest; `id@N` = version N). No refs
-    /// = the tenant's active policy for the environment, else `csc-default`.
+    /// `csc-default`, or versions stored for the tenant (`id` = the version active for
+    /// the caller's environment; `id@N` = version N). No refs = the environment's
+    /// default policy, else `csc-default`. Anything else fails closed (not found).
+    /// Also the candidates running beside the active versions.
     fn resolve_policies(
         &self,
         tenant: &str,
         environment: &str,
         refs: &[String],
-    ) -> Result<Vec<PolicyBinding>, ApiError> {
+    ) -> Result<Resolved, ApiError> {
         let builtin = csc_default().map_err(ApiError::internal)?;
-        if refs.is_empty() {
-            return match self.store().active_policy(tenant, environment)? {
-                Some((id, version)) => Ok(vec![self.stored_policy(tenant, &id, Some(version))?]),
-                None => Ok(vec![PolicyBinding::Found(builtin)]),
+        let activations = self.store().policy_activations(tenant, environment)?;
+        let mut out = Resolved::default();
+        let active = |id: &str, out: &mut Resolved| -> Result<(), ApiError> {
+            let Some(a) = activations.iter().find(|a| a.policy_id == id) else {
+                out.bindings.push(PolicyBinding::NotFound(id.to_owned()));
+                return Ok(());
             };
+            out.bindings
+                .push(self.stored_policy(tenant, id, a.version)?);
+            if let Some(c) = a.candidate
+                && let Some(p) = self.stored_policy_version(tenant, id, c)?
+            {
+                out.candidates.push((out.bindings.len() - 1, p));
+            }
+            Ok(())
+        };
+        if refs.is_empty() {
+            match self.store().active_policy(tenant, environment)? {
+                Some((id, _)) => active(&id, &mut out)?,
+                None => out.bindings.push(PolicyBinding::Found(builtin)),
+            }
+            return Ok(out);
         }
-        refs.iter()
-            .map(|r| match r.split_once('@') {
-                None if r == builtin.id() => Ok(PolicyBinding::Found(Arc::clone(&builtin))),
-                Some((id, v)) if id == builtin.id() && v == builtin.version().to_string() => {
-                    Ok(PolicyBinding::Found(Arc::clone(&builtin)))
+        for r in refs {
+            match r.split_once('@') {
+                None if r == builtin.id() => {
+                    out.bindings
+                        .push(PolicyBinding::Found(Arc::clone(&builtin)));
                 }
-                None => {
-                    let active = self
-                        .store()
-                        .active_policy(tenant, environment)?
-                        .filter(|(id, _)| id == r)
-                        .map(|(_, v)| v);
-                    self.stored_policy(tenant, r, active)
-                }
+                None => active(r, &mut out)?,
                 Some((id, v)) => match v.parse::<u64>() {
-                    Ok(v) => self.stored_policy(tenant, id, Some(v)),
-                    Err(_) => Ok(PolicyBinding::NotFound(r.clone())),
+                    Ok(v) => {
+                        let b = self.stored_policy(tenant, id, v)?;
+                        let b = match b {
+                            PolicyBinding::NotFound(_) => PolicyBinding::NotFound(r.clone()),
+                            found => found,
+                        };
+                        out.bindings.push(b);
+                    }
+                    Err(_) => out.bindings.push(PolicyBinding::NotFound(r.clone())),
                 },
-            })
-            .collect()
+            }
+        }
+        Ok(out)
     }
 
-    /// A stored policy version (`None` = the newest), compiled once per text and
-    /// version and cached; missing or uncompilable → not found (the engine fails closed).
+    /// A stored policy version as a binding: not found when missing or not compilable.
     fn stored_policy(
         &self,
         tenant: &str,
         id: &str,
-        version: Option<u64>,
+        version: u64,
     ) -> Result<PolicyBinding, ApiError> {
-        let record = match version {
-            Some(v) => self.store().policy_version(tenant, id, v)?,
-            None => self.store().policy_versions(tenant, id)?.pop(),
-        };
-        let name = match version {
-            Some(v) => format!("{id}@{v}"),
-            None => id.to_owned(),
-        };
-        let Some(record) = record else {
-            return Ok(PolicyBinding::NotFound(name));
+        Ok(match self.stored_policy_version(tenant, id, version)? {
+            Some(p) => PolicyBinding::Found(p),
+            None => PolicyBinding::NotFound(format!("{id}@{version}")),
+        })
+    }
+
+    /// A stored policy version (or the built-in `csc-default`), compiled once per text
+    /// and version and cached; `None` when missing or not compilable.
+    pub(crate) fn stored_policy_version(
+        &self,
+        tenant: &str,
+        id: &str,
+        version: u64,
+    ) -> Result<Option<Arc<tollgate_core::CompiledPolicy>>, ApiError> {
+        let builtin = csc_default().map_err(ApiError::internal)?;
+        if id == builtin.id() && version == u64::from(builtin.version()) {
+            return Ok(Some(builtin));
+        }
+        let Some(record) = self.store().policy_version(tenant, id, version)? else {
+            return Ok(None);
         };
         static COMPILED: std::sync::LazyLock<CompiledCache> =
             std::sync::LazyLock::new(Default::default);
         let slot = (record.text_hash.clone(), record.version);
         if let Some(p) = COMPILED.lock().map_err(lock_error)?.get(&slot) {
-            return Ok(PolicyBinding::Found(Arc::clone(p)));
+            return Ok(Some(Arc::clone(p)));
         }
-        let format = tollgate_core::PolicyFormat::detect(&record.text);
-        let Ok(compiled) = tollgate_core::compile_policy(&record.text, format) else {
-            tracing::error!(tenant, policy = %name, "a stored policy does not compile");
-            return Ok(PolicyBinding::NotFound(name));
+        let Ok(compiled) = crate::policies::compile_record(&record) else {
+            tracing::error!(tenant, policy = %id, version, "a stored policy does not compile");
+            return Ok(None);
         };
-        let version = u32::try_from(record.version).unwrap_or(u32::MAX);
-        let compiled = Arc::new(compiled.with_version(version));
         COMPILED
             .lock()
             .map_err(lock_error)?
             .insert(slot, Arc::clone(&compiled));
-        Ok(PolicyBinding::Found(compiled))
+        Ok(Some(compiled))
     }
 
     /// Accepted outcomes of (tenant, source), as the adaptive bias reads them.
@@ -231,7 +273,9 @@ impl AppState {
             .decide_reserved(call, now, settings, environment, started)
             .await;
         if metered && result.is_err() {
-            self.0.meter.refund(&tenant, &period, "decisions")?;
+            self.0
+                .meter
+                .refund(self.store().as_ref(), &tenant, &period, "decisions")?;
         }
         result
     }
@@ -245,7 +289,7 @@ impl AppState {
         started: Instant,
     ) -> Result<Decided, ApiError> {
         let tenant = call.caller.tenant().to_owned();
-        let policies =
+        let resolved =
             self.resolve_policies(&tenant, call.caller.environment(), &call.policy_refs)?;
         let overrides = self.overrides(&tenant)?;
         let outcomes = match (&call.request.source, call.request.adaptive) {
@@ -261,32 +305,28 @@ impl AppState {
         } else {
             None
         };
-        let input = DecideInput {
-            request: &call.request,
-            policies: &policies,
-            now,
-            overrides: &overrides,
-            outcomes: &outcomes,
-            approval: taken.as_ref().map(|(_, a)| a),
-            tenant_shadow: settings.shadow,
-        };
-        let evaluation = match evaluate(&input) {
-            Ok(e) => e,
+        let engine = self
+            .run_engine(
+                &tenant,
+                &call.request,
+                &resolved,
+                &EngineState {
+                    now,
+                    overrides: &overrides,
+                    outcomes: &outcomes,
+                    approval: taken.as_ref().map(|(_, a)| a),
+                    tenant_shadow: settings.shadow,
+                },
+            )
+            .await;
+        let (decision, candidates, history_id) = match engine {
+            Ok(d) => d,
             Err(e) => {
                 if let Some((r, _)) = taken {
                     self.restore_approval(r)?;
                 }
-                return Err(ApiError::Validation(e.errors));
+                return Err(e);
             }
-        };
-        // INVARIANT: reading the buckets, deciding and storing the new TATs happen
-        // under one lock, so two requests cannot take the same token.
-        let decision = {
-            let mut buckets = self.0.buckets.lock().map_err(lock_error)?;
-            let tats = buckets.read(evaluation.demands());
-            let decision = evaluation.finish(&tats);
-            buckets.apply(&decision.bucket_updates);
-            decision
         };
         let verdict = decision.verdict;
         let decision_id = random_id("dec")?;
@@ -321,6 +361,9 @@ impl AppState {
             "verdict".into(),
             serde_json::to_value(&verdict).map_err(ApiError::internal)?,
         );
+        if !candidates.is_empty() {
+            body.insert("candidates".into(), Value::Array(candidates));
+        }
         body.insert("environment".into(), json!(environment));
         body.insert("api_key_id".into(), json!(call.caller.key.id));
         body.insert("request_digest".into(), json!(digest_hex));
@@ -348,6 +391,10 @@ impl AppState {
             Err(e) => {
                 if let Some((r, _)) = taken {
                     self.restore_approval(r)?;
+                }
+                if let Some(id) = history_id {
+                    // The decision is not recorded, so the action it permitted does not count.
+                    self.store().remove_history(&tenant, id)?;
                 }
                 return Err(e);
             }
@@ -393,6 +440,143 @@ impl AppState {
             review_id: review.map(|r| r.id),
             grant: grant.map(|(token, _)| token),
         })
+    }
+
+    /// Runs the engine for one request: reads the history its policies need, decides,
+    /// takes throttle tokens, evaluates candidates beside the active versions (they take
+    /// no token and record no history), and records the permitted action's history
+    /// event. Synchronous: the per-tenant history lock is never held across an await.
+    async fn run_engine(
+        &self,
+        tenant: &str,
+        request: &DecisionRequest,
+        resolved: &Resolved,
+        st: &EngineState<'_>,
+    ) -> Result<(tollgate_core::Decision, Vec<Value>, Option<u64>), ApiError> {
+        let compiled = resolved
+            .bindings
+            .iter()
+            .filter_map(|b| match b {
+                PolicyBinding::Found(p) => Some(p),
+                PolicyBinding::NotFound(_) => None,
+            })
+            .chain(resolved.candidates.iter().map(|(_, p)| p));
+        let mut scopes = Vec::new();
+        let mut window = 0;
+        for p in compiled {
+            if let Some((s, w)) = p.history_needs() {
+                scopes.extend(s);
+                window = window.max(w);
+            }
+        }
+        // INVARIANT: reading a tenant's history, deciding and recording the permitted
+        // action happen under the tenant's history lock, so two concurrent requests
+        // cannot both spend the same remaining allowance.
+        let lock = if scopes.is_empty() {
+            None
+        } else {
+            Some(self.history_lock(tenant)?)
+        };
+        let _guard = match &lock {
+            Some(l) => Some(l.lock().await),
+            None => None,
+        };
+        let history = if scopes.is_empty() {
+            Vec::new()
+        } else {
+            self.load_history(tenant, request, &scopes, st.now.as_millis() - window)?
+        };
+        let input = |policies: &'_ [PolicyBinding]| -> Result<tollgate_core::Evaluation, ApiError> {
+            let input = DecideInput {
+                request,
+                policies,
+                now: st.now,
+                overrides: st.overrides,
+                outcomes: st.outcomes,
+                approval: st.approval,
+                tenant_shadow: st.tenant_shadow,
+            };
+            evaluate_with_history(&input, &history).map_err(|e| ApiError::Validation(e.errors))
+        };
+        let evaluation = input(&resolved.bindings)?;
+        let mut candidate_evals = Vec::new();
+        for (i, p) in &resolved.candidates {
+            let mut policies = resolved.bindings.clone();
+            if let Some(slot) = policies.get_mut(*i) {
+                *slot = PolicyBinding::Found(Arc::clone(p));
+            }
+            candidate_evals.push((Arc::clone(p), input(&policies)?));
+        }
+        // INVARIANT: the throttle checks and takes tokens atomically (one lock in
+        // memory, one script in Redis), so two requests cannot take the same token;
+        // candidates only look at the buckets.
+        let (decision, candidate_verdicts) = self
+            .0
+            .throttle
+            .finish(evaluation, candidate_evals, st.now)
+            .await?;
+        let active = crate::policies::effective(&decision.verdict);
+        let candidates = candidate_verdicts
+            .iter()
+            .map(|(p, v)| {
+                let candidate = crate::policies::effective(v);
+                json!({
+                    "policy_id": p.id(),
+                    "version": p.version(),
+                    "shadow": true,
+                    "changed": candidate["status"] != active["status"],
+                    "active": active,
+                    "candidate": candidate,
+                })
+            })
+            .collect();
+        let history_id = match &decision.history_event {
+            Some(e) => Some(self.store().add_history(&tollgate_store::HistoryRecord {
+                id: 0,
+                tenant: tenant.to_owned(),
+                at_ms: e.at.as_millis(),
+                actor: e.actor.clone(),
+                source: e.source.clone(),
+                values: e.values.clone(),
+            })?),
+            None => None,
+        };
+        Ok((decision, candidates, history_id))
+    }
+
+    /// The tenant's recorded actions since `since_ms` that the scopes read.
+    fn load_history(
+        &self,
+        tenant: &str,
+        request: &DecisionRequest,
+        scopes: &[tollgate_core::Scope],
+        since_ms: i64,
+    ) -> Result<Vec<tollgate_core::HistoryEvent>, ApiError> {
+        use tollgate_core::Scope;
+        let records = if scopes.contains(&Scope::Tenant) {
+            self.store().history(tenant, since_ms, None, None)?
+        } else {
+            let actor = request
+                .actor_id()
+                .filter(|_| scopes.contains(&Scope::Actor));
+            let source = request
+                .source
+                .as_deref()
+                .filter(|_| scopes.contains(&Scope::Source));
+            if actor.is_none() && source.is_none() {
+                return Ok(Vec::new());
+            }
+            self.store().history(tenant, since_ms, actor, source)?
+        };
+        Ok(records
+            .into_iter()
+            .map(|r| tollgate_core::HistoryEvent {
+                at: tollgate_core::UnixMillis(r.at_ms),
+                actor: r.actor,
+                source: r.source,
+                values: r.values,
+            })
+            .collect())
     }
 
     /// Appends an entry and waits until it is durable; 503 if it is not.

@@ -46,6 +46,9 @@ pub enum ApiError {
     /// The ledger could not record the verdict: no verdict is given.
     #[error("the ledger is unavailable")]
     LedgerUnavailable,
+    /// The shared throttle (Redis) could not check the buckets: no verdict is given.
+    #[error("the throttle is unavailable")]
+    ThrottleUnavailable,
     /// Too many requests in flight.
     #[error("the server is overloaded")]
     Overloaded,
@@ -88,7 +91,9 @@ impl ApiError {
             ApiError::RateLimited { .. } | ApiError::QuotaExceeded { .. } => {
                 StatusCode::TOO_MANY_REQUESTS
             }
-            ApiError::LedgerUnavailable | ApiError::Overloaded => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::LedgerUnavailable | ApiError::ThrottleUnavailable | ApiError::Overloaded => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
             ApiError::Conflict(_) => StatusCode::CONFLICT,
             ApiError::PendingIntegration => StatusCode::ACCEPTED,
@@ -106,6 +111,7 @@ impl ApiError {
             ApiError::RateLimited { .. } => "rate_limited",
             ApiError::QuotaExceeded { .. } => "quota_exceeded",
             ApiError::LedgerUnavailable => "ledger_unavailable",
+            ApiError::ThrottleUnavailable => "throttle_unavailable",
             ApiError::Overloaded => "overloaded",
             ApiError::Internal(_) => "internal_error",
             ApiError::Conflict(_) => "conflict",
@@ -145,9 +151,10 @@ impl ApiError {
     fn retry_after(&self) -> Option<u64> {
         match self {
             ApiError::RateLimited { retry_after_s } => Some(*retry_after_s),
-            ApiError::LedgerUnavailable | ApiError::Overloaded | ApiError::PendingIntegration => {
-                Some(1)
-            }
+            ApiError::LedgerUnavailable
+            | ApiError::ThrottleUnavailable
+            | ApiError::Overloaded
+            | ApiError::PendingIntegration => Some(1),
             _ => None,
         }
     }

@@ -16,6 +16,9 @@ use crate::state::{AppState, lock_error};
 /// Longest idempotency key accepted.
 pub const MAX_KEY_LEN: usize = 256;
 
+/// Prefix of every client idempotency key in the store.
+const CLIENT_KEY_PREFIX: &str = "request:";
+
 /// A response and whether it is a replay.
 #[derive(Debug)]
 pub struct Answer {
@@ -51,6 +54,10 @@ impl AppState {
                 "string_too_long",
             ));
         }
+        // Clients' keys live in their own namespace of the idempotency store, apart
+        // from the server's single-use claims (`grant:…`, `review-approval:…`), so a
+        // client cannot pre-claim one of those by sending it as its key.
+        let key = &format!("{CLIENT_KEY_PREFIX}{key}");
         // Duplicates on this node queue behind one lock; duplicates on other nodes
         // are serialised by the store's claim.
         let slot = (tenant.to_owned(), key.to_owned());

@@ -21,10 +21,12 @@ pub mod metrics;
 pub mod native;
 pub mod openapi;
 pub mod outcomes;
+mod policies;
 pub mod request_id;
 pub mod reviews;
 mod run;
 pub mod state;
+mod throttle;
 
 use std::time::Duration;
 
@@ -86,6 +88,31 @@ pub fn router(state: AppState) -> Router {
             post(admin::set_override).get(admin::list_overrides),
         )
         .route("/v1/admin/overrides/{id}", delete(admin::clear_override))
+        .route(
+            "/v1/admin/policies",
+            post(policies::publish).get(policies::list),
+        )
+        .route("/v1/admin/policies/{id}", get(policies::show))
+        .route(
+            "/v1/admin/policies/{id}/versions/{version}",
+            get(policies::version),
+        )
+        .route("/v1/admin/policies/{id}/diff", get(policies::diff))
+        .route("/v1/admin/policies/{id}/activate", post(policies::activate))
+        .route(
+            "/v1/admin/policies/{id}/default",
+            post(policies::set_default),
+        )
+        .route(
+            "/v1/admin/policies/{id}/candidate",
+            post(policies::set_candidate).delete(policies::clear_candidate),
+        )
+        .route(
+            "/v1/admin/policies/{id}/candidate/report",
+            get(policies::candidate_report),
+        )
+        .route("/v1/admin/policies/{id}/replay", post(policies::replay))
+        .route("/v1/admin/shadow", post(policies::shadow))
         .route("/v1/audit/verify", get(admin::verify))
         .route("/v1/audit/export", get(admin::export))
         .route("/v1/audit/consistency", get(admin::consistency))

@@ -3,6 +3,11 @@
 //!
 //! A crash loses at most one flush interval of counts; quotas are a business limit,
 //! not a safety one, and the ledger holds every decision anyway.
+//!
+//! With a shared store (several nodes) the monthly quota cannot be reserved in one
+//! node's memory: each reservation is then one atomic conditional add in the store
+//! (`QuotaStore::reserve_usage`), and reads add this node's unflushed counts to the
+//! stored value instead of caching it.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -24,9 +29,19 @@ struct Counter {
 #[derive(Debug, Default)]
 pub(crate) struct Meter {
     counters: Mutex<HashMap<Key, Counter>>,
+    /// Other nodes share the store: reserve there, never trust a cached value.
+    shared: bool,
 }
 
 impl Meter {
+    /// Counters for one node (`shared = false`) or for one of several nodes.
+    pub(crate) fn new(shared: bool) -> Self {
+        Self {
+            counters: Mutex::new(HashMap::new()),
+            shared,
+        }
+    }
+
     /// The counter's value (stored + not yet flushed).
     pub(crate) fn get(
         &self,
@@ -36,6 +51,16 @@ impl Meter {
         metric: &str,
     ) -> Result<u64, ApiError> {
         let key = (tenant.to_owned(), period.to_owned(), metric.to_owned());
+        if self.shared {
+            let stored = store.usage(tenant, period, metric)?;
+            let pending = self
+                .counters
+                .lock()
+                .map_err(lock_error)?
+                .get(&key)
+                .map_or(0, |c| c.pending);
+            return Ok(stored + pending);
+        }
         if let Some(c) = self.counters.lock().map_err(lock_error)?.get(&key) {
             return Ok(c.stored + c.pending);
         }
@@ -56,8 +81,14 @@ impl Meter {
         metric: &str,
         n: u64,
     ) -> Result<(), ApiError> {
-        self.get(store, tenant, period, metric)?;
         let key = (tenant.to_owned(), period.to_owned(), metric.to_owned());
+        if self.shared {
+            // Counted here, added to the store by the next flush.
+            let mut counters = self.counters.lock().map_err(lock_error)?;
+            counters.entry(key).or_default().pending += n;
+            return Ok(());
+        }
+        self.get(store, tenant, period, metric)?;
         let mut counters = self.counters.lock().map_err(lock_error)?;
         if let Some(c) = counters.get_mut(&key) {
             c.pending += n;
@@ -74,6 +105,10 @@ impl Meter {
         metric: &str,
         limit: u64,
     ) -> Result<bool, ApiError> {
+        if self.shared {
+            // One atomic conditional add in the store, shared by every node.
+            return Ok(store.reserve_usage(tenant, period, metric, 1, limit)?);
+        }
         self.get(store, tenant, period, metric)?;
         let key = (tenant.to_owned(), period.to_owned(), metric.to_owned());
         let mut counters = self.counters.lock().map_err(lock_error)?;
@@ -87,7 +122,17 @@ impl Meter {
     }
 
     /// Gives back a reservation whose decision was not recorded.
-    pub(crate) fn refund(&self, tenant: &str, period: &str, metric: &str) -> Result<(), ApiError> {
+    pub(crate) fn refund(
+        &self,
+        store: &dyn Store,
+        tenant: &str,
+        period: &str,
+        metric: &str,
+    ) -> Result<(), ApiError> {
+        if self.shared {
+            store.release_usage(tenant, period, metric, 1)?;
+            return Ok(());
+        }
         let key = (tenant.to_owned(), period.to_owned(), metric.to_owned());
         let mut counters = self.counters.lock().map_err(lock_error)?;
         if let Some(c) = counters.get_mut(&key) {

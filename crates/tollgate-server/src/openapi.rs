@@ -260,6 +260,9 @@ pub struct ObjectDoc(Value);
         list_sources, set_override, list_overrides, clear_override, audit_verify,
         audit_export, audit_consistency, audit_checkpoint, openapi_json,
         wait_decision, list_reviews, get_review, approve_review, reject_review, consume_grant,
+        publish_policy, list_policies, show_policy, policy_version, diff_policy, activate_policy,
+        default_policy, set_candidate, clear_candidate, candidate_report, replay_policy,
+        tenant_shadow,
     ),
     components(schemas(
         DecisionRequestDoc, VerdictDoc, ErrorDoc, OutcomeReportDoc, OutcomeAcceptedDoc,
@@ -444,3 +447,75 @@ fn reject_review() {}
         (status = 409, description = "Already used", body = ErrorDoc), (status = 422, description = "Invalid, expired, or another action", body = ErrorDoc)),
     security(("bearer" = [])))]
 fn consume_grant() {}
+
+#[utoipa::path(post, path = "/v1/admin/policies", tag = "policies", request_body = ObjectDoc,
+    description = "Publishes `{text, format?, activate?, environment?}` as a new immutable version (`policy_published`); the newest version's text again publishes nothing (200).",
+    responses((status = 201, body = ObjectDoc), (status = 200, description = "Unchanged text: nothing published", body = ObjectDoc),
+        (status = 401, body = ErrorDoc), (status = 403, body = ErrorDoc), (status = 409, body = ErrorDoc), (status = 422, body = ErrorDoc)),
+    security(("bearer" = [])))]
+fn publish_policy() {}
+
+#[utoipa::path(get, path = "/v1/admin/policies", tag = "policies", params(("tenant" = Option<String>, Query)),
+    responses((status = 200, body = ObjectDoc), (status = 401, body = ErrorDoc), (status = 403, body = ErrorDoc), (status = 404, body = ErrorDoc)),
+    security(("bearer" = [])))]
+fn list_policies() {}
+
+#[utoipa::path(get, path = "/v1/admin/policies/{id}", tag = "policies", params(("id" = String, Path), ("tenant" = Option<String>, Query)),
+    responses((status = 200, body = ObjectDoc), (status = 401, body = ErrorDoc), (status = 403, body = ErrorDoc), (status = 404, body = ErrorDoc)),
+    security(("bearer" = [])))]
+fn show_policy() {}
+
+#[utoipa::path(get, path = "/v1/admin/policies/{id}/versions/{version}", tag = "policies",
+    params(("id" = String, Path), ("version" = u64, Path), ("tenant" = Option<String>, Query)),
+    responses((status = 200, body = ObjectDoc), (status = 400, body = ErrorDoc), (status = 401, body = ErrorDoc), (status = 403, body = ErrorDoc), (status = 404, body = ErrorDoc)),
+    security(("bearer" = [])))]
+fn policy_version() {}
+
+#[utoipa::path(get, path = "/v1/admin/policies/{id}/diff", tag = "policies",
+    params(("id" = String, Path), ("from" = u64, Query), ("to" = u64, Query), ("tenant" = Option<String>, Query)),
+    responses((status = 200, body = ObjectDoc), (status = 400, body = ErrorDoc), (status = 401, body = ErrorDoc), (status = 403, body = ErrorDoc), (status = 404, body = ErrorDoc)),
+    security(("bearer" = [])))]
+fn diff_policy() {}
+
+#[utoipa::path(post, path = "/v1/admin/policies/{id}/activate", tag = "policies", params(("id" = String, Path)), request_body = ObjectDoc,
+    description = "`{version, environment?}`: makes the version active (`policy_activated`); an older version is a roll back.",
+    responses((status = 200, body = ObjectDoc), (status = 401, body = ErrorDoc), (status = 403, body = ErrorDoc), (status = 404, body = ErrorDoc), (status = 422, body = ErrorDoc)),
+    security(("bearer" = [])))]
+fn activate_policy() {}
+
+#[utoipa::path(post, path = "/v1/admin/policies/{id}/default", tag = "policies",
+    params(("id" = String, Path), ("environment" = Option<String>, Query), ("tenant" = Option<String>, Query)),
+    responses((status = 200, body = ObjectDoc), (status = 401, body = ErrorDoc), (status = 403, body = ErrorDoc), (status = 404, body = ErrorDoc), (status = 422, body = ErrorDoc)),
+    security(("bearer" = [])))]
+fn default_policy() {}
+
+#[utoipa::path(post, path = "/v1/admin/policies/{id}/candidate", tag = "policies", params(("id" = String, Path)), request_body = ObjectDoc,
+    description = "`{version, environment?}`: evaluates the version beside the active one on live traffic; its verdicts are recorded, never enforced.",
+    responses((status = 200, body = ObjectDoc), (status = 401, body = ErrorDoc), (status = 403, body = ErrorDoc), (status = 404, body = ErrorDoc), (status = 422, body = ErrorDoc)),
+    security(("bearer" = [])))]
+fn set_candidate() {}
+
+#[utoipa::path(delete, path = "/v1/admin/policies/{id}/candidate", tag = "policies",
+    params(("id" = String, Path), ("environment" = Option<String>, Query), ("tenant" = Option<String>, Query)),
+    responses((status = 204, description = "Stopped"), (status = 401, body = ErrorDoc), (status = 403, body = ErrorDoc), (status = 404, body = ErrorDoc), (status = 422, body = ErrorDoc)),
+    security(("bearer" = [])))]
+fn clear_candidate() {}
+
+#[utoipa::path(get, path = "/v1/admin/policies/{id}/candidate/report", tag = "policies",
+    params(("id" = String, Path), ("environment" = Option<String>, Query), ("limit" = Option<usize>, Query), ("tenant" = Option<String>, Query)),
+    responses((status = 200, description = "How many verdicts the candidate would have changed, and which", body = ObjectDoc),
+        (status = 400, body = ErrorDoc), (status = 401, body = ErrorDoc), (status = 403, body = ErrorDoc), (status = 404, body = ErrorDoc), (status = 422, body = ErrorDoc)),
+    security(("bearer" = [])))]
+fn candidate_report() {}
+
+#[utoipa::path(post, path = "/v1/admin/policies/{id}/replay", tag = "policies", params(("id" = String, Path)), request_body = ObjectDoc,
+    description = "`{version, since?, until?, limit?}`: evaluates the version over recorded decisions and reports the flips; touches no live state.",
+    responses((status = 200, body = ObjectDoc), (status = 401, body = ErrorDoc), (status = 403, body = ErrorDoc), (status = 404, body = ErrorDoc), (status = 422, body = ErrorDoc)),
+    security(("bearer" = [])))]
+fn replay_policy() {}
+
+#[utoipa::path(post, path = "/v1/admin/shadow", tag = "policies", request_body = ObjectDoc,
+    description = "`{enabled}`: the tenant-wide shadow switch (recorded in the ledger).",
+    responses((status = 200, body = ObjectDoc), (status = 401, body = ErrorDoc), (status = 403, body = ErrorDoc), (status = 404, body = ErrorDoc), (status = 422, body = ErrorDoc)),
+    security(("bearer" = [])))]
+fn tenant_shadow() {}

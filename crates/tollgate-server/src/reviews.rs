@@ -111,6 +111,14 @@ impl AppState {
 
     /// Takes the approval of an approved, unexpired, unused review for this request
     /// digest, if there is one: it is used up now (one use).
+    ///
+    /// INVARIANT: one approval, one use, across every node on the store. The status
+    /// change is a read-modify-write of the review record, so the lock below only
+    /// serialises this node; what makes the take single-use is the store's atomic
+    /// idempotency claim on `review-approval:<id>` (as grants use `grant:<jti>`):
+    /// exactly one claimant wins, and every other request (here or on another node)
+    /// passes over the review. The claim is released when the approval is put back,
+    /// and completed when a decision used it.
     pub(crate) fn take_approval(
         &self,
         tenant: &str,
@@ -122,6 +130,14 @@ impl AppState {
             let live = r.body["expires_ms"].as_i64().is_some_and(|t| t > now);
             if !live || r.body["request_digest"] != json!(request_digest) {
                 continue;
+            }
+            match self
+                .store()
+                .claim(tenant, &approval_claim(&r.id), &r.id, now)?
+            {
+                tollgate_store::IdempotencyClaim::New => {}
+                // Another request holds or has used it.
+                _ => continue,
             }
             let approvers = r.body["approvals"]
                 .as_array()
@@ -146,6 +162,7 @@ impl AppState {
         let _guard = self.0.reviews_lock.lock().map_err(lock_error)?;
         r.status = "approved".into();
         self.store().put_review(&r)?;
+        self.store().release(&r.tenant, &approval_claim(&r.id))?;
         Ok(())
     }
 
@@ -157,6 +174,11 @@ impl AppState {
     ) -> Result<(), ApiError> {
         r.body["consumed_by"] = json!(decision_id);
         self.store().put_review(&r)?;
+        self.store().complete(
+            &r.tenant,
+            &approval_claim(&r.id),
+            &json!({"consumed_by": decision_id}),
+        )?;
         Ok(())
     }
 
@@ -171,6 +193,11 @@ impl AppState {
             .collect();
         Ok(Value::Array(list))
     }
+}
+
+/// The idempotency-store key that makes taking review `id`'s approval single-use.
+fn approval_claim(id: &str) -> String {
+    format!("review-approval:{id}")
 }
 
 /// `?status=pending`.

@@ -51,7 +51,6 @@ impl App {
         let (key, created) = keyfile::load_or_create(&key_file)
             .with_context(|| format!("loading the signing key `{}`", key_file.display()))?;
         let signer = NoteSigner::new(KEY_NAME, key.clone())?;
-        let verifier = signer.verifier();
         let store: Arc<dyn Store> = match config.store {
             StoreKind::Sqlite => {
                 let mut sqlite = SqliteConfig::in_dir(&dir);
@@ -76,6 +75,29 @@ impl App {
                 Arc::new(PgStore::open(pg).context("opening the PostgreSQL store")?)
             }
         };
+        Self::on_store(config, store, key, created, clock)
+    }
+
+    /// Opens a node on `store` — a store other nodes may share (a test's second node
+    /// on the first one's store, a cluster's PostgreSQL): records the signing key if
+    /// the store does not know it, bootstraps the store if it is new, writing the
+    /// bootstrap keys to `config.data_dir`.
+    pub fn on_store(
+        config: Config,
+        store: Arc<dyn Store>,
+        key: tollgate_ledger::SigningKey,
+        created: bool,
+        clock: Arc<dyn Clock>,
+    ) -> anyhow::Result<App> {
+        let dir = config.data_dir.clone();
+        let verifier = NoteSigner::new(KEY_NAME, key.clone())?.verifier();
+        // A throttle that cannot work stops the start, never a silent fallback.
+        crate::throttle::Throttle::from_config(&config).map_err(|e| anyhow::anyhow!(e))?;
+        if config.shared_state() && config.throttle == crate::config::ThrottleKind::Memory {
+            tracing::warn!(
+                "the store is shared with other nodes but throttle = \"memory\": each node has its own buckets; use throttle = \"redis\""
+            );
+        }
         let now = clock.now_ms();
         let public = key.verifying_key().to_bytes();
         let known = store.signing_keys()?.iter().any(|k| k.public_key == public);

@@ -1,5 +1,6 @@
 //! Shared server state: the store, the signing key, the clock, throttle buckets and
-//! small caches invalidated on every write that concerns them.
+//! small caches invalidated on every write that concerns them (none with a shared
+//! store, where another node may write: `Config::shared_state`).
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, RwLock};
@@ -62,8 +63,8 @@ pub(crate) struct Inner {
     pub(crate) clock: Arc<dyn Clock>,
     pub(crate) metrics: Metrics,
     pub(crate) meter: crate::meter::Meter,
-    /// Decision throttle buckets (keys include the tenant).
-    pub(crate) buckets: Mutex<MemoryBuckets>,
+    /// Decision throttle buckets (keys include the tenant): memory or Redis.
+    pub(crate) throttle: crate::throttle::Throttle,
     /// Per-key request-rate buckets.
     rate: Mutex<MemoryBuckets>,
     keys: RwLock<HashMap<String, ApiKeyRecord>>,
@@ -76,6 +77,9 @@ pub(crate) struct Inner {
     pub(crate) note_verifier: NoteVerifier,
     /// Serialises review votes and approval use.
     pub(crate) reviews_lock: Mutex<()>,
+    /// Per-tenant locks over reading and extending the velocity history.
+    /// Async locks: a decision awaits the throttle (Redis) while holding one.
+    history_locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
 }
 
 impl AppState {
@@ -87,14 +91,19 @@ impl AppState {
         note_verifier: NoteVerifier,
         clock: Arc<dyn Clock>,
     ) -> Self {
+        // `App::open` refuses a throttle configuration that cannot work; should one
+        // reach here anyway, every throttled decision fails closed.
+        let throttle = crate::throttle::Throttle::from_config(&config)
+            .unwrap_or_else(crate::throttle::Throttle::Unusable);
+        let meter = crate::meter::Meter::new(config.shared_state());
         AppState(Arc::new(Inner {
             config,
             store,
             key: ServerKey::new(key),
             clock,
             metrics: Metrics::new(),
-            meter: crate::meter::Meter::default(),
-            buckets: Mutex::new(MemoryBuckets::new()),
+            meter,
+            throttle,
             rate: Mutex::new(MemoryBuckets::new()),
             keys: RwLock::new(HashMap::new()),
             overrides: RwLock::new(HashMap::new()),
@@ -102,6 +111,7 @@ impl AppState {
             dirty: Mutex::new(HashSet::new()),
             note_verifier,
             reviews_lock: Mutex::new(()),
+            history_locks: Mutex::new(HashMap::new()),
         }))
     }
 
@@ -130,8 +140,12 @@ impl AppState {
         UnixMillis(self.now_ms())
     }
 
-    /// The key with this hash, from the cache or the store.
+    /// The key with this hash, from the cache or the store. With a shared store there
+    /// is no cache: a key revoked on another node is refused on the next request.
     pub(crate) fn key_by_hash(&self, hash: &str) -> Result<Option<ApiKeyRecord>, ApiError> {
+        if self.0.config.shared_state() {
+            return Ok(self.0.store.api_key_by_hash(hash)?);
+        }
         if let Some(k) = self.0.keys.read().map_err(poisoned)?.get(hash) {
             return Ok(Some(k.clone()));
         }
@@ -152,9 +166,11 @@ impl AppState {
         Ok(())
     }
 
-    /// The tenant's engaged overrides.
+    /// The tenant's engaged overrides. With a shared store they are read on every
+    /// decision: one set or cleared on another node applies on the next request.
     pub(crate) fn overrides(&self, tenant: &str) -> Result<Arc<Vec<Override>>, ApiError> {
-        if let Some(o) = self.0.overrides.read().map_err(poisoned)?.get(tenant) {
+        let shared = self.0.config.shared_state();
+        if !shared && let Some(o) = self.0.overrides.read().map_err(poisoned)?.get(tenant) {
             return Ok(Arc::clone(o));
         }
         let mut list = Vec::new();
@@ -164,6 +180,9 @@ impl AppState {
         }
         list.sort_by(|a, b| a.id.cmp(&b.id));
         let list = Arc::new(list);
+        if shared {
+            return Ok(list);
+        }
         self.0
             .overrides
             .write()
@@ -235,6 +254,15 @@ impl AppState {
             }
         }
         out
+    }
+
+    /// The tenant's history lock (see `decide.rs`).
+    pub(crate) fn history_lock(
+        &self,
+        tenant: &str,
+    ) -> Result<Arc<tokio::sync::Mutex<()>>, ApiError> {
+        let mut locks = self.0.history_locks.lock().map_err(poisoned)?;
+        Ok(Arc::clone(locks.entry(tenant.to_owned()).or_default()))
     }
 
     /// Marks a tenant as having entries since its last checkpoint.

@@ -226,7 +226,8 @@ async fn decionis_rejects_another_tenant_and_missing_fields() {
 #[tokio::test]
 async fn decionis_stored_policy_by_ref_reaches_escalate_and_review() {
     let h = Harness::new();
-    seed(&h, false);
+    // `id` in policy_refs names the active version: activate it.
+    seed(&h, true);
     for (action, status, code) in [
         (
             json!({"type": "wire_transfer", "amount": 25000}),
@@ -248,7 +249,7 @@ async fn decionis_stored_policy_by_ref_reaches_escalate_and_review() {
         assert_eq!(r.body["policy"]["id"], "compat-conformance");
         assert!(decionis_signature_ok(&h, &r.body));
     }
-    // Without refs the tenant default is still csc-default (nothing activated).
+    // Without refs: the first policy activated in an environment is its default.
     let r = h
         .post(
             "/v1/decisions/evaluate",
@@ -256,8 +257,8 @@ async fn decionis_stored_policy_by_ref_reaches_escalate_and_review() {
             evaluate_body(json!({"type": "drop_table"}), json!({})),
         )
         .await;
-    assert_eq!(r.body["status"], "ALLOW");
-    assert_eq!(r.body["policy"]["id"], "csc-default");
+    assert_eq!(r.body["status"], "BLOCK");
+    assert_eq!(r.body["policy"]["id"], "compat-conformance");
     // A missing pinned version fails closed.
     let mut body = evaluate_body(json!({"type": "T"}), json!({}));
     body["policy_refs"] = json!(["compat-conformance@9"]);

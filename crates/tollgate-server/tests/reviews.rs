@@ -319,6 +319,21 @@ async fn grants_verify_offline_and_work_once_for_the_authorised_action() {
         )
         .await;
     assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY);
+    // A client cannot pre-claim the grant's single use by sending `grant:<jti>` as its
+    // own idempotency key: client keys live in their own namespace.
+    let squat = h
+        .call_raw(
+            axum::http::Method::POST,
+            "/v1/decisions",
+            Some(&h.test_key),
+            Some(req.to_string()),
+            &[(
+                "idempotency-key",
+                &format!("grant:{}", claims["jti"].as_str().unwrap()),
+            )],
+        )
+        .await;
+    assert_eq!(squat.status, StatusCode::OK, "{}", squat.text);
     // The authorised action is accepted once.
     let body = json!({"grant": grant, "actor": req["actor"], "action": req["action"], "context": req["context"]});
     let r = h

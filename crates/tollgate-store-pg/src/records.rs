@@ -5,9 +5,10 @@
 
 use tokio_postgres::types::ToSql;
 use tollgate_store::{
-    ApiKeyRecord, IdempotencyClaim, IdempotencyStore, KeyStore, OverrideStore, PolicyRecord,
-    PolicyStore, QuotaStore, Record, ReviewRecord, ReviewStore, SigningKeyRecord, SourceStore,
-    StoreError, TenantRecord, TenantStore, check_tenant,
+    ApiKeyRecord, HistoryRecord, HistoryStore, IdempotencyClaim, IdempotencyStore, KeyStore,
+    OverrideStore, PolicyActivation, PolicyRecord, PolicyStore, QuotaStore, Record, ReviewRecord,
+    ReviewStore, SigningKeyRecord, SourceStore, StoreError, TenantRecord, TenantStore,
+    check_tenant,
 };
 
 use crate::{PgStore, db};
@@ -180,6 +181,13 @@ impl PolicyStore for PgStore {
             params![tenant.to_owned(), policy_id.to_owned()],
         )
     }
+    fn policy_ids(&self, tenant: &str) -> Result<Vec<String>, StoreError> {
+        self.rows(
+            "SELECT DISTINCT policy_id COLLATE \"C\" AS p FROM policies WHERE tenant = $1 ORDER BY p",
+            params![tenant.to_owned()],
+            |r| r.try_get(0).map_err(db),
+        )
+    }
     fn activate_policy(
         &self,
         tenant: &str,
@@ -187,17 +195,34 @@ impl PolicyStore for PgStore {
         policy_id: &str,
         version: u64,
     ) -> Result<(), StoreError> {
-        self.exec(
-            "INSERT INTO active_policies (tenant, environment, policy_id, version) VALUES ($1, $2, $3, $4)
-             ON CONFLICT (tenant, environment) DO UPDATE SET policy_id = excluded.policy_id, version = excluded.version",
-            params![
-                tenant.to_owned(),
-                environment.to_owned(),
-                policy_id.to_owned(),
-                to_i64(version)?
-            ],
-        )?;
-        Ok(())
+        let (t, e, p, v) = (
+            tenant.to_owned(),
+            environment.to_owned(),
+            policy_id.to_owned(),
+            to_i64(version)?,
+        );
+        let pool = self.pool.clone();
+        self.run(async move {
+            let mut c = pool.get().await.map_err(db)?;
+            let tx = c.transaction().await.map_err(db)?;
+            tx.execute(
+                "INSERT INTO policy_activations (tenant, environment, policy_id, version) VALUES ($1, $2, $3, $4)
+                 ON CONFLICT (tenant, environment, policy_id) DO UPDATE SET version = excluded.version,
+                   candidate = CASE WHEN policy_activations.candidate = excluded.version THEN NULL ELSE policy_activations.candidate END,
+                   candidate_since_ms = CASE WHEN policy_activations.candidate = excluded.version THEN NULL ELSE policy_activations.candidate_since_ms END",
+                &[&t, &e, &p, &v],
+            )
+            .await
+            .map_err(db)?;
+            tx.execute(
+                "INSERT INTO active_policies (tenant, environment, policy_id, version) VALUES ($1, $2, $3, 0)
+                 ON CONFLICT (tenant, environment) DO NOTHING",
+                &[&t, &e, &p],
+            )
+            .await
+            .map_err(db)?;
+            tx.commit().await.map_err(db)
+        })
     }
     fn active_policy(
         &self,
@@ -205,7 +230,9 @@ impl PolicyStore for PgStore {
         environment: &str,
     ) -> Result<Option<(String, u64)>, StoreError> {
         let rows = self.rows(
-            "SELECT policy_id, version FROM active_policies WHERE tenant = $1 AND environment = $2",
+            "SELECT a.policy_id, p.version FROM active_policies a
+             JOIN policy_activations p ON p.tenant = a.tenant AND p.environment = a.environment AND p.policy_id = a.policy_id
+             WHERE a.tenant = $1 AND a.environment = $2",
             params![tenant.to_owned(), environment.to_owned()],
             |r| {
                 let id: String = r.try_get(0).map_err(db)?;
@@ -214,6 +241,134 @@ impl PolicyStore for PgStore {
             },
         )?;
         Ok(rows.into_iter().next())
+    }
+    fn set_default_policy(
+        &self,
+        tenant: &str,
+        environment: &str,
+        policy_id: &str,
+    ) -> Result<bool, StoreError> {
+        // One statement: the default is set only while the policy is active there.
+        let n = self.exec(
+            "INSERT INTO active_policies (tenant, environment, policy_id, version)
+             SELECT tenant, environment, policy_id, 0 FROM policy_activations
+             WHERE tenant = $1 AND environment = $2 AND policy_id = $3
+             ON CONFLICT (tenant, environment) DO UPDATE SET policy_id = excluded.policy_id, version = 0",
+            params![
+                tenant.to_owned(),
+                environment.to_owned(),
+                policy_id.to_owned()
+            ],
+        )?;
+        Ok(n > 0)
+    }
+    fn policy_activations(
+        &self,
+        tenant: &str,
+        environment: &str,
+    ) -> Result<Vec<PolicyActivation>, StoreError> {
+        self.rows(
+            "SELECT policy_id, version, candidate, candidate_since_ms FROM policy_activations
+             WHERE tenant = $1 AND environment = $2 ORDER BY policy_id COLLATE \"C\"",
+            params![tenant.to_owned(), environment.to_owned()],
+            |r| {
+                let cand: Option<i64> = r.try_get(2).map_err(db)?;
+                Ok(PolicyActivation {
+                    policy_id: r.try_get(0).map_err(db)?,
+                    version: to_u64(r.try_get(1).map_err(db)?)?,
+                    candidate: cand.map(to_u64).transpose()?,
+                    candidate_since_ms: r.try_get(3).map_err(db)?,
+                })
+            },
+        )
+    }
+    fn set_policy_candidate(
+        &self,
+        tenant: &str,
+        environment: &str,
+        policy_id: &str,
+        candidate: Option<(u64, i64)>,
+    ) -> Result<bool, StoreError> {
+        let (version, since) = match candidate {
+            Some((v, since)) => (Some(to_i64(v)?), Some(since)),
+            None => (None, None),
+        };
+        let n = self.exec(
+            "UPDATE policy_activations SET candidate = $4, candidate_since_ms = $5
+             WHERE tenant = $1 AND environment = $2 AND policy_id = $3",
+            params![
+                tenant.to_owned(),
+                environment.to_owned(),
+                policy_id.to_owned(),
+                version,
+                since
+            ],
+        )?;
+        Ok(n > 0)
+    }
+}
+
+impl HistoryStore for PgStore {
+    fn add_history(&self, r: &HistoryRecord) -> Result<u64, StoreError> {
+        check_tenant(&r.tenant)?;
+        let ids = self.rows(
+            "INSERT INTO history (tenant, at_ms, actor, source, body) VALUES ($1, $2, $3, $4, $5) RETURNING id",
+            params![
+                r.tenant.clone(),
+                r.at_ms,
+                r.actor.clone(),
+                r.source.clone(),
+                serde_json::to_string(&r.values)?
+            ],
+            |row| to_u64(row.try_get(0).map_err(db)?),
+        )?;
+        ids.into_iter()
+            .next()
+            .ok_or_else(|| StoreError::Corrupt("the history insert returned no id".into()))
+    }
+    fn remove_history(&self, tenant: &str, id: u64) -> Result<(), StoreError> {
+        self.exec(
+            "DELETE FROM history WHERE tenant = $1 AND id = $2",
+            params![tenant.to_owned(), to_i64(id)?],
+        )?;
+        Ok(())
+    }
+    fn history(
+        &self,
+        tenant: &str,
+        since_ms: i64,
+        actor: Option<&str>,
+        source: Option<&str>,
+    ) -> Result<Vec<HistoryRecord>, StoreError> {
+        let all = actor.is_none() && source.is_none();
+        let rows = self.rows(
+            "SELECT id, tenant, at_ms, actor, source, body FROM history
+             WHERE tenant = $1 AND at_ms >= $2
+               AND ($3 OR ($4::text IS NOT NULL AND actor = $4) OR ($5::text IS NOT NULL AND source = $5))
+             ORDER BY at_ms, id",
+            params![
+                tenant.to_owned(),
+                since_ms,
+                all,
+                actor.map(str::to_owned),
+                source.map(str::to_owned)
+            ],
+            |r| {
+                let body: String = r.try_get(5).map_err(db)?;
+                Ok(HistoryRecord {
+                    id: to_u64(r.try_get(0).map_err(db)?)?,
+                    tenant: r.try_get(1).map_err(db)?,
+                    at_ms: r.try_get(2).map_err(db)?,
+                    actor: r.try_get(3).map_err(db)?,
+                    source: r.try_get(4).map_err(db)?,
+                    values: parse(&body)?,
+                })
+            },
+        )?;
+        Ok(rows)
+    }
+    fn purge_history(&self, before_ms: i64) -> Result<u64, StoreError> {
+        self.exec("DELETE FROM history WHERE at_ms < $1", params![before_ms])
     }
 }
 
@@ -382,6 +537,53 @@ impl QuotaStore for PgStore {
         rows.into_iter()
             .next()
             .ok_or_else(|| StoreError::Corrupt("the quota upsert returned no row".into()))
+    }
+    fn reserve_usage(
+        &self,
+        tenant: &str,
+        period: &str,
+        metric: &str,
+        amount: u64,
+        limit: u64,
+    ) -> Result<bool, StoreError> {
+        if amount > limit {
+            return Ok(false);
+        }
+        // One statement: the row lock of the upsert serialises concurrent reservations
+        // from every node; no row comes back when the update's WHERE fails.
+        let rows = self.rows(
+            "INSERT INTO quota (tenant, period, metric, value) VALUES ($1, $2, $3, $4)
+             ON CONFLICT (tenant, period, metric) DO UPDATE SET value = quota.value + excluded.value
+             WHERE quota.value + excluded.value <= $5
+             RETURNING value",
+            params![
+                tenant.to_owned(),
+                period.to_owned(),
+                metric.to_owned(),
+                to_i64(amount)?,
+                i64::try_from(limit).unwrap_or(i64::MAX)
+            ],
+            |_| Ok(()),
+        )?;
+        Ok(!rows.is_empty())
+    }
+    fn release_usage(
+        &self,
+        tenant: &str,
+        period: &str,
+        metric: &str,
+        amount: u64,
+    ) -> Result<(), StoreError> {
+        self.exec(
+            "UPDATE quota SET value = greatest(value - $4, 0) WHERE tenant = $1 AND period = $2 AND metric = $3",
+            params![
+                tenant.to_owned(),
+                period.to_owned(),
+                metric.to_owned(),
+                to_i64(amount)?
+            ],
+        )?;
+        Ok(())
     }
     fn usage(&self, tenant: &str, period: &str, metric: &str) -> Result<u64, StoreError> {
         let rows = self.rows(

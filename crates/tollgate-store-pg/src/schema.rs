@@ -10,7 +10,8 @@ use crate::db;
 const MIGRATION_LOCK: i64 = 0x746f_6c6c_6761_7401;
 
 /// Schema migrations; `tollgate_schema_version` holds how many have been applied.
-const MIGRATIONS: &[&str] = &[r#"
+const MIGRATIONS: &[&str] = &[
+    r#"
 CREATE TABLE ledger (
     id BIGSERIAL PRIMARY KEY,
     tenant TEXT NOT NULL,
@@ -82,7 +83,26 @@ CREATE TABLE quota (
     tenant TEXT NOT NULL, period TEXT NOT NULL, metric TEXT NOT NULL, value BIGINT NOT NULL,
     PRIMARY KEY (tenant, period, metric)
 );
-"#];
+"#,
+    // v2: one active version per policy (and a candidate); `active_policies` keeps only
+    // the environment's default policy id. Velocity history.
+    r#"
+CREATE TABLE policy_activations (
+    tenant TEXT NOT NULL, environment TEXT NOT NULL, policy_id TEXT NOT NULL,
+    version BIGINT NOT NULL, candidate BIGINT, candidate_since_ms BIGINT,
+    PRIMARY KEY (tenant, environment, policy_id)
+);
+INSERT INTO policy_activations (tenant, environment, policy_id, version)
+    SELECT tenant, environment, policy_id, version FROM active_policies;
+CREATE TABLE history (
+    id BIGSERIAL PRIMARY KEY, tenant TEXT NOT NULL, at_ms BIGINT NOT NULL,
+    actor TEXT, source TEXT, body TEXT NOT NULL
+);
+CREATE INDEX history_by_time ON history (tenant, at_ms);
+CREATE INDEX history_by_actor ON history (tenant, actor, at_ms);
+CREATE INDEX history_by_source ON history (tenant, source, at_ms);
+"#,
+];
 
 pub(crate) async fn migrate(pool: &Pool) -> Result<(), StoreError> {
     let mut client = pool.get().await.map_err(db)?;

@@ -218,7 +218,11 @@ pub trait PolicyStore: Send + Sync + Debug {
         tenant: &str,
         policy_id: &str,
     ) -> Result<Vec<PolicyRecord>, StoreError>;
-    /// Makes a version active for an environment.
+    /// The ids of a tenant's policies (those with at least one version), sorted.
+    fn policy_ids(&self, tenant: &str) -> Result<Vec<String>, StoreError>;
+    /// Makes `version` the active version of `policy_id` in an environment (a
+    /// candidate equal to it is cleared). The first policy activated in an
+    /// environment also becomes its default (what requests without `policy_refs` use).
     fn activate_policy(
         &self,
         tenant: &str,
@@ -226,12 +230,54 @@ pub trait PolicyStore: Send + Sync + Debug {
         policy_id: &str,
         version: u64,
     ) -> Result<(), StoreError>;
-    /// The active (policy id, version) of an environment.
+    /// The environment's default policy and its active version.
     fn active_policy(
         &self,
         tenant: &str,
         environment: &str,
     ) -> Result<Option<(String, u64)>, StoreError>;
+    /// Makes an activated policy the environment's default; `false` if it has no
+    /// active version there.
+    fn set_default_policy(
+        &self,
+        tenant: &str,
+        environment: &str,
+        policy_id: &str,
+    ) -> Result<bool, StoreError>;
+    /// Every policy with an active version in the environment, by id.
+    fn policy_activations(
+        &self,
+        tenant: &str,
+        environment: &str,
+    ) -> Result<Vec<PolicyActivation>, StoreError>;
+    /// Sets (`Some((version, since_ms))`) or clears the candidate of an active policy;
+    /// `false` if the policy has no active version in the environment.
+    fn set_policy_candidate(
+        &self,
+        tenant: &str,
+        environment: &str,
+        policy_id: &str,
+        candidate: Option<(u64, i64)>,
+    ) -> Result<bool, StoreError>;
+}
+
+/// The history velocity conditions read: permitted enforce-mode actions.
+pub trait HistoryStore: Send + Sync + Debug {
+    /// Records an action; returns its row id.
+    fn add_history(&self, record: &HistoryRecord) -> Result<u64, StoreError>;
+    /// Removes an action recorded by a decision that was then not recorded.
+    fn remove_history(&self, tenant: &str, id: u64) -> Result<(), StoreError>;
+    /// The tenant's actions at or after `since_ms`, oldest first: all of them when
+    /// `actor` and `source` are both `None`, else those of that actor or that source.
+    fn history(
+        &self,
+        tenant: &str,
+        since_ms: i64,
+        actor: Option<&str>,
+        source: Option<&str>,
+    ) -> Result<Vec<HistoryRecord>, StoreError>;
+    /// Forgets actions before `before_ms` (older than any window); returns how many.
+    fn purge_history(&self, before_ms: i64) -> Result<u64, StoreError>;
 }
 
 /// Signal sources.
@@ -300,6 +346,28 @@ pub trait QuotaStore: Send + Sync + Debug {
     ) -> Result<u64, StoreError>;
     /// A counter's value.
     fn usage(&self, tenant: &str, period: &str, metric: &str) -> Result<u64, StoreError>;
+    /// Adds `amount` to a counter only if its new value is at most `limit`; `true` if
+    /// it did. Atomic for every user of the store at once — every node of a cluster:
+    /// of concurrent reservations, exactly those that fit succeed, so a shared quota
+    /// is never overshot (one conditional upsert in SQLite; a backend must not read
+    /// then write in two steps outside a transaction or lock).
+    fn reserve_usage(
+        &self,
+        tenant: &str,
+        period: &str,
+        metric: &str,
+        amount: u64,
+        limit: u64,
+    ) -> Result<bool, StoreError>;
+    /// Gives back `amount` of a counter (not below zero): a reservation whose decision
+    /// was not recorded. Atomic like [`QuotaStore::reserve_usage`].
+    fn release_usage(
+        &self,
+        tenant: &str,
+        period: &str,
+        metric: &str,
+        amount: u64,
+    ) -> Result<(), StoreError>;
 }
 
 /// Everything the server persists, for one `Arc<dyn Store>`.
@@ -313,6 +381,7 @@ pub trait Store:
     + IdempotencyStore
     + ReviewStore
     + QuotaStore
+    + HistoryStore
 {
 }
 
@@ -326,5 +395,6 @@ impl<T> Store for T where
         + IdempotencyStore
         + ReviewStore
         + QuotaStore
+        + HistoryStore
 {
 }

@@ -110,3 +110,36 @@ pub enum IdempotencyClaim {
     /// The key was used and answered; here is the answer.
     Done(serde_json::Value),
 }
+
+/// Which version of a policy is active in an environment, and the candidate run beside it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PolicyActivation {
+    /// Policy id.
+    pub policy_id: String,
+    /// The active version: what `id` in `policy_refs` means.
+    pub version: u64,
+    /// A version evaluated beside the active one on live traffic, recorded, never enforced.
+    pub candidate: Option<u64>,
+    /// When the candidate started (Unix milliseconds).
+    pub candidate_since_ms: Option<i64>,
+}
+
+/// A permitted enforce-mode action, as velocity conditions (`history.count`,
+/// `history.sum`) read it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct HistoryRecord {
+    /// Row id, assigned by the store (ignored on insert).
+    #[serde(default)]
+    pub id: u64,
+    /// Tenant.
+    pub tenant: String,
+    /// When it was permitted, Unix milliseconds.
+    pub at_ms: i64,
+    /// The request's `actor.id`.
+    pub actor: Option<String>,
+    /// The request's `source`.
+    pub source: Option<String>,
+    /// The numeric request fields that `history.sum` calls read.
+    #[serde(default)]
+    pub values: std::collections::BTreeMap<String, f64>,
+}

@@ -22,9 +22,10 @@ use tollgate_ledger::{
 
 use crate::ack::{self, Ack, AckSender};
 use crate::{
-    ApiKeyRecord, Appended, IdempotencyClaim, IdempotencyStore, KeyStore, LedgerHead, LedgerStore,
-    OverrideStore, PolicyRecord, PolicyStore, QuotaStore, Record, ReviewRecord, ReviewStore,
-    SigningKeyRecord, SourceStore, StoreError, TenantRecord, TenantStore,
+    ApiKeyRecord, Appended, HistoryRecord, HistoryStore, IdempotencyClaim, IdempotencyStore,
+    KeyStore, LedgerHead, LedgerStore, OverrideStore, PolicyActivation, PolicyRecord, PolicyStore,
+    QuotaStore, Record, ReviewRecord, ReviewStore, SigningKeyRecord, SourceStore, StoreError,
+    TenantRecord, TenantStore,
 };
 
 /// The most entries one group commit takes.
@@ -95,6 +96,24 @@ CREATE TABLE decision_index (
     seq INTEGER NOT NULL,
     PRIMARY KEY (tenant, decision_id)
 ) WITHOUT ROWID;
+"#,
+    // v3: one active version per policy (and a candidate); `active_policies` keeps only
+    // the environment's default policy id. Velocity history.
+    r#"
+CREATE TABLE policy_activations (
+    tenant TEXT NOT NULL, environment TEXT NOT NULL, policy_id TEXT NOT NULL,
+    version INTEGER NOT NULL, candidate INTEGER, candidate_since_ms INTEGER,
+    PRIMARY KEY (tenant, environment, policy_id)
+);
+INSERT INTO policy_activations (tenant, environment, policy_id, version)
+    SELECT tenant, environment, policy_id, version FROM active_policies;
+CREATE TABLE history (
+    id INTEGER PRIMARY KEY, tenant TEXT NOT NULL, at_ms INTEGER NOT NULL,
+    actor TEXT, source TEXT, body TEXT NOT NULL
+);
+CREATE INDEX history_by_time ON history (tenant, at_ms);
+CREATE INDEX history_by_actor ON history (tenant, actor, at_ms);
+CREATE INDEX history_by_source ON history (tenant, source, at_ms);
 "#,
 ];
 
@@ -1041,6 +1060,15 @@ impl PolicyStore for SqliteStore {
             params![tenant, policy_id],
         )
     }
+    fn policy_ids(&self, tenant: &str) -> Result<Vec<String>, StoreError> {
+        self.with_conn(|c| {
+            let mut st = c.prepare_cached(
+                "SELECT DISTINCT policy_id FROM policies WHERE tenant = ?1 ORDER BY policy_id",
+            )?;
+            let rows = st.query_map([tenant], |r| r.get(0))?;
+            Ok(rows.collect::<Result<_, _>>()?)
+        })
+    }
     fn activate_policy(
         &self,
         tenant: &str,
@@ -1048,11 +1076,23 @@ impl PolicyStore for SqliteStore {
         policy_id: &str,
         version: u64,
     ) -> Result<(), StoreError> {
-        self.write(
-            "INSERT OR REPLACE INTO active_policies (tenant, environment, policy_id, version) VALUES (?1, ?2, ?3, ?4)",
-            params![tenant, environment, policy_id, to_i64(version)?],
-        )?;
-        Ok(())
+        let version = to_i64(version)?;
+        self.with_conn(|c| {
+            let tx = c.unchecked_transaction()?;
+            tx.execute(
+                "INSERT INTO policy_activations (tenant, environment, policy_id, version) VALUES (?1, ?2, ?3, ?4)
+                 ON CONFLICT (tenant, environment, policy_id) DO UPDATE SET version = excluded.version,
+                   candidate = CASE WHEN candidate = excluded.version THEN NULL ELSE candidate END,
+                   candidate_since_ms = CASE WHEN candidate = excluded.version THEN NULL ELSE candidate_since_ms END",
+                params![tenant, environment, policy_id, version],
+            )?;
+            tx.execute(
+                "INSERT OR IGNORE INTO active_policies (tenant, environment, policy_id, version) VALUES (?1, ?2, ?3, 0)",
+                params![tenant, environment, policy_id],
+            )?;
+            tx.commit()?;
+            Ok(())
+        })
     }
     fn active_policy(
         &self,
@@ -1061,13 +1101,144 @@ impl PolicyStore for SqliteStore {
     ) -> Result<Option<(String, u64)>, StoreError> {
         let row: Option<(String, i64)> = self.with_conn(|c| {
             Ok(c.query_row(
-                "SELECT policy_id, version FROM active_policies WHERE tenant = ?1 AND environment = ?2",
+                "SELECT a.policy_id, p.version FROM active_policies a
+                 JOIN policy_activations p ON p.tenant = a.tenant AND p.environment = a.environment AND p.policy_id = a.policy_id
+                 WHERE a.tenant = ?1 AND a.environment = ?2",
                 params![tenant, environment],
                 |r| Ok((r.get(0)?, r.get(1)?)),
             )
             .optional()?)
         })?;
         row.map(|(id, v)| Ok((id, to_u64(v)?))).transpose()
+    }
+    fn set_default_policy(
+        &self,
+        tenant: &str,
+        environment: &str,
+        policy_id: &str,
+    ) -> Result<bool, StoreError> {
+        self.with_conn(|c| {
+            let tx = c.unchecked_transaction()?;
+            let active: Option<i64> = tx
+                .query_row(
+                    "SELECT version FROM policy_activations WHERE tenant = ?1 AND environment = ?2 AND policy_id = ?3",
+                    params![tenant, environment, policy_id],
+                    |r| r.get(0),
+                )
+                .optional()?;
+            if active.is_none() {
+                return Ok(false);
+            }
+            tx.execute(
+                "INSERT OR REPLACE INTO active_policies (tenant, environment, policy_id, version) VALUES (?1, ?2, ?3, 0)",
+                params![tenant, environment, policy_id],
+            )?;
+            tx.commit()?;
+            Ok(true)
+        })
+    }
+    fn policy_activations(
+        &self,
+        tenant: &str,
+        environment: &str,
+    ) -> Result<Vec<PolicyActivation>, StoreError> {
+        let rows: Vec<(String, i64, Option<i64>, Option<i64>)> = self.with_conn(|c| {
+            let mut st = c.prepare_cached(
+                "SELECT policy_id, version, candidate, candidate_since_ms FROM policy_activations
+                 WHERE tenant = ?1 AND environment = ?2 ORDER BY policy_id",
+            )?;
+            let rows = st.query_map(params![tenant, environment], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+            })?;
+            Ok(rows.collect::<Result<_, _>>()?)
+        })?;
+        rows.into_iter()
+            .map(|(policy_id, v, cand, since)| {
+                Ok(PolicyActivation {
+                    policy_id,
+                    version: to_u64(v)?,
+                    candidate: cand.map(to_u64).transpose()?,
+                    candidate_since_ms: since,
+                })
+            })
+            .collect()
+    }
+    fn set_policy_candidate(
+        &self,
+        tenant: &str,
+        environment: &str,
+        policy_id: &str,
+        candidate: Option<(u64, i64)>,
+    ) -> Result<bool, StoreError> {
+        let (version, since) = match candidate {
+            Some((v, since)) => (Some(to_i64(v)?), Some(since)),
+            None => (None, None),
+        };
+        let changed = self.write(
+            "UPDATE policy_activations SET candidate = ?4, candidate_since_ms = ?5
+             WHERE tenant = ?1 AND environment = ?2 AND policy_id = ?3",
+            params![tenant, environment, policy_id, version, since],
+        )?;
+        Ok(changed > 0)
+    }
+}
+
+impl HistoryStore for SqliteStore {
+    fn add_history(&self, r: &HistoryRecord) -> Result<u64, StoreError> {
+        check_tenant(&r.tenant)?;
+        let id = self.with_conn(|c| {
+            c.execute(
+                "INSERT INTO history (tenant, at_ms, actor, source, body) VALUES (?1, ?2, ?3, ?4, ?5)",
+                params![r.tenant, r.at_ms, r.actor, r.source, serde_json::to_string(&r.values)?],
+            )?;
+            Ok(c.last_insert_rowid())
+        })?;
+        to_u64(id)
+    }
+    fn remove_history(&self, tenant: &str, id: u64) -> Result<(), StoreError> {
+        self.write(
+            "DELETE FROM history WHERE tenant = ?1 AND id = ?2",
+            params![tenant, to_i64(id)?],
+        )?;
+        Ok(())
+    }
+    fn history(
+        &self,
+        tenant: &str,
+        since_ms: i64,
+        actor: Option<&str>,
+        source: Option<&str>,
+    ) -> Result<Vec<HistoryRecord>, StoreError> {
+        type Row = (i64, i64, Option<String>, Option<String>, String);
+        let rows: Vec<Row> = self.with_conn(|c| {
+            let all = actor.is_none() && source.is_none();
+            let mut st = c.prepare_cached(
+                "SELECT id, at_ms, actor, source, body FROM history
+                 WHERE tenant = ?1 AND at_ms >= ?2
+                   AND (?3 OR (?4 IS NOT NULL AND actor = ?4) OR (?5 IS NOT NULL AND source = ?5))
+                 ORDER BY at_ms, id",
+            )?;
+            let rows = st.query_map(params![tenant, since_ms, all, actor, source], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
+            })?;
+            Ok(rows.collect::<Result<_, _>>()?)
+        })?;
+        rows.into_iter()
+            .map(|(id, at_ms, actor, source, body)| {
+                Ok(HistoryRecord {
+                    id: to_u64(id)?,
+                    tenant: tenant.to_owned(),
+                    at_ms,
+                    actor,
+                    source,
+                    values: parse(&body)?,
+                })
+            })
+            .collect()
+    }
+    fn purge_history(&self, before_ms: i64) -> Result<u64, StoreError> {
+        let n = self.write("DELETE FROM history WHERE at_ms < ?1", [before_ms])?;
+        Ok(n as u64)
     }
 }
 
@@ -1228,5 +1399,45 @@ impl QuotaStore for SqliteStore {
             .optional()?)
         })?;
         v.map(to_u64).transpose().map(|v| v.unwrap_or(0))
+    }
+    fn reserve_usage(
+        &self,
+        tenant: &str,
+        period: &str,
+        metric: &str,
+        amount: u64,
+        limit: u64,
+    ) -> Result<bool, StoreError> {
+        if amount > limit {
+            return Ok(false);
+        }
+        self.with_conn(|c| {
+            // One statement, so one write lock: the check and the add cannot interleave
+            // with another writer's. No row comes back when the update's WHERE fails.
+            let v: Option<i64> = c
+                .query_row(
+                    "INSERT INTO quota (tenant, period, metric, value) VALUES (?1, ?2, ?3, ?4)
+                     ON CONFLICT (tenant, period, metric) DO UPDATE SET value = value + excluded.value
+                     WHERE value + excluded.value <= ?5
+                     RETURNING value",
+                    params![tenant, period, metric, to_i64(amount)?, i64::try_from(limit).unwrap_or(i64::MAX)],
+                    |r| r.get(0),
+                )
+                .optional()?;
+            Ok(v.is_some())
+        })
+    }
+    fn release_usage(
+        &self,
+        tenant: &str,
+        period: &str,
+        metric: &str,
+        amount: u64,
+    ) -> Result<(), StoreError> {
+        self.write(
+            "UPDATE quota SET value = max(value - ?4, 0) WHERE tenant = ?1 AND period = ?2 AND metric = ?3",
+            params![tenant, period, metric, to_i64(amount)?],
+        )?;
+        Ok(())
     }
 }

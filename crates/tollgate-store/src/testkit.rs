@@ -642,6 +642,43 @@ pub fn records_round_trip<B: Backend>() {
     assert_eq!(s.usage("a", "2026-12", "decisions").unwrap(), 0);
 }
 
+/// 200 reservations from 8 threads against a limit of 50: exactly 50 succeed, and a
+/// release makes room for exactly one more.
+pub fn quota_reservations_never_overshoot<B: Backend>() {
+    let backend = B::create();
+    let s = Arc::new(backend.open(Some(signer())));
+    let threads: Vec<_> = (0..8)
+        .map(|_| {
+            let s = Arc::clone(&s);
+            std::thread::spawn(move || {
+                (0..25)
+                    .filter(|_| s.reserve_usage("a", "2026-11", "decisions", 1, 50).unwrap())
+                    .count()
+            })
+        })
+        .collect();
+    let won: usize = threads.into_iter().map(|t| t.join().unwrap()).sum();
+    assert_eq!(won, 50);
+    assert_eq!(s.usage("a", "2026-11", "decisions").unwrap(), 50);
+    assert!(!s.reserve_usage("a", "2026-11", "decisions", 1, 50).unwrap());
+    s.release_usage("a", "2026-11", "decisions", 1).unwrap();
+    assert_eq!(s.usage("a", "2026-11", "decisions").unwrap(), 49);
+    assert!(s.reserve_usage("a", "2026-11", "decisions", 1, 50).unwrap());
+    assert!(!s.reserve_usage("a", "2026-11", "decisions", 1, 50).unwrap());
+    // A first reservation creates the counter; one past the limit does not.
+    assert!(!s.reserve_usage("b", "2026-11", "decisions", 3, 2).unwrap());
+    assert_eq!(s.usage("b", "2026-11", "decisions").unwrap(), 0);
+    assert!(s.reserve_usage("b", "2026-11", "decisions", 2, 2).unwrap());
+    assert_eq!(s.usage("b", "2026-11", "decisions").unwrap(), 2);
+    // Releases stop at zero; a limit past i64 is no limit, not an error.
+    s.release_usage("b", "2026-11", "decisions", 5).unwrap();
+    assert_eq!(s.usage("b", "2026-11", "decisions").unwrap(), 0);
+    assert!(
+        s.reserve_usage("b", "2026-11", "decisions", 1, u64::MAX)
+            .unwrap()
+    );
+}
+
 /// 100 concurrent claims of one idempotency key: exactly one wins.
 pub fn idempotency_claim_has_one_winner<B: Backend>() {
     let backend = B::create();
@@ -978,6 +1015,13 @@ macro_rules! store_suite {
                 return;
             }
             $crate::testkit::records_round_trip::<$b>();
+        }
+        #[test]
+        fn quota_reservations_never_overshoot() {
+            if !<$b as $crate::testkit::Backend>::available() {
+                return;
+            }
+            $crate::testkit::quota_reservations_never_overshoot::<$b>();
         }
         #[test]
         fn idempotency_claim_has_one_winner() {

@@ -4,6 +4,7 @@
 
 mod audit;
 mod lab;
+mod policy;
 mod remote;
 mod serve;
 
@@ -45,6 +46,9 @@ On first start the log names a 0600 file with a bootstrap admin key and a test d
     /// Human review of escalations.
     #[command(subcommand)]
     Review(remote::ReviewCommand),
+    /// Policies: validate, test, publish, activate, roll back, diff, candidates, replay, apply.
+    #[command(subcommand)]
+    Policy(policy::PolicyCommand),
     /// Verify, export and prove the audit ledger.
     #[command(subcommand)]
     Audit(audit::AuditCommand),
@@ -65,6 +69,7 @@ fn main() -> ExitCode {
         Command::Sources(cmd) => remote::sources(cmd),
         Command::Override(cmd) => remote::overrides(cmd),
         Command::Review(cmd) => remote::reviews(cmd),
+        Command::Policy(cmd) => policy::run(cmd),
         Command::Audit(cmd) => audit::run(cmd),
         Command::Lab(cmd) => lab::run(cmd),
     };

@@ -32,7 +32,7 @@ pub(crate) struct Remote {
 }
 
 impl Remote {
-    fn call(
+    pub(crate) fn call(
         &self,
         method: reqwest::Method,
         path: &str,
@@ -65,7 +65,7 @@ impl Remote {
         Ok(value)
     }
 
-    fn print(&self, value: &Value, text: impl FnOnce(&Value) -> String) {
+    pub(crate) fn print(&self, value: &Value, text: impl FnOnce(&Value) -> String) {
         if self.json {
             println!(
                 "{}",

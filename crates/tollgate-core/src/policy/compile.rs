@@ -444,6 +444,20 @@ impl CompiledPolicy {
         self
     }
 
+    /// Whether a rule or the survival score reads the history (`history.count`/`sum`).
+    pub fn reads_history(&self) -> bool {
+        !self.history_calls.is_empty()
+    }
+
+    /// The scopes the policy's history calls read and the longest window, in ms.
+    pub fn history_needs(&self) -> Option<(Vec<crate::history::Scope>, i64)> {
+        let window = self.history_calls.iter().map(|c| c.window_ms).max()?;
+        let mut scopes: Vec<_> = self.history_calls.iter().map(|c| c.scope).collect();
+        scopes.sort();
+        scopes.dedup();
+        Some((scopes, window))
+    }
+
     /// The declared range of `signal`, or `[0, 1]` when it is not declared.
     pub fn signal_range(&self, signal: &str) -> SignalRange {
         self.signals

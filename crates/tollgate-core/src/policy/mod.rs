@@ -4,6 +4,7 @@
 mod builtin;
 pub(crate) mod compile;
 mod document;
+pub mod testing;
 
 use std::fmt;
 

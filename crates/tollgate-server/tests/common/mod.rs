@@ -62,6 +62,43 @@ impl Harness {
         }
     }
 
+    /// A second node on this harness's store object (its own caches, meter, review
+    /// lock and throttle; the same store, signing key, clock and bootstrap keys),
+    /// configured like `base` after `edit`.
+    pub(crate) fn node(&self, base: &Config, edit: impl FnOnce(&mut Config)) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let mut config = Config {
+            data_dir: dir.path().to_owned(),
+            ..base.clone()
+        };
+        edit(&mut config);
+        let (key, _) = tollgate_store::keyfile::load_or_create(
+            &self.dir.path().join(tollgate_server::KEY_FILE),
+        )
+        .unwrap();
+        let app = App::on_store(
+            config,
+            self.state.store().clone(),
+            key,
+            false,
+            self.clock.clone(),
+        )
+        .unwrap();
+        assert!(
+            app.bootstrap_file.is_none(),
+            "the store was bootstrapped once"
+        );
+        let router = tollgate_server::router(app.state.clone());
+        Harness {
+            admin: self.admin.clone(),
+            test_key: self.test_key.clone(),
+            dir,
+            state: app.state,
+            router,
+            clock: self.clock.clone(),
+        }
+    }
+
     pub(crate) async fn call(
         &self,
         method: Method,
