@@ -452,6 +452,21 @@ impl Client {
         Ok(self.send(Method::GET, path, None, None).await?.body)
     }
 
+    /// A GET of a recorded decision: 202 means "pending integration".
+    async fn get_recorded(&self, path: &str) -> Result<Value, Error> {
+        let answer = self.send(Method::GET, path, None, None).await?;
+        if answer.status == StatusCode::ACCEPTED {
+            let retry_after = answer
+                .headers
+                .get(reqwest::header::RETRY_AFTER)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|s| s.trim().parse::<u64>().ok())
+                .map(Duration::from_secs);
+            return Err(Error::PendingIntegration { retry_after });
+        }
+        Ok(answer.body)
+    }
+
     /// Asks for a verdict, without applying the fail mode (every failure is an `Err`).
     async fn decide_raw(&self, request: &DecisionRequest) -> Result<Decision, Error> {
         let mut request = request.clone();
@@ -482,7 +497,7 @@ impl Client {
     /// A recorded decision (`GET /v1/decisions/{id}`).
     pub async fn get_decision(&self, decision_id: &str) -> Result<Decision, Error> {
         let body = self
-            .get_json(&format!("/v1/decisions/{}", path_segment(decision_id)?))
+            .get_recorded(&format!("/v1/decisions/{}", path_segment(decision_id)?))
             .await?;
         Decision::from_json(body)
             .map_err(|e| Error::Unavailable(Failure::InvalidResponse(e.to_string())))
@@ -492,7 +507,7 @@ impl Client {
     /// (verify it with [`verify::dossier`]).
     pub async fn dossier(&self, decision_id: &str) -> Result<DossierDocument, Error> {
         let body = self
-            .get_json(&format!("/v1/dossiers/{}", path_segment(decision_id)?))
+            .get_recorded(&format!("/v1/dossiers/{}", path_segment(decision_id)?))
             .await?;
         DossierDocument::from_json(body)
             .map_err(|e| Error::Unavailable(Failure::InvalidResponse(e.to_string())))

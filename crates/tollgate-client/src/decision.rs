@@ -85,12 +85,33 @@ pub struct PolicyRef {
 }
 
 /// Where the decision sits in the tenant's ledger.
+///
+/// In cluster mode a verdict is answered once its entry is durable, before the
+/// sequencer gives it a place in the chain: then `status` is `pending` and `seq` /
+/// `entry_hash` are `None` (the dossier follows within about a second).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LedgerRef {
-    /// Sequence number.
-    pub seq: u64,
-    /// Hex SHA-256 of the entry.
-    pub entry_hash: String,
+    /// Sequence number (`None` while pending).
+    #[serde(default)]
+    pub seq: Option<u64>,
+    /// Hex SHA-256 of the entry (`None` while pending).
+    #[serde(default)]
+    pub entry_hash: Option<String>,
+    /// `sequenced` or `pending` (servers before cluster mode sent no status: every
+    /// entry they answered was sequenced).
+    #[serde(default = "sequenced")]
+    pub status: String,
+}
+
+fn sequenced() -> String {
+    "sequenced".to_owned()
+}
+
+impl LedgerRef {
+    /// Whether the entry has its place in the chain yet.
+    pub fn is_sequenced(&self) -> bool {
+        self.seq.is_some()
+    }
 }
 
 /// In shadow and dry-run modes: what enforce mode would have answered.

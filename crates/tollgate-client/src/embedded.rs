@@ -391,7 +391,11 @@ impl Embedded {
             "gate": verdict.gate.as_str(),
             "reason_codes": verdict.reason_codes,
             "explanation": verdict.explanation,
-            "ledger": {"seq": appended.seq, "entry_hash": appended.entry_hash.to_hex()},
+            "ledger": {
+                "seq": appended.seq,
+                "entry_hash": appended.entry_hash.map(|h| h.to_hex()),
+                "status": if appended.is_sequenced() { "sequenced" } else { "pending" },
+            },
             "latency_ms": u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
             "environment": self.inner.config.environment,
             "decided_at": decided_at,

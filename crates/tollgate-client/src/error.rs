@@ -181,6 +181,13 @@ pub enum Error {
     /// No such decision or dossier (or another tenant's) (404).
     #[error("not found")]
     NotFound,
+    /// The decision is recorded (durable) but a cluster's sequencer has not yet given
+    /// it a place in the ledger (202 "pending integration"); ask again shortly.
+    #[error("the decision is pending integration into the ledger")]
+    PendingIntegration {
+        /// `Retry-After`, when given.
+        retry_after: Option<Duration>,
+    },
     /// A conflict other than a decision in progress: a grant used before (409).
     #[error("conflict: {message}")]
     Conflict {

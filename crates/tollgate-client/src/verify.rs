@@ -183,12 +183,16 @@ pub fn dossier_of(
             doc.decision_id().unwrap_or_default()
         )));
     }
-    if let Some(ledger) = &decision.ledger {
+    // A verdict answered while its entry was pending names no position: the
+    // decision id above ties the dossier to it.
+    if let Some(ledger) = &decision.ledger
+        && let (Some(seq), Some(hash)) = (ledger.seq, &ledger.entry_hash)
+    {
         let entry = &doc.proof.entry;
-        if entry.seq != ledger.seq || entry.entry_hash.to_hex() != ledger.entry_hash {
+        if entry.seq != seq || entry.entry_hash.to_hex() != *hash {
             return Err(VerifyError::NotThisDecision(format!(
-                "the verdict names seq {} but the entry is seq {}",
-                ledger.seq, entry.seq
+                "the verdict names seq {seq} but the entry is seq {}",
+                entry.seq
             )));
         }
     }

@@ -61,8 +61,8 @@ async fn verdicts_are_signed_recorded_and_provable_across_restarts() {
     let tg = Embedded::open(dir.path()).unwrap();
     let second = tg.enforce(&in_band("OPEN_POSITION")).await.unwrap();
     assert_eq!(
-        second.ledger.as_ref().unwrap().seq,
-        first.ledger.as_ref().unwrap().seq + 1,
+        second.ledger.as_ref().unwrap().seq.unwrap(),
+        first.ledger.as_ref().unwrap().seq.unwrap() + 1,
         "the chain continues"
     );
     let jwks = tg.jwks();

@@ -484,14 +484,16 @@ pub async fn verify(
     caller: Caller,
 ) -> Result<Json<Value>, ApiError> {
     caller.require("admin")?;
-    let keys: Vec<NoteVerifier> = vec![state.0.note_verifier.clone()];
+    let keys: Vec<NoteVerifier> = state.note_verifiers();
     let st = state.clone();
     let tenant = caller.tenant().to_owned();
     let result = tokio::task::spawn_blocking(move || st.store().verify(&tenant, &keys))
         .await
         .map_err(ApiError::internal)??;
     Ok(Json(match result {
-        Ok(v) => json!({"ok": true, "entries": v.entries, "root": v.root.to_hex()}),
+        Ok(v) => {
+            json!({"ok": true, "entries": v.entries, "root": v.root.to_hex(), "checkpoints": v.checkpoints})
+        }
         Err(f) => json!({"ok": false, "first_bad_seq": f.seq, "problem": f.to_string()}),
     }))
 }

@@ -64,6 +64,14 @@ pub struct Config {
     /// that run several nodes on one store object; not a file or environment key.
     #[serde(skip)]
     pub assume_shared_store: bool,
+    /// The PostgreSQL connection URL for `store = "postgres"`
+    /// (`TOLLGATE_DATABASE_URL`), e.g. `postgres://tollgate@db:5432/tollgate`.
+    pub database_url: Option<String>,
+    /// The Ed25519 signing key file (PKCS#8 PEM); default `<data_dir>/signing-key.pem`,
+    /// created on first start. Cluster nodes each have their own key by default (every
+    /// node's public key is recorded in the store and published in the JWKS), or
+    /// share one through this setting (`TOLLGATE_SIGNING_KEY_FILE`).
+    pub signing_key_file: Option<PathBuf>,
 }
 
 /// Where state lives.
@@ -159,6 +167,8 @@ impl Default for Config {
             direct_runtime_tenant: "default".to_owned(),
             direct_runtime_environment: "test".to_owned(),
             store: StoreKind::Sqlite,
+            database_url: None,
+            signing_key_file: None,
             throttle: ThrottleKind::Memory,
             redis_url: None,
             redis_key_prefix: "tollgate:".to_owned(),
@@ -252,6 +262,8 @@ impl Config {
                 self.direct_runtime_environment = value.to_owned();
             }
             "TOLLGATE_STORE" => self.store = parse(name, value)?,
+            "TOLLGATE_DATABASE_URL" => self.database_url = Some(value.to_owned()),
+            "TOLLGATE_SIGNING_KEY_FILE" => self.signing_key_file = Some(PathBuf::from(value)),
             "TOLLGATE_THROTTLE" => self.throttle = parse(name, value)?,
             "TOLLGATE_REDIS_URL" => self.redis_url = Some(value.to_owned()),
             "TOLLGATE_REDIS_KEY_PREFIX" => self.redis_key_prefix = value.to_owned(),

@@ -49,10 +49,11 @@ pub struct Decided {
     pub decision_id: String,
     /// The engine's verdict.
     pub verdict: Verdict,
-    /// Ledger sequence number.
-    pub seq: u64,
-    /// Ledger entry hash, hex.
-    pub entry_hash: String,
+    /// Ledger sequence number; `None` while the entry is durable but not yet
+    /// sequenced (cluster mode: "pending integration").
+    pub seq: Option<u64>,
+    /// Ledger entry hash, hex; `None` while pending.
+    pub entry_hash: Option<String>,
     /// `live` or `test`.
     pub environment: String,
     /// Time from receipt to durable record.
@@ -432,7 +433,7 @@ impl AppState {
             decision_id,
             verdict,
             seq: appended.seq,
-            entry_hash: hex::encode(appended.entry_hash.as_bytes()),
+            entry_hash: appended.entry_hash.map(|h| hex::encode(h.as_bytes())),
             environment,
             latency_ms: u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX),
             decided_at,
@@ -602,7 +603,11 @@ impl AppState {
             .metrics
             .ledger_append_seconds
             .observe(started.elapsed().as_secs_f64());
-        self.mark_dirty(&tenant);
+        // A pending entry (cluster mode) is checkpointed by the sequencer that
+        // integrates it; a sequenced one by this node's ticker.
+        if appended.is_sequenced() {
+            self.mark_dirty(&tenant);
+        }
         Ok(appended)
     }
 }

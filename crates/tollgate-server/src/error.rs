@@ -58,6 +58,10 @@ pub enum ApiError {
     /// A conflict (for example a duplicate id).
     #[error("{0}")]
     Conflict(String),
+    /// The decision is recorded (durable) but the cluster's sequencer has not yet
+    /// given it a place in the ledger: 202 with `Retry-After`, never 404.
+    #[error("the decision is recorded but pending integration into the ledger; retry shortly")]
+    PendingIntegration,
 }
 
 impl ApiError {
@@ -92,6 +96,7 @@ impl ApiError {
             }
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
             ApiError::Conflict(_) => StatusCode::CONFLICT,
+            ApiError::PendingIntegration => StatusCode::ACCEPTED,
         }
     }
 
@@ -110,6 +115,7 @@ impl ApiError {
             ApiError::Overloaded => "overloaded",
             ApiError::Internal(_) => "internal_error",
             ApiError::Conflict(_) => "conflict",
+            ApiError::PendingIntegration => "pending_integration",
         }
     }
 
@@ -133,6 +139,10 @@ impl ApiError {
             ApiError::RateLimited { retry_after_s } => {
                 body["retry_after_s"] = json!(retry_after_s);
             }
+            ApiError::PendingIntegration => {
+                body["status"] = json!("pending integration");
+                body["ledger"] = json!({"seq": null, "entry_hash": null, "status": "pending"});
+            }
             _ => {}
         }
         body
@@ -141,9 +151,10 @@ impl ApiError {
     fn retry_after(&self) -> Option<u64> {
         match self {
             ApiError::RateLimited { retry_after_s } => Some(*retry_after_s),
-            ApiError::LedgerUnavailable | ApiError::ThrottleUnavailable | ApiError::Overloaded => {
-                Some(1)
-            }
+            ApiError::LedgerUnavailable
+            | ApiError::ThrottleUnavailable
+            | ApiError::Overloaded
+            | ApiError::PendingIntegration => Some(1),
             _ => None,
         }
     }

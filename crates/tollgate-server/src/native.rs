@@ -91,6 +91,17 @@ pub(crate) fn call_ids(
     Ok((idempotency_key(headers, idempotency), correlation_id))
 }
 
+/// Where a decision sits in the ledger: `"status": "sequenced"` with its seq and entry
+/// hash, or `"status": "pending"` (durable, not yet sequenced: cluster mode) with both
+/// `null`.
+pub(crate) fn ledger_ref(d: &Decided) -> Value {
+    json!({
+        "seq": d.seq,
+        "entry_hash": d.entry_hash,
+        "status": if d.seq.is_some() { "sequenced" } else { "pending" },
+    })
+}
+
 /// The neutral verdict body of a recorded decision (unsigned).
 pub(crate) fn verdict_body(state: &AppState, d: &Decided) -> Value {
     let v = &d.verdict;
@@ -100,7 +111,7 @@ pub(crate) fn verdict_body(state: &AppState, d: &Decided) -> Value {
         "gate": v.gate.as_str(),
         "reason_codes": v.reason_codes,
         "explanation": v.explanation,
-        "ledger": {"seq": d.seq, "entry_hash": d.entry_hash},
+        "ledger": ledger_ref(d),
         "dossier_url": format!("{}/v1/dossiers/{}", state.config().base_url(), d.decision_id),
         "latency_ms": d.latency_ms,
         "environment": d.environment,
@@ -218,10 +229,12 @@ pub(crate) fn decision_entry(
     tenant: &str,
     decision_id: &str,
 ) -> Result<tollgate_ledger::Entry, ApiError> {
-    let seq = state
-        .store()
-        .decision_seq(tenant, decision_id)?
-        .ok_or(ApiError::NotFound)?;
+    let Some(seq) = state.store().decision_seq(tenant, decision_id)? else {
+        if state.store().decision_pending(tenant, decision_id)? {
+            return Err(ApiError::PendingIntegration);
+        }
+        return Err(ApiError::NotFound);
+    };
     let entry = state
         .store()
         .entry(tenant, seq)?
@@ -240,8 +253,8 @@ pub(crate) fn decided_from_entry(entry: &tollgate_ledger::Entry) -> Result<Decid
     Ok(Decided {
         decision_id: body["decision_id"].as_str().unwrap_or_default().to_owned(),
         verdict,
-        seq: entry.seq,
-        entry_hash: entry.entry_hash.to_hex(),
+        seq: Some(entry.seq),
+        entry_hash: Some(entry.entry_hash.to_hex()),
         environment: body["environment"].as_str().unwrap_or("live").to_owned(),
         latency_ms: 0,
         decided_at: entry.time.clone(),
@@ -283,11 +296,14 @@ pub async fn dossier(
     };
     let size = checkpoint.checkpoint.size;
     let proof = store.inclusion_proof(&tenant, entry.seq, size)?;
-    let verifier: &NoteVerifier = &state.0.note_verifier;
     let ledger = Dossier {
         inclusion_proof: proof,
         checkpoint: checkpoint.to_text().map_err(ApiError::internal)?,
-        verifier_keys: vec![verifier.to_vkey()],
+        verifier_keys: state
+            .note_verifiers()
+            .iter()
+            .map(NoteVerifier::to_vkey)
+            .collect(),
         jwks: Some(state.jwks()),
         entry: entry.clone(),
     };
@@ -307,11 +323,16 @@ pub async fn dossier(
 
 /// `GET /v1/health`.
 pub async fn health(State(state): State<AppState>) -> Json<Value> {
-    let ledger = state.store().ledger_tenants().is_ok();
+    let store = state.store();
+    let ledger = store.ledger_tenants().is_ok();
     Json(json!({
         "status": if ledger { "ok" } else { "degraded" },
         "version": env!("CARGO_PKG_VERSION"),
         "ledger": if ledger { "ok" } else { "unavailable" },
+        // Cluster mode: whether this node is the elected sequencer now, and how many
+        // durable entries await sequencing (always true and 0 when embedded).
+        "sequencer": store.is_sequencer(),
+        "pending_entries": store.pending_entries().ok(),
     }))
 }
 

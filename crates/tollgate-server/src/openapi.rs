@@ -156,13 +156,16 @@ pub struct VerdictDoc {
     signature: SignatureDoc,
 }
 
-/// Ledger position.
+/// Ledger position. In cluster mode a verdict is answered once its entry is durable,
+/// before the sequencer places it: then `status` is `pending` and both are `null`.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct LedgerRefDoc {
-    /// Sequence number in the tenant's ledger.
-    seq: u64,
-    /// Entry hash, hex.
-    entry_hash: String,
+    /// Sequence number in the tenant's ledger; `null` while pending.
+    seq: Option<u64>,
+    /// Entry hash, hex; `null` while pending.
+    entry_hash: Option<String>,
+    /// `sequenced` or `pending`.
+    status: String,
 }
 
 /// A signature.
@@ -305,12 +308,15 @@ pub async fn serve() -> axum::Json<Value> {
 fn decide() {}
 
 #[utoipa::path(get, path = "/v1/decisions/{id}", tag = "decisions", params(("id" = String, Path)),
-    responses((status = 200, body = VerdictDoc), (status = 401, body = ErrorDoc), (status = 404, body = ErrorDoc)),
+    responses((status = 200, body = VerdictDoc),
+        (status = 202, description = "Recorded (durable) but pending integration into the ledger (cluster mode); retry after `Retry-After`", body = ErrorDoc),
+        (status = 401, body = ErrorDoc), (status = 404, body = ErrorDoc)),
     security(("bearer" = [])))]
 fn get_decision() {}
 
 #[utoipa::path(get, path = "/v1/dossiers/{id}", tag = "decisions", params(("id" = String, Path)),
     responses((status = 200, description = "Request, verdict, trace, ledger entry, inclusion proof, checkpoint", body = ObjectDoc),
+        (status = 202, description = "Recorded (durable) but pending integration into the ledger (cluster mode); retry after `Retry-After`", body = ErrorDoc),
         (status = 401, body = ErrorDoc), (status = 404, body = ErrorDoc)),
     security(("bearer" = [])))]
 fn dossier() {}

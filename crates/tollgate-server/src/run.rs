@@ -10,9 +10,10 @@ use anyhow::Context as _;
 use serde_json::json;
 use tollgate_ledger::{NoteSigner, SignedCheckpoint};
 use tollgate_store::{SigningKeyRecord, SqliteConfig, SqliteStore, Store, TenantRecord, keyfile};
+use tollgate_store_pg::{PgConfig, PgStore};
 
 use crate::clock::{Clock, SystemClock, rfc3339};
-use crate::config::Config;
+use crate::config::{Config, StoreKind};
 use crate::error::ApiError;
 use crate::state::AppState;
 
@@ -40,22 +41,40 @@ impl App {
 
     /// Opens (or initialises) the data directory with `clock`.
     pub fn open_with_clock(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<App> {
-        if config.store == crate::config::StoreKind::Postgres {
-            anyhow::bail!(
-                "store = \"postgres\" is not available in this build; use store = \"sqlite\""
-            );
-        }
         let dir = config.data_dir.clone();
         std::fs::create_dir_all(&dir)
             .with_context(|| format!("creating data directory `{}`", dir.display()))?;
-        let (key, created) = keyfile::load_or_create(&dir.join(KEY_FILE))
-            .with_context(|| format!("loading the signing key in `{}`", dir.display()))?;
+        let key_file = config
+            .signing_key_file
+            .clone()
+            .unwrap_or_else(|| dir.join(KEY_FILE));
+        let (key, created) = keyfile::load_or_create(&key_file)
+            .with_context(|| format!("loading the signing key `{}`", key_file.display()))?;
         let signer = NoteSigner::new(KEY_NAME, key.clone())?;
-        let mut sqlite = SqliteConfig::in_dir(&dir);
-        sqlite.signer = Some(signer);
-        let store = SqliteStore::open(sqlite)
-            .with_context(|| format!("opening the store in `{}`", dir.display()))?;
-        let store: Arc<dyn Store> = Arc::new(store);
+        let store: Arc<dyn Store> = match config.store {
+            StoreKind::Sqlite => {
+                let mut sqlite = SqliteConfig::in_dir(&dir);
+                sqlite.signer = Some(signer);
+                Arc::new(
+                    SqliteStore::open(sqlite)
+                        .with_context(|| format!("opening the store in `{}`", dir.display()))?,
+                )
+            }
+            StoreKind::Postgres => {
+                let Some(url) = config.database_url.clone() else {
+                    anyhow::bail!(
+                        "store = \"postgres\" needs database_url (or TOLLGATE_DATABASE_URL)"
+                    );
+                };
+                let mut pg = PgConfig::new(url);
+                pg.signer = Some(signer);
+                // The elected sequencer signs a checkpoint of every tenant that got
+                // entries, at most once per checkpoint interval.
+                pg.auto_checkpoint =
+                    Some(Duration::from_millis(config.checkpoint_interval_ms.max(50)));
+                Arc::new(PgStore::open(pg).context("opening the PostgreSQL store")?)
+            }
+        };
         Self::on_store(config, store, key, created, clock)
     }
 

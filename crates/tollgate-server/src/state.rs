@@ -238,6 +238,24 @@ impl AppState {
         Jwks { keys }
     }
 
+    /// The checkpoint verifier keys of every node (each node records its public key
+    /// in the store), this node's first.
+    pub fn note_verifiers(&self) -> Vec<NoteVerifier> {
+        let mut out = vec![self.0.note_verifier.clone()];
+        let own = self.0.key.verifying_key().to_bytes();
+        if let Ok(stored) = self.0.store.signing_keys() {
+            for k in stored {
+                if k.public_key != own
+                    && let Ok(vk) = ed25519_dalek::VerifyingKey::from_bytes(&k.public_key)
+                    && let Ok(v) = NoteVerifier::new(&k.name, vk)
+                {
+                    out.push(v);
+                }
+            }
+        }
+        out
+    }
+
     /// The tenant's history lock (see `decide.rs`).
     pub(crate) fn history_lock(
         &self,

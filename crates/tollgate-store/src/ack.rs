@@ -32,10 +32,16 @@ pub struct Ack<T> {
     shared: Arc<Shared<T>>,
 }
 
-/// The sending half, held by the writer thread.
+/// The sending half, held by the writer (sequencer, committer).
 #[derive(Debug)]
-pub(crate) struct AckSender<T> {
+pub struct AckSender<T> {
     shared: Arc<Shared<T>>,
+}
+
+/// A new acknowledgement: the backend keeps the sender, the caller gets the [`Ack`].
+/// Dropping the sender without sending resolves the ack with [`StoreError::Closed`].
+pub fn ack_channel<T>() -> (AckSender<T>, Ack<T>) {
+    channel()
 }
 
 pub(crate) fn channel<T>() -> (AckSender<T>, Ack<T>) {
@@ -58,7 +64,7 @@ pub(crate) fn channel<T>() -> (AckSender<T>, Ack<T>) {
 
 impl<T> Ack<T> {
     /// An ack that is already resolved.
-    pub(crate) fn ready(value: Result<T, StoreError>) -> Ack<T> {
+    pub fn ready(value: Result<T, StoreError>) -> Ack<T> {
         let (tx, rx) = channel();
         tx.send(value);
         rx
@@ -109,7 +115,8 @@ impl<T> Future for Ack<T> {
 }
 
 impl<T> AckSender<T> {
-    pub(crate) fn send(self, value: Result<T, StoreError>) {
+    /// Resolves the ack.
+    pub fn send(self, value: Result<T, StoreError>) {
         let mut slot = self
             .shared
             .slot

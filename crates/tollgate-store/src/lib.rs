@@ -5,12 +5,14 @@ mod ack;
 pub mod keyfile;
 mod records;
 mod sqlite;
+#[cfg(feature = "testkit")]
+pub mod testkit;
 
 use std::fmt::Debug;
 
-pub use ack::Ack;
+pub use ack::{Ack, AckSender, ack_channel};
 pub use records::*;
-pub use sqlite::{SqliteConfig, SqliteStore, StoredRow};
+pub use sqlite::{SqliteConfig, SqliteStore, StoredRow, check_tenant};
 
 /// The most appends one group commit takes.
 pub const MAX_BATCH: usize = sqlite::MAX_BATCH;
@@ -25,6 +27,9 @@ pub enum StoreError {
     /// The database failed (I/O, corruption, constraint).
     #[error("database: {0}")]
     Database(#[from] rusqlite::Error),
+    /// A database server failed or could not be reached (a networked backend).
+    #[error("database: {0}")]
+    Backend(String),
     /// A ledger format error.
     #[error("ledger: {0}")]
     Ledger(#[from] tollgate_ledger::LedgerError),
@@ -58,16 +63,29 @@ pub enum StoreError {
 }
 
 /// What an append was given once durable.
+///
+/// A backend with one writer (SQLite) sequences an entry in the transaction that makes
+/// it durable, so all three are `Some`. In a cluster (PostgreSQL) the entry is durable
+/// once its *pending* row commits, and the elected sequencer gives it its sequence
+/// number and hashes later (normally well under a second): then all three are `None`
+/// and the entry is "pending integration" until [`LedgerStore::decision_seq`] finds it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Appended {
     /// Tenant.
     pub tenant: String,
-    /// Sequence number assigned.
-    pub seq: u64,
-    /// The entry's hash.
-    pub entry_hash: Hash,
-    /// The previous entry's hash.
-    pub prev_hash: Hash,
+    /// Sequence number assigned, `None` while pending.
+    pub seq: Option<u64>,
+    /// The entry's hash, `None` while pending.
+    pub entry_hash: Option<Hash>,
+    /// The previous entry's hash, `None` while pending.
+    pub prev_hash: Option<Hash>,
+}
+
+impl Appended {
+    /// Whether the entry already has its place in the chain.
+    pub fn is_sequenced(&self) -> bool {
+        self.seq.is_some()
+    }
 }
 
 /// A tenant's ledger head: its size and last hash.
@@ -102,6 +120,25 @@ pub trait LedgerStore: Send + Sync + Debug {
     /// The sequence number of the decision entry whose body's `decision_id` is this
     /// (indexed by the sequencer in the entry's own transaction).
     fn decision_seq(&self, tenant: &str, decision_id: &str) -> Result<Option<u64>, StoreError>;
+
+    /// Committed entries, over all tenants, that are not sequenced yet (always 0 for a
+    /// backend that sequences in the committing transaction).
+    fn pending_entries(&self) -> Result<u64, StoreError> {
+        Ok(0)
+    }
+
+    /// Whether this process sequences entries now (a single-writer backend always
+    /// does; in a cluster, only the elected sequencer).
+    fn is_sequencer(&self) -> bool {
+        true
+    }
+
+    /// Whether the decision entry with this `decision_id` is committed (durable) but
+    /// not yet sequenced: "pending integration".
+    fn decision_pending(&self, tenant: &str, decision_id: &str) -> Result<bool, StoreError> {
+        let _ = (tenant, decision_id);
+        Ok(false)
+    }
 
     /// One entry.
     fn entry(&self, tenant: &str, seq: u64) -> Result<Option<Entry>, StoreError>;

@@ -244,7 +244,7 @@ fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
 
 /// A tenant id names a ledger and a checkpoint origin: 1–128 characters from
 /// `[A-Za-z0-9._:-]`.
-pub(crate) fn check_tenant(tenant: &str) -> Result<(), StoreError> {
+pub fn check_tenant(tenant: &str) -> Result<(), StoreError> {
     let ok = !tenant.is_empty()
         && tenant.len() <= 128
         && tenant
@@ -623,9 +623,9 @@ impl Writer {
                         st.range.push_entry_hash(&entry_hash);
                         outcomes.push(Outcome::Appended(Ok(Appended {
                             tenant: tenant.clone(),
-                            seq,
-                            entry_hash,
-                            prev_hash,
+                            seq: Some(seq),
+                            entry_hash: Some(entry_hash),
+                            prev_hash: Some(prev_hash),
                         })));
                     }
                     Job::Checkpoint { tenant, time, .. } => {

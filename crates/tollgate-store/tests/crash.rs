@@ -55,7 +55,10 @@ fn child(dir: &str) -> anyhow::Result<()> {
                 std::thread::sleep(Duration::from_millis(2));
                 let a = store.append(draft)?;
                 let mut out = std::io::stdout().lock();
-                writeln!(out, "{} {} {}", a.tenant, a.seq, a.entry_hash)?;
+                let (Some(seq), Some(hash)) = (a.seq, a.entry_hash) else {
+                    bail!("SQLite acknowledged an append without its seq and hash");
+                };
+                writeln!(out, "{} {} {}", a.tenant, seq, hash)?;
                 out.flush()?;
             }
             Ok(())

@@ -184,7 +184,7 @@ pub fn portal_body(state: &AppState, d: &Decided) -> Value {
         "reason_codes": v.reason_codes,
         "explanation": v.explanation,
         "dossier_url": format!("{}/v1/dossiers/{}", state.config().base_url(), d.decision_id),
-        "ledger": {"seq": d.seq, "entry_hash": d.entry_hash},
+        "ledger": crate::native::ledger_ref(d),
         "decided_at": d.decided_at,
     });
     extras(&mut out, v);
@@ -266,7 +266,7 @@ pub fn runtime_body(state: &AppState, d: &Decided) -> Value {
             "environment": d.environment,
             "decided_at": d.decided_at,
             "latency_ms": d.latency_ms,
-            "ledger": {"seq": d.seq, "entry_hash": d.entry_hash},
+            "ledger": crate::native::ledger_ref(d),
             "dossier_url": format!("{}/v1/dossiers/{}", state.config().base_url(), d.decision_id),
         },
         "idempotency_replayed": false,
