@@ -283,7 +283,7 @@ fn mix(admin: &str, test: &str, id: &str) -> Vec<Kind> {
         k("get decision", 3, Method::GET, &format!("/v1/decisions/{id}"), &t, None, &[]),
         k("get decision (unknown id)", 1, Method::GET, "/v1/decisions/dec_nope", &t, None, &[404]),
         k("dossier", 2, Method::GET, &format!("/v1/dossiers/{id}"), &t, None, &[]),
-        k("wait", 1, Method::GET, &format!("/v1/decisions/{id}/wait?timeout_ms=0"), &t, None, &[]),
+        k("wait", 1, Method::GET, &format!("/v1/decisions/{id}/wait?timeout=0"), &t, None, &[]),
         k("reviews list", 1, Method::GET, "/v1/reviews", &a, None, &[]),
         k("review (unknown id)", 1, Method::GET, "/v1/reviews/rev_nope", &a, None, &[404]),
         k(
@@ -404,7 +404,7 @@ fn mix(admin: &str, test: &str, id: &str) -> Vec<Kind> {
             "audit consistency",
             1,
             Method::GET,
-            "/v1/audit/consistency?old_size=1",
+            "/v1/audit/consistency?from=1&to=2",
             &a,
             None,
             &[],
