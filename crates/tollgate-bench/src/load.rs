@@ -110,11 +110,7 @@ pub(crate) async fn fire(
             let status = r.status().as_u16();
             let retry_after = r.headers().contains_key("retry-after");
             match r.text().await {
-                Ok(text) => (
-                    status,
-                    retry_after,
-                    keep_body(shot.label).then_some(text),
-                ),
+                Ok(text) => (status, retry_after, keep_body(shot.label).then_some(text)),
                 Err(_) => (0, false, None),
             }
         }

@@ -115,8 +115,7 @@ pub(crate) fn run(mut args: impl Iterator<Item = String>) -> anyhow::Result<()> 
         let start = Instant::now();
         let (over, d1) = open_loop(&http, start, 4.0 * rate, duration, |_| false, shot).await?;
         let drop_at = start.elapsed();
-        let (recovery, d2) =
-            open_loop(&http, start, 0.5 * rate, duration, |_| false, shot).await?;
+        let (recovery, d2) = open_loop(&http, start, 0.5 * rate, duration, |_| false, shot).await?;
         anyhow::Ok((
             (saturated, rate),
             over,
@@ -172,11 +171,7 @@ pub(crate) fn run(mut args: impl Iterator<Item = String>) -> anyhow::Result<()> 
     match peak {
         Some(mib) => println!(
             "peak RSS {mib:.1} MiB (bar {RSS_BAR_MIB} MiB): {}",
-            if mib <= RSS_BAR_MIB {
-                "within"
-            } else {
-                "OVER"
-            }
+            if mib <= RSS_BAR_MIB { "within" } else { "OVER" }
         ),
         None => println!("peak RSS: unknown"),
     }

@@ -155,14 +155,23 @@ pub(crate) fn run(mut args: impl Iterator<Item = String>) -> anyhow::Result<()> 
     let duration = Duration::from_secs_f64(minutes * 60.0);
     let (records, dropped) = rt.block_on(async {
         let http = client()?;
-        open_loop(&http, Instant::now(), rate, duration, |_| false, |i| {
-            let k = if i % RARE == RARE - 1 && !rare.is_empty() {
-                rare.get((i / RARE) as usize % rare.len()).copied().unwrap_or(0)
-            } else {
-                cycle.get(i as usize % cycle.len()).copied().unwrap_or(0)
-            };
-            shots.get(k).cloned().unwrap_or_else(|| shots[0].clone())
-        })
+        open_loop(
+            &http,
+            Instant::now(),
+            rate,
+            duration,
+            |_| false,
+            |i| {
+                let k = if i % RARE == RARE - 1 && !rare.is_empty() {
+                    rare.get((i / RARE) as usize % rare.len())
+                        .copied()
+                        .unwrap_or(0)
+                } else {
+                    cycle.get(i as usize % cycle.len()).copied().unwrap_or(0)
+                };
+                shots.get(k).cloned().unwrap_or_else(|| shots[0].clone())
+            },
+        )
         .await
     })?;
     stop.store(true, Ordering::Relaxed);
@@ -171,7 +180,11 @@ pub(crate) fn run(mut args: impl Iterator<Item = String>) -> anyhow::Result<()> 
     // Answers by endpoint and status.
     let mut table: BTreeMap<&str, BTreeMap<u16, usize>> = BTreeMap::new();
     for r in &records {
-        *table.entry(r.label).or_default().entry(r.status).or_default() += 1;
+        *table
+            .entry(r.label)
+            .or_default()
+            .entry(r.status)
+            .or_default() += 1;
     }
     let expected: BTreeMap<&str, &[u16]> =
         kinds.iter().map(|k| (k.label, k.expected_4xx)).collect();
@@ -240,7 +253,10 @@ pub(crate) fn run(mut args: impl Iterator<Item = String>) -> anyhow::Result<()> 
     drop(server);
     let _ = std::fs::remove_dir_all(&dir);
     if unexpected_total > 0 || !verify.status.success() || !exit.success() {
-        bail!("soak failed: {unexpected_total} unexpected answers, verify {}, server exit {exit}", verify.status);
+        bail!(
+            "soak failed: {unexpected_total} unexpected answers, verify {}, server exit {exit}",
+            verify.status
+        );
     }
     Ok(())
 }
@@ -268,8 +284,24 @@ fn mix(admin: &str, test: &str, id: &str) -> Vec<Kind> {
     let mut shadow = native.clone();
     shadow["mode"] = json!("shadow");
     vec![
-        k("native decide", 12, Method::POST, "/v1/decisions", &t, Some(native), &[]),
-        k("native decide (shadow)", 3, Method::POST, "/v1/decisions", &t, Some(shadow), &[]),
+        k(
+            "native decide",
+            12,
+            Method::POST,
+            "/v1/decisions",
+            &t,
+            Some(native),
+            &[],
+        ),
+        k(
+            "native decide (shadow)",
+            3,
+            Method::POST,
+            "/v1/decisions",
+            &t,
+            Some(shadow),
+            &[],
+        ),
         k(
             "native decide (invalid: no action)",
             1,
@@ -279,13 +311,61 @@ fn mix(admin: &str, test: &str, id: &str) -> Vec<Kind> {
             Some(json!({"actor": {"id": "x"}})),
             &[422],
         ),
-        k("native decide (no key)", 1, Method::POST, "/v1/decisions", &None, Some(json!({})), &[401]),
-        k("get decision", 3, Method::GET, &format!("/v1/decisions/{id}"), &t, None, &[]),
-        k("get decision (unknown id)", 1, Method::GET, "/v1/decisions/dec_nope", &t, None, &[404]),
-        k("dossier", 2, Method::GET, &format!("/v1/dossiers/{id}"), &t, None, &[]),
-        k("wait", 1, Method::GET, &format!("/v1/decisions/{id}/wait?timeout=0"), &t, None, &[]),
+        k(
+            "native decide (no key)",
+            1,
+            Method::POST,
+            "/v1/decisions",
+            &None,
+            Some(json!({})),
+            &[401],
+        ),
+        k(
+            "get decision",
+            3,
+            Method::GET,
+            &format!("/v1/decisions/{id}"),
+            &t,
+            None,
+            &[],
+        ),
+        k(
+            "get decision (unknown id)",
+            1,
+            Method::GET,
+            "/v1/decisions/dec_nope",
+            &t,
+            None,
+            &[404],
+        ),
+        k(
+            "dossier",
+            2,
+            Method::GET,
+            &format!("/v1/dossiers/{id}"),
+            &t,
+            None,
+            &[],
+        ),
+        k(
+            "wait",
+            1,
+            Method::GET,
+            &format!("/v1/decisions/{id}/wait?timeout=0"),
+            &t,
+            None,
+            &[],
+        ),
         k("reviews list", 1, Method::GET, "/v1/reviews", &a, None, &[]),
-        k("review (unknown id)", 1, Method::GET, "/v1/reviews/rev_nope", &a, None, &[404]),
+        k(
+            "review (unknown id)",
+            1,
+            Method::GET,
+            "/v1/reviews/rev_nope",
+            &a,
+            None,
+            &[404],
+        ),
         k(
             "review approve (unknown id)",
             1,
@@ -314,8 +394,24 @@ fn mix(admin: &str, test: &str, id: &str) -> Vec<Kind> {
             &[400, 401, 403, 404, 409, 422],
         ),
         k("health", 2, Method::GET, "/v1/health", &None, None, &[]),
-        k("jwks", 1, Method::GET, "/.well-known/jwks.json", &None, None, &[]),
-        k("signing keys", 1, Method::GET, "/v1/signing-keys", &None, None, &[]),
+        k(
+            "jwks",
+            1,
+            Method::GET,
+            "/.well-known/jwks.json",
+            &None,
+            None,
+            &[],
+        ),
+        k(
+            "signing keys",
+            1,
+            Method::GET,
+            "/v1/signing-keys",
+            &None,
+            None,
+            &[],
+        ),
         k("metrics", 1, Method::GET, "/metrics", &None, None, &[]),
         k("openapi", 1, Method::GET, "/openapi.json", &None, None, &[]),
         k(
@@ -338,7 +434,9 @@ fn mix(admin: &str, test: &str, id: &str) -> Vec<Kind> {
             Method::POST,
             "/v1/policies/validate",
             &t,
-            Some(json!({"text": "id: p\nrules:\n  - {name: a, when: 'action.amount > 10', effect: block, reason_code: A}\n"})),
+            Some(
+                json!({"text": "id: p\nrules:\n  - {name: a, when: 'action.amount > 10', effect: block, reason_code: A}\n"}),
+            ),
             &[],
         ),
         k(
@@ -347,7 +445,9 @@ fn mix(admin: &str, test: &str, id: &str) -> Vec<Kind> {
             Method::POST,
             "/v1/decide",
             &t,
-            Some(json!({"action_type": "OPEN_POSITION", "risk_score": 0.2, "confidence": 0.95, "agent_id": "soak_1", "metadata": {"volatility": 0.05, "symbol": "ETH"}})),
+            Some(
+                json!({"action_type": "OPEN_POSITION", "risk_score": 0.2, "confidence": 0.95, "agent_id": "soak_1", "metadata": {"volatility": 0.05, "symbol": "ETH"}}),
+            ),
             &[],
         ),
         k(
@@ -356,7 +456,9 @@ fn mix(admin: &str, test: &str, id: &str) -> Vec<Kind> {
             Method::POST,
             "/api/csc/check",
             &t,
-            Some(json!({"feed": "market", "risk": 0.1, "confidence": 0.96, "volatility": 0.03, "symbol": "SOL"})),
+            Some(
+                json!({"feed": "market", "risk": 0.1, "confidence": 0.96, "volatility": 0.03, "symbol": "SOL"}),
+            ),
             &[],
         ),
         k(
@@ -365,11 +467,29 @@ fn mix(admin: &str, test: &str, id: &str) -> Vec<Kind> {
             Method::POST,
             "/csc/live-stimulus",
             &None,
-            Some(json!({"feed": "market", "risk": 0.1, "confidence": 0.96, "volatility": 0.03, "source": "runtime"})),
+            Some(
+                json!({"feed": "market", "risk": 0.1, "confidence": 0.96, "volatility": 0.03, "source": "runtime"}),
+            ),
             &[],
         ),
-        k("admin tenants", 1, Method::GET, "/v1/admin/tenants", &a, None, &[]),
-        k("admin keys", 1, Method::GET, "/v1/admin/keys", &a, None, &[]),
+        k(
+            "admin tenants",
+            1,
+            Method::GET,
+            "/v1/admin/tenants",
+            &a,
+            None,
+            &[],
+        ),
+        k(
+            "admin keys",
+            1,
+            Method::GET,
+            "/v1/admin/keys",
+            &a,
+            None,
+            &[],
+        ),
         k(
             "admin keys (decide key)",
             1,
@@ -388,8 +508,24 @@ fn mix(admin: &str, test: &str, id: &str) -> Vec<Kind> {
             None,
             &[404],
         ),
-        k("admin sources", 1, Method::GET, "/v1/admin/sources", &a, None, &[]),
-        k("admin overrides", 1, Method::GET, "/v1/admin/overrides", &a, None, &[]),
+        k(
+            "admin sources",
+            1,
+            Method::GET,
+            "/v1/admin/sources",
+            &a,
+            None,
+            &[],
+        ),
+        k(
+            "admin overrides",
+            1,
+            Method::GET,
+            "/v1/admin/overrides",
+            &a,
+            None,
+            &[],
+        ),
         k(
             "admin clear override (unknown)",
             1,
@@ -399,7 +535,15 @@ fn mix(admin: &str, test: &str, id: &str) -> Vec<Kind> {
             None,
             &[404],
         ),
-        k("audit checkpoint", 1, Method::GET, "/v1/audit/checkpoint", &a, None, &[]),
+        k(
+            "audit checkpoint",
+            1,
+            Method::GET,
+            "/v1/audit/checkpoint",
+            &a,
+            None,
+            &[],
+        ),
         k(
             "audit consistency",
             1,
@@ -409,8 +553,24 @@ fn mix(admin: &str, test: &str, id: &str) -> Vec<Kind> {
             None,
             &[],
         ),
-        k("audit verify", 0, Method::GET, "/v1/audit/verify", &a, None, &[]),
-        k("audit export", 0, Method::GET, "/v1/audit/export", &a, None, &[]),
+        k(
+            "audit verify",
+            0,
+            Method::GET,
+            "/v1/audit/verify",
+            &a,
+            None,
+            &[],
+        ),
+        k(
+            "audit export",
+            0,
+            Method::GET,
+            "/v1/audit/export",
+            &a,
+            None,
+            &[],
+        ),
         k("unknown path", 1, Method::GET, "/v1/nope", &a, None, &[404]),
     ]
 }

@@ -108,6 +108,8 @@ async fn schemathesis_finds_no_5xx_and_no_response_outside_the_schema() -> anyho
     let report = dir.join("report");
     let out = tokio::task::spawn_blocking(move || {
         Command::new(python.with_file_name("schemathesis"))
+            // Schemathesis keeps state in `.schemathesis/` of its working directory.
+            .current_dir(&dir)
             .arg("run")
             .arg(format!("http://{addr}/openapi.json"))
             .args([
