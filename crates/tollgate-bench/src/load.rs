@@ -30,8 +30,6 @@ pub(crate) struct Record {
     pub(crate) status: u16,
     pub(crate) retry_after: bool,
     pub(crate) latency: Duration,
-    /// The body, when the caller asked to keep it.
-    pub(crate) body: Option<String>,
 }
 
 /// Most requests outstanding at once on the client side; past it a shot is counted
@@ -53,7 +51,6 @@ pub(crate) async fn open_loop(
     start: Instant,
     rate: f64,
     duration: Duration,
-    keep_body: fn(&str) -> bool,
     mut next: impl FnMut(u64) -> Shot,
 ) -> anyhow::Result<(Vec<Record>, u64)> {
     let (tx, mut rx) = mpsc::unbounded_channel();
@@ -75,7 +72,7 @@ pub(crate) async fn open_loop(
             };
             let (client, tx) = (client.clone(), tx.clone());
             tokio::spawn(async move {
-                let record = fire(&client, start, shot, keep_body).await;
+                let record = fire(&client, start, shot).await;
                 drop(permit);
                 let _ = tx.send(record);
             });
@@ -90,12 +87,7 @@ pub(crate) async fn open_loop(
 }
 
 /// Sends one shot and records the answer.
-pub(crate) async fn fire(
-    client: &reqwest::Client,
-    start: Instant,
-    shot: Shot,
-    keep_body: fn(&str) -> bool,
-) -> Record {
+pub(crate) async fn fire(client: &reqwest::Client, start: Instant, shot: Shot) -> Record {
     let mut req = client.request(shot.method, &shot.url);
     if let Some(k) = &shot.key {
         req = req.bearer_auth(k);
@@ -105,16 +97,16 @@ pub(crate) async fn fire(
     }
     let sent = start.elapsed();
     let t = Instant::now();
-    let (status, retry_after, body) = match req.send().await {
+    let (status, retry_after) = match req.send().await {
         Ok(r) => {
             let status = r.status().as_u16();
             let retry_after = r.headers().contains_key("retry-after");
-            match r.text().await {
-                Ok(text) => (status, retry_after, keep_body(shot.label).then_some(text)),
-                Err(_) => (0, false, None),
+            match r.bytes().await {
+                Ok(_) => (status, retry_after),
+                Err(_) => (0, false),
             }
         }
-        Err(_) => (0, false, None),
+        Err(_) => (0, false),
     };
     Record {
         label: shot.label,
@@ -122,7 +114,6 @@ pub(crate) async fn fire(
         status,
         retry_after,
         latency: t.elapsed(),
-        body,
     }
 }
 

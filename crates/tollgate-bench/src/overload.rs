@@ -97,7 +97,7 @@ pub(crate) fn run(mut args: impl Iterator<Item = String>) -> anyhow::Result<()> 
             tasks.push(tokio::spawn(async move {
                 let mut out = Vec::new();
                 while start.elapsed() < duration {
-                    out.push(crate::load::fire(&http, start, shot.clone(), |_| false).await);
+                    out.push(crate::load::fire(&http, start, shot.clone()).await);
                 }
                 out
             }));
@@ -113,9 +113,9 @@ pub(crate) fn run(mut args: impl Iterator<Item = String>) -> anyhow::Result<()> 
         }
         // 2. Overload at 4x; 3. recovery at half the saturation rate.
         let start = Instant::now();
-        let (over, d1) = open_loop(&http, start, 4.0 * rate, duration, |_| false, shot).await?;
+        let (over, d1) = open_loop(&http, start, 4.0 * rate, duration, shot).await?;
         let drop_at = start.elapsed();
-        let (recovery, d2) = open_loop(&http, start, 0.5 * rate, duration, |_| false, shot).await?;
+        let (recovery, d2) = open_loop(&http, start, 0.5 * rate, duration, shot).await?;
         anyhow::Ok((
             (saturated, rate),
             over,

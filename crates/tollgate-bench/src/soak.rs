@@ -155,23 +155,16 @@ pub(crate) fn run(mut args: impl Iterator<Item = String>) -> anyhow::Result<()> 
     let duration = Duration::from_secs_f64(minutes * 60.0);
     let (records, dropped) = rt.block_on(async {
         let http = client()?;
-        open_loop(
-            &http,
-            Instant::now(),
-            rate,
-            duration,
-            |_| false,
-            |i| {
-                let k = if i % RARE == RARE - 1 && !rare.is_empty() {
-                    rare.get((i / RARE) as usize % rare.len())
-                        .copied()
-                        .unwrap_or(0)
-                } else {
-                    cycle.get(i as usize % cycle.len()).copied().unwrap_or(0)
-                };
-                shots.get(k).cloned().unwrap_or_else(|| shots[0].clone())
-            },
-        )
+        open_loop(&http, Instant::now(), rate, duration, |i| {
+            let k = if i % RARE == RARE - 1 && !rare.is_empty() {
+                rare.get((i / RARE) as usize % rare.len())
+                    .copied()
+                    .unwrap_or(0)
+            } else {
+                cycle.get(i as usize % cycle.len()).copied().unwrap_or(0)
+            };
+            shots.get(k).cloned().unwrap_or_else(|| shots[0].clone())
+        })
         .await
     })?;
     stop.store(true, Ordering::Relaxed);
