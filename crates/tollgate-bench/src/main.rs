@@ -4,6 +4,10 @@
 //! the ratio to the bare server, Tollgate's peak RSS and start-up time.
 //!
 //! `bench/run.sh` builds the release binaries and runs this.
+//!
+//! Two more harnesses share its server handling: `tollgate-bench overload` (4x
+//! saturation, `scripts/overload.sh`) and `tollgate-bench soak` (mixed load over every
+//! endpoint, `scripts/soak.sh`); see `overload.rs` and `soak.rs`.
 
 #![allow(clippy::print_stdout, reason = "a benchmark prints its table")]
 
@@ -15,6 +19,10 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail};
 use serde_json::{Value, json};
+
+mod load;
+mod overload;
+mod soak;
 
 struct Options {
     tollgate: PathBuf,
@@ -34,6 +42,14 @@ fn parse_options() -> anyhow::Result<Option<Options>> {
             "bare" => {
                 let port: u16 = args.next().context("bare PORT")?.parse()?;
                 bare(port)?;
+                return Ok(None);
+            }
+            "overload" => {
+                overload::run(args)?;
+                return Ok(None);
+            }
+            "soak" => {
+                soak::run(args)?;
                 return Ok(None);
             }
             "--tollgate" => tollgate = Some(PathBuf::from(args.next().context("--tollgate PATH")?)),

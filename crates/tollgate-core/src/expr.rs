@@ -16,6 +16,23 @@ use crate::time::UnixMillis;
 pub(crate) const MAX_EXPRESSION_LEN: usize = 4096;
 /// Deepest expression tree accepted.
 pub(crate) const MAX_EXPRESSION_DEPTH: usize = 64;
+/// Deepest nesting of brackets (`(`, `[`, `{`) and conditionals (`?:`) accepted in
+/// the source text. The `cel` crate's parser recurses several frames per level with no
+/// limit of its own, so deeper input could overflow the stack (which aborts the
+/// process) before any tree exists to measure: this is checked on the text first.
+pub(crate) const MAX_SOURCE_NESTING: usize = 24;
+/// Most comprehensions (`all`, `exists`, `exists_one`, `map`, `filter`) in one
+/// expression.
+pub(crate) const MAX_COMPREHENSIONS: usize = 8;
+
+// The evaluation cost limit. CEL as run by the `cel` crate has no step budget, so the
+// bound is enforced at compile time: with at most MAX_COMPREHENSIONS comprehensions,
+// none inside another's body and none iterating over another's result, every
+// comprehension walks a list that is in the request (bounded by the body limit) or
+// written in the expression (bounded by MAX_EXPRESSION_LEN) exactly once, so one
+// evaluation does work linear in (expression size x request size). Without these
+// rules `l.all(x, l.all(y, l.all(z, ...)))` or `l.map(x, l).map(y, y + y)` grows
+// polynomially with the request, which a policy author could use to stall the engine.
 
 /// The variables a condition may use, as bits so a policy can record which it needs.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -66,6 +83,7 @@ pub(crate) fn compile(source: &str) -> Result<CompiledExpr, String> {
             source.len()
         ));
     }
+    source_nesting(source)?;
     let program = ENV
         .compile(source)
         .map_err(|e| format!("invalid CEL: {}", one_line(&e.to_string())))?;
@@ -77,6 +95,16 @@ pub(crate) fn compile(source: &str) -> Result<CompiledExpr, String> {
     if walk.too_deep {
         return Err(format!(
             "expression nests deeper than {MAX_EXPRESSION_DEPTH} levels"
+        ));
+    }
+    if let Some(e) = walk.cost_errors.first() {
+        return Err(e.clone());
+    }
+    if walk.comprehensions > MAX_COMPREHENSIONS {
+        return Err(format!(
+            "expression has {} comprehensions (all, exists, exists_one, map, filter); \
+             at most {MAX_COMPREHENSIONS} are allowed (evaluation cost limit)",
+            walk.comprehensions
         ));
     }
     let mut vars = VarSet::default();
@@ -101,6 +129,81 @@ pub(crate) fn compile(source: &str) -> Result<CompiledExpr, String> {
     })
 }
 
+/// Checks, on the text, that brackets and conditionals nest at most
+/// [`MAX_SOURCE_NESTING`] deep, skipping string literals (quoted, triple-quoted, raw,
+/// bytes). An unterminated string is an error here: it is a syntax error anyway, and
+/// a scan that lost track of strings could under-count.
+fn source_nesting(source: &str) -> Result<(), String> {
+    let bytes = source.as_bytes();
+    // Conditionals (`?`) opened at each open bracket level: they end with it.
+    let mut levels: Vec<usize> = vec![0];
+    let mut depth = 0usize;
+    let mut i = 0usize;
+    while let Some(&b) = bytes.get(i) {
+        match b {
+            b'\'' | b'"' => {
+                // The identifier-like run right before the quote is its prefix.
+                let prefix_start = bytes
+                    .get(..i)
+                    .and_then(|before| {
+                        before
+                            .iter()
+                            .rposition(|c| !(c.is_ascii_alphanumeric() || *c == b'_'))
+                    })
+                    .map_or(0, |p| p + 1);
+                let prefix = source
+                    .get(prefix_start..i)
+                    .unwrap_or("")
+                    .to_ascii_lowercase();
+                let raw = matches!(prefix.as_str(), "r" | "br" | "rb");
+                let triple = bytes.get(i + 1) == Some(&b) && bytes.get(i + 2) == Some(&b);
+                let quote_len = if triple { 3 } else { 1 };
+                let mut j = i + quote_len;
+                loop {
+                    match bytes.get(j) {
+                        None => return Err("unterminated string literal".to_owned()),
+                        Some(b'\\') if !raw => j += 2,
+                        Some(&c)
+                            if c == b
+                                && (!triple
+                                    || bytes.get(j + 1) == Some(&b)
+                                        && bytes.get(j + 2) == Some(&b)) =>
+                        {
+                            j += quote_len;
+                            break;
+                        }
+                        Some(_) => j += 1,
+                    }
+                }
+                i = j;
+                continue;
+            }
+            b'(' | b'[' | b'{' => {
+                levels.push(0);
+                depth += 1;
+            }
+            b')' | b']' | b'}' if levels.len() > 1 => {
+                let closed = levels.pop().unwrap_or(0);
+                depth = depth.saturating_sub(1 + closed);
+            }
+            b'?' => {
+                if let Some(last) = levels.last_mut() {
+                    *last += 1;
+                }
+                depth += 1;
+            }
+            _ => {}
+        }
+        if depth > MAX_SOURCE_NESTING {
+            return Err(format!(
+                "expression nests deeper than {MAX_SOURCE_NESTING} levels of brackets and conditionals"
+            ));
+        }
+        i += 1;
+    }
+    Ok(())
+}
+
 fn one_line(text: &str) -> String {
     text.split_whitespace().collect::<Vec<_>>().join(" ")
 }
@@ -114,6 +217,12 @@ struct Walk {
     history: BTreeSet<crate::history::HistoryCall>,
     errors: Vec<String>,
     too_deep: bool,
+    /// Comprehensions seen so far.
+    comprehensions: usize,
+    /// Comprehension bodies the walk is inside of.
+    in_comprehension: usize,
+    /// Violations of the evaluation cost rules.
+    cost_errors: Vec<String>,
 }
 
 /// The dotted path of a chain of selections rooted at an identifier (`a.b.c`).
@@ -197,7 +306,24 @@ impl Walk {
                 }
             }
             Expr::Comprehension(comp) => {
+                self.comprehensions += 1;
+                if self.in_comprehension > 0 {
+                    self.cost_errors.push(
+                        "a comprehension (all, exists, exists_one, map, filter) inside \
+                         another one's body is not allowed (evaluation cost limit)"
+                            .to_owned(),
+                    );
+                }
+                let seen = self.comprehensions;
                 self.visit(&comp.iter_range, d, bound);
+                if self.comprehensions > seen {
+                    self.cost_errors.push(
+                        "a comprehension may not iterate over another comprehension's \
+                         result (evaluation cost limit)"
+                            .to_owned(),
+                    );
+                }
+                self.in_comprehension += 1;
                 let before = bound.len();
                 bound.push(comp.iter_var.clone());
                 if let Some(v2) = &comp.iter_var2 {
@@ -209,6 +335,7 @@ impl Walk {
                 self.visit(&comp.loop_step, d, bound);
                 self.visit(&comp.result, d, bound);
                 bound.truncate(before);
+                self.in_comprehension -= 1;
             }
         }
     }

@@ -25,12 +25,12 @@ pub struct DecisionRequestDoc {
     /// Must be the key's tenant when given.
     tenant_id: Option<String>,
     /// Who acts (`id`, `type`, anything else).
-    #[schema(value_type = Object)]
+    #[schema(value_type = Option<Object>)]
     actor: Option<Value>,
     /// What is proposed; `type` is required.
     action: ActionDoc,
     /// Free-form context.
-    #[schema(value_type = Object)]
+    #[schema(value_type = Option<Object>)]
     context: Option<Value>,
     /// Numeric signals, in [0, 1] unless the policy declares another range.
     signals: Option<BTreeMap<String, f64>>,
@@ -118,18 +118,18 @@ pub struct VerdictDoc {
     /// Throttle blocks: milliseconds until a token is available.
     retry_after_ms: Option<u64>,
     /// The policy evaluated first.
-    #[schema(value_type = Object)]
+    #[schema(value_type = Option<Object>)]
     policy: Option<Value>,
     /// Every policy evaluated, when more than one.
-    #[schema(value_type = Vec<Object>)]
+    #[schema(value_type = Option<Vec<Object>>)]
     policies: Option<Vec<Value>>,
     /// The adaptive bias, when the layer ran.
     adaptive_bias: Option<f64>,
     /// Shadow modes: the would-be verdict.
-    #[schema(value_type = Object)]
+    #[schema(value_type = Option<Object>)]
     shadow: Option<Value>,
     /// ESCALATE / REVIEW_REQUIRED: the review asked for.
-    #[schema(value_type = Object)]
+    #[schema(value_type = Option<Object>)]
     review: Option<Value>,
     /// Ledger position.
     ledger: LedgerRefDoc,
@@ -146,7 +146,7 @@ pub struct VerdictDoc {
     /// Whether this is a replayed answer.
     idempotency_replayed: bool,
     /// Read back: the recorded request.
-    #[schema(value_type = Object)]
+    #[schema(value_type = Option<Object>)]
     request: Option<Value>,
     /// ESCALATE / REVIEW_REQUIRED in enforce mode: the review opened.
     review_id: Option<String>,
@@ -416,12 +416,12 @@ fn audit_checkpoint() {}
 #[utoipa::path(get, path = "/v1/decisions/{id}/wait", tag = "reviews",
     params(("id" = String, Path), ("timeout" = Option<u64>, Query, description = "Seconds, at most 60")),
     responses((status = 200, description = "The decision's review once resolved, or as it is at the timeout", body = ObjectDoc),
-        (status = 401, body = ErrorDoc), (status = 404, body = ErrorDoc)),
+        (status = 400, description = "Malformed query", body = ErrorDoc), (status = 401, body = ErrorDoc), (status = 404, body = ErrorDoc)),
     security(("bearer" = [])))]
 fn wait_decision() {}
 
 #[utoipa::path(get, path = "/v1/reviews", tag = "reviews", params(("status" = Option<String>, Query)),
-    responses((status = 200, body = ObjectDoc), (status = 401, body = ErrorDoc), (status = 403, body = ErrorDoc)),
+    responses((status = 200, body = ObjectDoc), (status = 400, description = "Malformed query", body = ErrorDoc), (status = 401, body = ErrorDoc), (status = 403, body = ErrorDoc)),
     security(("bearer" = [])))]
 fn list_reviews() {}
 
