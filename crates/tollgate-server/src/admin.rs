@@ -503,13 +503,38 @@ pub async fn export(State(state): State<AppState>, caller: Caller) -> Result<Res
     caller.require("admin")?;
     let tenant = caller.tenant().to_owned();
     let size = state.store().head(&tenant)?.map_or(0, |h| h.size);
-    let mut out = String::new();
-    for e in state.store().range(&tenant, 0, size)? {
-        out.push_str(&e.to_json_line().map_err(ApiError::internal)?);
-        out.push('\n');
-    }
-    Ok(([(header::CONTENT_TYPE, "application/jsonl")], out).into_response())
+    // Streamed a page at a time: memory stays bounded however long the ledger is. A
+    // read error mid-way aborts the response (no clean end of the chunked body), so a
+    // client never mistakes a cut-off export for a complete one.
+    let pages = futures_util::stream::try_unfold(0u64, move |from| {
+        let state = state.clone();
+        let tenant = tenant.clone();
+        async move {
+            if from >= size {
+                return Ok(None);
+            }
+            let to = from.saturating_add(EXPORT_PAGE).min(size);
+            let mut out = String::new();
+            for e in state
+                .store()
+                .range(&tenant, from, to)
+                .map_err(std::io::Error::other)?
+            {
+                out.push_str(&e.to_json_line().map_err(std::io::Error::other)?);
+                out.push('\n');
+            }
+            Ok::<_, std::io::Error>(Some((Bytes::from(out), to)))
+        }
+    });
+    Ok((
+        [(header::CONTENT_TYPE, "application/jsonl")],
+        axum::body::Body::from_stream(pages),
+    )
+        .into_response())
 }
+
+/// Entries read per page of an export.
+const EXPORT_PAGE: u64 = 1000;
 
 /// `?from=N&to=M`.
 #[derive(Debug, Deserialize)]

@@ -461,3 +461,35 @@ async fn per_key_rate_limit_answers_429_with_retry_after() {
         StatusCode::OK
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn export_streams_every_entry_of_a_ledger_longer_than_a_page() {
+    let h = Harness::new();
+    let (admin, _, _) = h.tenant("long").await;
+    let before = h.get("/v1/audit/export", &admin).await.text.lines().count();
+    let acks: Vec<_> = (0..2_345)
+        .map(|i| {
+            h.state.store().submit(tollgate_ledger::EntryDraft {
+                tenant: "long".into(),
+                time: "2026-03-10T12:00:00.000Z".into(),
+                kind: tollgate_ledger::EntryKind::OverrideSet,
+                body: json!({"i": i}),
+            })
+        })
+        .collect();
+    for a in acks {
+        a.await.unwrap();
+    }
+    let r = h.get("/v1/audit/export", &admin).await;
+    assert_eq!(r.status, StatusCode::OK);
+    let lines: Vec<Value> = r
+        .text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), before + 2_345);
+    for (i, e) in lines.iter().enumerate() {
+        assert_eq!(e["seq"], json!(i), "entries in order, none missing");
+    }
+    assert_eq!(lines.last().unwrap()["body"]["i"], 2_344);
+}
