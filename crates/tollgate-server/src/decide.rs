@@ -185,6 +185,10 @@ impl AppState {
         if id == builtin.id() && version == u64::from(builtin.version()) {
             return Ok(Some(builtin));
         }
+        // A number the store cannot hold names no version (and must not be a 500).
+        if i64::try_from(version).is_err() {
+            return Ok(None);
+        }
         let Some(record) = self.store().policy_version(tenant, id, version)? else {
             return Ok(None);
         };

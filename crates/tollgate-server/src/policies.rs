@@ -58,6 +58,20 @@ fn format_of(text: &str, format: Option<&str>) -> Result<PolicyFormat, ApiError>
     }
 }
 
+/// A stored version, `None` when it does not exist (including numbers beyond what the
+/// store can hold, which cannot name a version).
+fn stored_version(
+    state: &AppState,
+    tenant: &str,
+    id: &str,
+    version: u64,
+) -> Result<Option<PolicyRecord>, ApiError> {
+    if i64::try_from(version).is_err() {
+        return Ok(None);
+    }
+    Ok(state.store().policy_version(tenant, id, version)?)
+}
+
 fn text_sha256(text: &str) -> String {
     hex::encode(Sha256::digest(text.as_bytes()))
 }
@@ -171,7 +185,7 @@ async fn activate_version(
     version: u64,
 ) -> Result<bool, ApiError> {
     let store = state.store();
-    if store.policy_version(tenant, id, version)?.is_none() {
+    if stored_version(state, tenant, id, version)?.is_none() {
         return Err(ApiError::NotFound);
     }
     let previous = activation(state, tenant, env, id)?.map(|a| a.version);
@@ -294,10 +308,7 @@ pub(crate) async fn version(
     Query(q): Query<TenantQuery>,
 ) -> Result<Json<Value>, ApiError> {
     let tenant = target_tenant(&caller, q.tenant.as_deref())?;
-    let r = state
-        .store()
-        .policy_version(&tenant, &id, version)?
-        .ok_or(ApiError::NotFound)?;
+    let r = stored_version(&state, &tenant, &id, version)?.ok_or(ApiError::NotFound)?;
     Ok(Json(json!({
         "policy_id": r.policy_id,
         "version": r.version,
@@ -325,12 +336,8 @@ pub(crate) async fn diff(
 ) -> Result<Json<Value>, ApiError> {
     let tenant = target_tenant(&caller, q.tenant.as_deref())?;
     let store = state.store();
-    let a = store
-        .policy_version(&tenant, &id, q.from)?
-        .ok_or(ApiError::NotFound)?;
-    let b = store
-        .policy_version(&tenant, &id, q.to)?
-        .ok_or(ApiError::NotFound)?;
+    let a = stored_version(&state, &tenant, &id, q.from)?.ok_or(ApiError::NotFound)?;
+    let b = stored_version(&state, &tenant, &id, q.to)?.ok_or(ApiError::NotFound)?;
     let rules = |r: &PolicyRecord| -> BTreeMap<String, Value> {
         tollgate_core::parse_policy(&r.text, PolicyFormat::detect(&r.text))
             .map(|d| {
@@ -432,11 +439,7 @@ pub(crate) async fn set_candidate(
     let req: VersionRef = decode(body)?;
     let tenant = target_tenant(&caller, req.tenant.as_deref())?;
     let env = environment(req.environment.as_deref())?;
-    if state
-        .store()
-        .policy_version(&tenant, &id, req.version)?
-        .is_none()
-    {
+    if stored_version(&state, &tenant, &id, req.version)?.is_none() {
         return Err(ApiError::NotFound);
     }
     let since = state.now_ms();

@@ -453,3 +453,46 @@ async fn publish_rejects_invalid_policies_with_paths() {
             .is_empty()
     );
 }
+
+/// Found by Schemathesis: version numbers beyond i64 were a 500; they name nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn version_numbers_beyond_the_store_are_not_found_not_500() {
+    let h = Harness::new();
+    let (admin, live, _) = h.tenant("huge").await;
+    h.post(
+        "/v1/admin/policies",
+        &admin,
+        json!({"text": V1, "activate": true}),
+    )
+    .await;
+    let huge = "9223372036854775808";
+    for path in [
+        format!("/v1/admin/policies/payouts/versions/{huge}"),
+        format!("/v1/admin/policies/payouts/diff?from={huge}&to=1"),
+        format!("/v1/admin/policies/payouts/diff?from=1&to={huge}"),
+    ] {
+        let r = h.get(&path, &admin).await;
+        assert_eq!(r.status, StatusCode::NOT_FOUND, "{path}: {}", r.text);
+    }
+    for path in [
+        "/v1/admin/policies/payouts/activate",
+        "/v1/admin/policies/payouts/candidate",
+        "/v1/admin/policies/payouts/replay",
+    ] {
+        let r = h
+            .call_raw(
+                Method::POST,
+                path,
+                Some(&admin),
+                Some(format!("{{\"version\": {huge}}}")),
+                &[],
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::NOT_FOUND, "{path}: {}", r.text);
+    }
+    let mut pinned = payout(1);
+    pinned["policy_refs"] = json!([format!("payouts@{huge}")]);
+    let r = h.decide(&live, pinned).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    assert_eq!(r.body["reason_codes"], json!(["POLICY_NOT_FOUND"]));
+}
