@@ -335,7 +335,6 @@ pub(crate) async fn diff(
     Query(q): Query<DiffQuery>,
 ) -> Result<Json<Value>, ApiError> {
     let tenant = target_tenant(&caller, q.tenant.as_deref())?;
-    let store = state.store();
     let a = stored_version(&state, &tenant, &id, q.from)?.ok_or(ApiError::NotFound)?;
     let b = stored_version(&state, &tenant, &id, q.to)?.ok_or(ApiError::NotFound)?;
     let rules = |r: &PolicyRecord| -> BTreeMap<String, Value> {
