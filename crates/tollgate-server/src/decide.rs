@@ -114,9 +114,15 @@ impl AppState {
         refs: &[String],
     ) -> Result<Resolved, ApiError> {
         let builtin = csc_default().map_err(ApiError::internal)?;
-        let activations = self.store().policy_activations(tenant, environment)?;
+        // Read only when a stored policy is named: the common built-in path asks the
+        // store nothing more than the default-policy lookup.
+        let mut activations: Option<Vec<tollgate_store::PolicyActivation>> = None;
         let mut out = Resolved::default();
-        let active = |id: &str, out: &mut Resolved| -> Result<(), ApiError> {
+        let mut active = |id: &str, out: &mut Resolved| -> Result<(), ApiError> {
+            let activations = match &mut activations {
+                Some(a) => a,
+                None => activations.insert(self.store().policy_activations(tenant, environment)?),
+            };
             let Some(a) = activations.iter().find(|a| a.policy_id == id) else {
                 out.bindings.push(PolicyBinding::NotFound(id.to_owned()));
                 return Ok(());

@@ -685,13 +685,9 @@ pub(crate) async fn replay(
     let parse_time = |t: &Option<String>, field: &str| -> Result<Option<i64>, ApiError> {
         t.as_deref()
             .map(|t| {
-                humantime::parse_rfc3339_weak(t)
-                    .ok()
-                    .and_then(|st| st.duration_since(std::time::UNIX_EPOCH).ok())
-                    .and_then(|d| i64::try_from(d.as_millis()).ok())
-                    .ok_or_else(|| {
-                        ApiError::field(&["body", field], "must be an RFC 3339 time", "value_error")
-                    })
+                time_ms(t).ok_or_else(|| {
+                    ApiError::field(&["body", field], "must be an RFC 3339 time", "value_error")
+                })
             })
             .transpose()
     };
@@ -708,7 +704,7 @@ pub(crate) async fn replay(
     let mut changes: BTreeMap<String, u64> = BTreeMap::new();
     let mut flips = Vec::new();
     decision_entries(&state, &tenant, |e| {
-        let at = time_ms(&e.time);
+        let at = time_ms(&e.time).unwrap_or(0);
         if since.is_some_and(|s| at < s) || until.is_some_and(|u| at >= u) {
             return Ok(());
         }
@@ -784,12 +780,12 @@ pub(crate) async fn replay(
     })))
 }
 
-fn time_ms(t: &str) -> i64 {
+/// An RFC 3339 time in Unix milliseconds.
+fn time_ms(t: &str) -> Option<i64> {
     humantime::parse_rfc3339_weak(t)
         .ok()
         .and_then(|st| st.duration_since(std::time::UNIX_EPOCH).ok())
         .and_then(|d| i64::try_from(d.as_millis()).ok())
-        .unwrap_or(0)
 }
 
 #[derive(Debug, Deserialize)]
