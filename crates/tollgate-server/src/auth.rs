@@ -38,6 +38,19 @@ pub fn random_id(prefix: &str) -> Result<String, ApiError> {
     Ok(format!("{prefix}_{}", hex::encode(random_bytes::<16>()?)))
 }
 
+/// A time-ordered id with a prefix, shaped like `random_id`'s (32 hex digits): 48 bits
+/// of milliseconds since the epoch, then 80 random bits (the layout of UUIDv7). Ids
+/// made later sort later, so the decision index grows at its end: with random ids each
+/// decision dirtied a random index page, and the WAL carried about 4 KiB per decision
+/// for it (and the checkpoint wrote those pages back).
+pub fn time_ordered_id(prefix: &str, now_ms: i64) -> Result<String, ApiError> {
+    let ms = u64::try_from(now_ms).unwrap_or(0) & 0xffff_ffff_ffff;
+    Ok(format!(
+        "{prefix}_{ms:012x}{}",
+        hex::encode(random_bytes::<10>()?)
+    ))
+}
+
 /// Generates a key for `tenant`: 192 random bits, `tg_<environment>_` prefix.
 pub fn generate(
     tenant: &str,

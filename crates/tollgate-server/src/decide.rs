@@ -12,7 +12,7 @@ use tollgate_core::{
 };
 use tollgate_ledger::{EntryDraft, EntryKind};
 
-use crate::auth::{Caller, random_id};
+use crate::auth::{Caller, time_ordered_id};
 use crate::clock::{month, next_month_start, rfc3339};
 use crate::error::ApiError;
 use crate::metrics::DecisionLabels;
@@ -339,7 +339,7 @@ impl AppState {
             }
         };
         let verdict = decision.verdict;
-        let decision_id = random_id("dec")?;
+        let decision_id = time_ordered_id("dec", now.as_millis())?;
         let decided_at = rfc3339(now.as_millis());
         let action_digest = digest::action_digest(&call.request).map_err(ApiError::internal)?;
         let review = match (&verdict.review, verdict.mode) {

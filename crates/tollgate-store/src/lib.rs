@@ -3,6 +3,7 @@
 
 mod ack;
 pub mod keyfile;
+mod read_cache;
 mod records;
 mod sqlite;
 #[cfg(feature = "testkit")]

@@ -9,8 +9,9 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
-use std::sync::{Mutex, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::thread::JoinHandle;
 
 use rusqlite::{Connection, OptionalExtension as _, TransactionBehavior, params};
@@ -21,6 +22,7 @@ use tollgate_ledger::{
 };
 
 use crate::ack::{self, Ack, AckSender};
+use crate::read_cache::ReadCache;
 use crate::{
     ApiKeyRecord, Appended, HistoryRecord, HistoryStore, IdempotencyClaim, IdempotencyStore,
     KeyStore, LedgerHead, LedgerStore, OverrideStore, PolicyActivation, PolicyRecord, PolicyStore,
@@ -187,6 +189,8 @@ pub struct SqliteStore {
     // Stops by itself once the writer (which holds its signal sender) is gone.
     checkpointer: Option<JoinHandle<()>>,
     readers: Mutex<Vec<Connection>>,
+    /// Records every decision reads (see `read_cache.rs` for the invariant).
+    cache: ReadCache,
 }
 
 impl std::fmt::Debug for Job {
@@ -199,8 +203,8 @@ impl std::fmt::Debug for Job {
 }
 
 fn open_connection(path: &Path) -> Result<Connection, StoreError> {
-    let conn = Connection::open(path)?;
-    conn.busy_timeout(std::time::Duration::from_secs(10))?;
+    let mut conn = Connection::open(path)?;
+    conn.busy_handler(Some(busy_wait))?;
     conn.pragma_update(None, "journal_mode", "WAL")?;
     // INVARIANT: FULL makes every commit fsync the WAL: an acknowledged append
     // survives a crash or power loss.
@@ -213,6 +217,21 @@ fn open_connection(path: &Path) -> Result<Connection, StoreError> {
     // pages it appends to and verification scans stay sequential.
     conn.pragma_update(None, "cache_size", -65536)?;
     Ok(conn)
+}
+
+/// Waits for a lock another connection holds: sleeps of 50 µs doubling to at most
+/// 1 ms, for about 10 s in all, then gives up (SQLITE_BUSY). SQLite's own busy timeout
+/// sleeps 1, 2, 5, 10, 15, 20, 25 … 100 ms, so a writer kept waiting once slept up to
+/// 25 ms past the lock's release: that was the slowest 1% of decisions under load.
+fn busy_wait(attempt: i32) -> bool {
+    const MAX_SLEEP_US: u64 = 1_000;
+    const GIVE_UP_AFTER: i32 = 10_000 + 5;
+    if attempt >= GIVE_UP_AFTER {
+        return false;
+    }
+    let us = 50u64 << u32::try_from(attempt.clamp(0, 5)).unwrap_or(5);
+    std::thread::sleep(std::time::Duration::from_micros(us.min(MAX_SLEEP_US)));
+    true
 }
 
 fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
@@ -270,15 +289,18 @@ impl SqliteStore {
         let (tx, rx) = mpsc::channel();
         let checkpoint_conn = open_connection(&config.path)?;
         let (signal_tx, signal_rx) = mpsc::channel();
+        let restart_wanted = Arc::new(AtomicBool::new(false));
+        let wanted = Arc::clone(&restart_wanted);
         let checkpointer = std::thread::Builder::new()
             .name("tollgate-wal-checkpointer".into())
-            .spawn(move || run_checkpointer(&checkpoint_conn, &signal_rx))?;
+            .spawn(move || run_checkpointer(&checkpoint_conn, &signal_rx, &wanted))?;
         let writer = Writer {
             conn,
             log_name: config.log_name,
             signer: config.signer,
             states: HashMap::new(),
             checkpoint_signal: signal_tx,
+            restart_wanted,
             bytes_since_signal: 0,
             checkpoint_every: config.wal_checkpoint_bytes.max(1),
             auto_checkpoint: config.auto_checkpoint,
@@ -293,6 +315,7 @@ impl SqliteStore {
             writer: Some(handle),
             checkpointer: Some(checkpointer),
             readers: Mutex::new(Vec::new()),
+            cache: ReadCache::default(),
         })
     }
 
@@ -369,29 +392,51 @@ impl Drop for SqliteStore {
     }
 }
 
-/// WAL frames (4 KiB pages) beyond which the checkpointer stops being polite: a
-/// RESTART checkpoint waits for the writer's current transaction and resets the WAL,
-/// so the WAL stays bounded (about 256 MiB) even under sustained load.
-const WAL_RESTART_FRAMES: i64 = 65_536;
+/// WAL frames (4 KiB pages) beyond which the WAL is restarted from its beginning, so
+/// it stays bounded (about 64 MiB) even under sustained load. Under load a PASSIVE
+/// checkpoint never catches up with the writer exactly, and SQLite restarts the WAL
+/// only when every frame has been copied; so the writer restarts it itself (below).
+const WAL_RESTART_FRAMES: i64 = 16_384;
 
-/// Default bytes of entries the writer appends between two checkpoint signals.
-const CHECKPOINT_EVERY_BYTES: usize = 32 << 20;
+/// Frames the checkpointer leaves for the writer's RESTART to copy, at most (while it
+/// keeps up): the writer's stall is that copy and one fsync of the database.
+const RESTART_LEFT_FRAMES: i64 = 256;
+
+/// Default bytes of entries the writer appends between two checkpoint signals (the
+/// WAL grows about three times as fast: each entry also dirties index and interior
+/// pages).
+const CHECKPOINT_EVERY_BYTES: usize = 8 << 20;
 
 /// Copies committed WAL frames into the database when the writer signals that
-/// another 32 MiB were appended, on its own connection and thread, so the writer
+/// another 8 MiB were appended, on its own connection and thread, so the writer
 /// does not do it after its own commits (that was a third of its time). A PASSIVE
-/// checkpoint never blocks the writer. Durability does not depend on checkpoints: a
-/// commit is durable once its WAL frames are fsynced.
-fn run_checkpointer(conn: &Connection, signal: &mpsc::Receiver<()>) {
+/// checkpoint never blocks the writer. When the WAL has grown past
+/// `WAL_RESTART_FRAMES`, it asks the writer to restart it: the writer runs a RESTART
+/// checkpoint between two batches, which has only the frames appended since this
+/// checkpoint left to copy. (A RESTART run here instead blocked the writer for the
+/// whole copy, through the busy handler: 100 ms stalls every few seconds.) Durability
+/// does not depend on checkpoints: a commit is durable once its WAL frames are fsynced.
+fn run_checkpointer(conn: &Connection, signal: &mpsc::Receiver<()>, restart_wanted: &AtomicBool) {
     loop {
         let stopping = signal.recv().is_err();
         while signal.try_recv().is_ok() {}
-        let frames: rusqlite::Result<i64> =
-            conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| r.get(1));
-        if let Ok(frames) = frames
+        let passive = || -> rusqlite::Result<(i64, i64)> {
+            conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| {
+                Ok((r.get(1)?, r.get(2)?))
+            })
+        };
+        if let Ok((frames, _)) = passive()
             && frames > WAL_RESTART_FRAMES
         {
-            let _ = conn.query_row("PRAGMA wal_checkpoint(RESTART)", [], |r| r.get::<_, i64>(0));
+            // Catch up with the writer first, so that its RESTART has little left to
+            // copy (each pass copies what was appended during the one before).
+            for _ in 0..8 {
+                match passive() {
+                    Ok((frames, copied)) if frames - copied > RESTART_LEFT_FRAMES => {}
+                    _ => break,
+                }
+            }
+            restart_wanted.store(true, Ordering::Relaxed);
         }
         if stopping {
             return;
@@ -457,6 +502,8 @@ struct Writer {
     signer: Option<NoteSigner>,
     states: HashMap<String, TenantState>,
     checkpoint_signal: mpsc::Sender<()>,
+    /// Set by the checkpointer when the WAL should be restarted (see `run_checkpointer`).
+    restart_wanted: Arc<AtomicBool>,
     bytes_since_signal: usize,
     checkpoint_every: usize,
     auto_checkpoint: Option<std::time::Duration>,
@@ -534,6 +581,15 @@ impl Writer {
                             // Outcomes are pushed in job order with the job's own variant.
                             _ => {}
                         }
+                    }
+                    // After the acks: nobody waits on this batch while the WAL restarts.
+                    if self.restart_wanted.swap(false, Ordering::Relaxed) {
+                        // Busy (a reader on an old snapshot): the checkpointer asks again.
+                        let _ = self
+                            .conn
+                            .query_row("PRAGMA wal_checkpoint(RESTART)", [], |r| {
+                                r.get::<_, i64>(0)
+                            });
                     }
                 }
                 Err(e) => {
@@ -985,14 +1041,22 @@ impl SqliteStore {
 impl TenantStore for SqliteStore {
     fn put_tenant(&self, t: &TenantRecord) -> Result<(), StoreError> {
         check_tenant(&t.id)?;
-        self.write(
+        let written = self.write(
             "INSERT OR REPLACE INTO tenants (id, body) VALUES (?1, ?2)",
             params![t.id, json(t)?],
-        )?;
+        );
+        self.cache.invalidate(|m| {
+            m.tenants.remove(&t.id);
+        });
+        written?;
         Ok(())
     }
     fn tenant(&self, id: &str) -> Result<Option<TenantRecord>, StoreError> {
-        self.body("SELECT body FROM tenants WHERE id = ?1", [id])
+        self.cache.get_or_load(
+            |m| &mut m.tenants,
+            id.to_owned(),
+            || self.body("SELECT body FROM tenants WHERE id = ?1", [id]),
+        )
     }
     fn tenants(&self) -> Result<Vec<TenantRecord>, StoreError> {
         self.bodies("SELECT body FROM tenants ORDER BY id", [])
@@ -1077,6 +1141,7 @@ impl PolicyStore for SqliteStore {
         version: u64,
     ) -> Result<(), StoreError> {
         let version = to_i64(version)?;
+        let _invalidate = self.policies_changed(tenant);
         self.with_conn(|c| {
             let tx = c.unchecked_transaction()?;
             tx.execute(
@@ -1099,17 +1164,23 @@ impl PolicyStore for SqliteStore {
         tenant: &str,
         environment: &str,
     ) -> Result<Option<(String, u64)>, StoreError> {
-        // Asked on every decision: a cached statement, not a fresh parse each time.
-        let row: Option<(String, i64)> = self.with_conn(|c| {
-            Ok(c.prepare_cached(
-                "SELECT a.policy_id, p.version FROM active_policies a
-                 JOIN policy_activations p ON p.tenant = a.tenant AND p.environment = a.environment AND p.policy_id = a.policy_id
-                 WHERE a.tenant = ?1 AND a.environment = ?2",
-            )?
-            .query_row(params![tenant, environment], |r| Ok((r.get(0)?, r.get(1)?)))
-            .optional()?)
-        })?;
-        row.map(|(id, v)| Ok((id, to_u64(v)?))).transpose()
+        // Asked on every decision: kept in the read cache.
+        self.cache.get_or_load(
+            |m| &mut m.active,
+            (tenant.to_owned(), environment.to_owned()),
+            || {
+                let row: Option<(String, i64)> = self.with_conn(|c| {
+                    Ok(c.prepare_cached(
+                        "SELECT a.policy_id, p.version FROM active_policies a
+                         JOIN policy_activations p ON p.tenant = a.tenant AND p.environment = a.environment AND p.policy_id = a.policy_id
+                         WHERE a.tenant = ?1 AND a.environment = ?2",
+                    )?
+                    .query_row(params![tenant, environment], |r| Ok((r.get(0)?, r.get(1)?)))
+                    .optional()?)
+                })?;
+                row.map(|(id, v)| Ok((id, to_u64(v)?))).transpose()
+            },
+        )
     }
     fn set_default_policy(
         &self,
@@ -1117,6 +1188,7 @@ impl PolicyStore for SqliteStore {
         environment: &str,
         policy_id: &str,
     ) -> Result<bool, StoreError> {
+        let _invalidate = self.policies_changed(tenant);
         self.with_conn(|c| {
             let tx = c.unchecked_transaction()?;
             let active: Option<i64> = tx
@@ -1142,6 +1214,52 @@ impl PolicyStore for SqliteStore {
         tenant: &str,
         environment: &str,
     ) -> Result<Vec<PolicyActivation>, StoreError> {
+        self.cache.get_or_load(
+            |m| &mut m.activations,
+            (tenant.to_owned(), environment.to_owned()),
+            || self.load_policy_activations(tenant, environment),
+        )
+    }
+    fn set_policy_candidate(
+        &self,
+        tenant: &str,
+        environment: &str,
+        policy_id: &str,
+        candidate: Option<(u64, i64)>,
+    ) -> Result<bool, StoreError> {
+        let (version, since) = match candidate {
+            Some((v, since)) => (Some(to_i64(v)?), Some(since)),
+            None => (None, None),
+        };
+        let _invalidate = self.policies_changed(tenant);
+        let changed = self.write(
+            "UPDATE policy_activations SET candidate = ?4, candidate_since_ms = ?5
+             WHERE tenant = ?1 AND environment = ?2 AND policy_id = ?3",
+            params![tenant, environment, policy_id, version, since],
+        )?;
+        Ok(changed > 0)
+    }
+}
+
+/// Drops the cached policy reads of a tenant when dropped.
+struct PoliciesChanged<'a>(&'a ReadCache, &'a str);
+
+impl Drop for PoliciesChanged<'_> {
+    fn drop(&mut self) {
+        let tenant = self.1;
+        self.0.invalidate(|m| {
+            m.active.retain(|(t, _), _| t != tenant);
+            m.activations.retain(|(t, _), _| t != tenant);
+        });
+    }
+}
+
+impl SqliteStore {
+    fn load_policy_activations(
+        &self,
+        tenant: &str,
+        environment: &str,
+    ) -> Result<Vec<PolicyActivation>, StoreError> {
         let rows: Vec<(String, i64, Option<i64>, Option<i64>)> = self.with_conn(|c| {
             let mut st = c.prepare_cached(
                 "SELECT policy_id, version, candidate, candidate_since_ms FROM policy_activations
@@ -1163,23 +1281,11 @@ impl PolicyStore for SqliteStore {
             })
             .collect()
     }
-    fn set_policy_candidate(
-        &self,
-        tenant: &str,
-        environment: &str,
-        policy_id: &str,
-        candidate: Option<(u64, i64)>,
-    ) -> Result<bool, StoreError> {
-        let (version, since) = match candidate {
-            Some((v, since)) => (Some(to_i64(v)?), Some(since)),
-            None => (None, None),
-        };
-        let changed = self.write(
-            "UPDATE policy_activations SET candidate = ?4, candidate_since_ms = ?5
-             WHERE tenant = ?1 AND environment = ?2 AND policy_id = ?3",
-            params![tenant, environment, policy_id, version, since],
-        )?;
-        Ok(changed > 0)
+
+    /// Invalidates the tenant's cached policy reads when dropped (after the write,
+    /// whether it succeeded or not).
+    fn policies_changed<'a>(&'a self, tenant: &'a str) -> PoliciesChanged<'a> {
+        PoliciesChanged(&self.cache, tenant)
     }
 }
 
@@ -1344,10 +1450,14 @@ impl IdempotencyStore for SqliteStore {
 
 impl ReviewStore for SqliteStore {
     fn put_review(&self, r: &ReviewRecord) -> Result<(), StoreError> {
-        self.write(
+        let written = self.write(
             "INSERT OR REPLACE INTO reviews (tenant, id, status, body) VALUES (?1, ?2, ?3, ?4)",
             params![r.tenant, r.id, r.status, json(r)?],
-        )?;
+        );
+        self.cache.invalidate(|m| {
+            m.approved.remove(&r.tenant);
+        });
+        written?;
         Ok(())
     }
     fn review(&self, tenant: &str, id: &str) -> Result<Option<ReviewRecord>, StoreError> {
@@ -1358,6 +1468,16 @@ impl ReviewStore for SqliteStore {
     }
     fn reviews(&self, tenant: &str, status: Option<&str>) -> Result<Vec<ReviewRecord>, StoreError> {
         match status {
+            // Asked on every enforce-mode decision: kept in the read cache.
+            Some("approved") => {
+                self.cache
+                    .get_or_load(|m| &mut m.approved, tenant.to_owned(), || {
+                        self.bodies(
+                            "SELECT body FROM reviews WHERE tenant = ?1 AND status = 'approved' ORDER BY id",
+                            [tenant],
+                        )
+                    })
+            }
             Some(s) => self.bodies(
                 "SELECT body FROM reviews WHERE tenant = ?1 AND status = ?2 ORDER BY id",
                 params![tenant, s],
