@@ -22,6 +22,10 @@ pub struct Config {
     pub max_json_depth: usize,
     /// Requests processed at once; past it, 503 with `Retry-After` (`TOLLGATE_MAX_CONCURRENCY`).
     pub max_concurrency: usize,
+    /// Open connections at once; past it, a new connection gets one 503 with
+    /// `Retry-After` and is closed, so memory stays bounded however many clients
+    /// connect (`TOLLGATE_MAX_CONNECTIONS`).
+    pub max_connections: usize,
     /// Per-key request rate: burst (`TOLLGATE_KEY_RATE_BURST`).
     pub key_rate_burst: u32,
     /// Per-key request rate: sustained requests per second (`TOLLGATE_KEY_RATE_PER_SECOND`).
@@ -155,6 +159,7 @@ impl Default for Config {
             max_body_bytes: 256 * 1024,
             max_json_depth: 32,
             max_concurrency: 512,
+            max_connections: 1024,
             key_rate_burst: 2000,
             key_rate_per_second: 1000,
             monthly_quota: 1_000_000,
@@ -248,6 +253,7 @@ impl Config {
             "TOLLGATE_MAX_BODY_BYTES" => self.max_body_bytes = parse(name, value)?,
             "TOLLGATE_MAX_JSON_DEPTH" => self.max_json_depth = parse(name, value)?,
             "TOLLGATE_MAX_CONCURRENCY" => self.max_concurrency = parse(name, value)?,
+            "TOLLGATE_MAX_CONNECTIONS" => self.max_connections = parse(name, value)?,
             "TOLLGATE_KEY_RATE_BURST" => self.key_rate_burst = parse(name, value)?,
             "TOLLGATE_KEY_RATE_PER_SECOND" => self.key_rate_per_second = parse(name, value)?,
             "TOLLGATE_MONTHLY_QUOTA" => self.monthly_quota = parse(name, value)?,

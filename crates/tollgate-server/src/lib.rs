@@ -16,6 +16,7 @@ pub mod decide;
 pub mod error;
 pub mod grants;
 pub mod idempotency;
+pub mod listener;
 mod meter;
 pub mod metrics;
 pub mod native;

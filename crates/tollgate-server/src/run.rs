@@ -277,6 +277,10 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     // Connection info lets the key-less direct-runtime endpoint tell loopback callers.
     let service =
         crate::router(state.clone()).into_make_service_with_connect_info::<std::net::SocketAddr>();
+    let max_connections = state.config().max_connections;
+    let listener = crate::listener::BoundedListener::new(listener, max_connections);
+    // `tap_io` only so that `ConnectInfo<SocketAddr>` is available on a custom listener.
+    let listener = axum::serve::ListenerExt::tap_io(listener, |_| {});
     axum::serve(listener, service)
         .with_graceful_shutdown(shutdown_signal())
         .await?;
