@@ -2,7 +2,8 @@
 # The HTTP benchmark: builds release binaries, then drives Tollgate and a bare axum
 # handler with the same load generator in the same run (1, 16, 64 connections), then
 # Tollgate alone at half of its saturation with an open-loop generator.
-# Usage: bench/run.sh [--seconds N] [--connections 1,16,64] [--half-connections 16]
+# Usage: bench/run.sh [--seconds N] [--connections 1,16,64] [--half-connections N]
+#   (default: the connection count of the row with the most requests/s)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 target="${CARGO_TARGET_DIR:-target}"

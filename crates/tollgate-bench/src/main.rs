@@ -28,7 +28,8 @@ struct Options {
     tollgate: PathBuf,
     seconds: u64,
     connections: Vec<usize>,
-    half_connections: usize,
+    /// `None`: as many as the row that saturated.
+    half_connections: Option<usize>,
 }
 
 fn parse_options() -> anyhow::Result<Option<Options>> {
@@ -36,7 +37,7 @@ fn parse_options() -> anyhow::Result<Option<Options>> {
     let mut tollgate = None;
     let mut seconds = 10;
     let mut connections = vec![1, 16, 64];
-    let mut half_connections = 16;
+    let mut half_connections = None;
     while let Some(a) = args.next() {
         match a.as_str() {
             "bare" => {
@@ -63,7 +64,7 @@ fn parse_options() -> anyhow::Result<Option<Options>> {
                     .collect::<Result<_, _>>()?;
             }
             "--half-connections" => {
-                half_connections = args.next().context("--half-connections N")?.parse()?;
+                half_connections = Some(args.next().context("--half-connections N")?.parse()?);
             }
             other => bail!("unknown argument `{other}`"),
         }
@@ -404,13 +405,21 @@ fn main() -> anyhow::Result<()> {
 
     // Tail latency at half of saturation: saturation is the best Tollgate rate of the
     // table above (closed loop); then an open-loop generator offers half of it.
-    let saturation = rows.iter().map(|r| r.2).fold(0.0, f64::max);
+    // The open loop uses as many connections as the row that saturated: with fewer,
+    // each connection's schedule (one request in flight per HTTP/1.1 connection)
+    // queues behind its own slow answers, and the client, not the server, sets the
+    // tail.
+    let (saturation, saturating) = rows
+        .iter()
+        .map(|r| (r.2, r.0))
+        .fold((0.0, 1), |best, r| if r.0 > best.0 { r } else { best });
+    let half_connections = opts.half_connections.unwrap_or(saturating);
     let half = saturation / 2.0;
     let h = drive_rate(
         &format!("{base}/v1/decisions"),
         Some(&key),
         &body,
-        opts.half_connections,
+        half_connections,
         half,
         opts.seconds,
     )?;
@@ -421,7 +430,7 @@ fn main() -> anyhow::Result<()> {
     println!("|---|---:|---:|---:|---:|---:|---:|");
     println!(
         "| tollgate, {} connections, open loop (saturation {saturation:.0}/s) | {half:.0} | {:.0} | {:.3} | {:.3} | {:.3} | {} |",
-        opts.half_connections,
+        half_connections,
         h.rps(),
         h.pct(0.50),
         h.pct(0.99),
