@@ -30,6 +30,14 @@ use crate::{
     TenantRecord, TenantStore,
 };
 
+/// Pooled reader connections kept open between uses; each holds a page cache of up to
+/// `READER_CACHE_KIB`.
+const MAX_IDLE_READERS: usize = 4;
+
+/// Page cache of a reader connection (point lookups and scans; scans read through the
+/// OS page cache).
+const READER_CACHE_KIB: i64 = 2048;
+
 /// The most entries one group commit takes.
 pub(crate) const MAX_BATCH: usize = 8192;
 
@@ -221,6 +229,14 @@ fn open_connection(path: &Path) -> Result<Connection, StoreError> {
     Ok(conn)
 }
 
+/// A pooled reader (and small-writes) connection: `open_connection` with a smaller page
+/// cache.
+fn open_reader(path: &Path) -> Result<Connection, StoreError> {
+    let conn = open_connection(path)?;
+    conn.pragma_update(None, "cache_size", -READER_CACHE_KIB)?;
+    Ok(conn)
+}
+
 /// Waits for a lock another connection holds: sleeps of 50 µs doubling to at most
 /// 1 ms, for about 10 s in all, then gives up (SQLITE_BUSY). SQLite's own busy timeout
 /// sleeps 1, 2, 5, 10, 15, 20, 25 … 100 ms, so a writer kept waiting once slept up to
@@ -347,13 +363,15 @@ impl SqliteStore {
             .pop();
         let conn = match pooled {
             Some(c) => c,
-            None => open_connection(&self.path)?,
+            None => open_reader(&self.path)?,
         };
         let out = f(&conn);
-        self.readers
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .push(conn);
+        let mut pool = self.readers.lock().unwrap_or_else(PoisonError::into_inner);
+        // A burst of concurrent reads opens connections; only a few stay open, so the
+        // page caches they hold stay bounded (the rest are closed here).
+        if pool.len() < MAX_IDLE_READERS {
+            pool.push(conn);
+        }
         out
     }
 
