@@ -5,8 +5,10 @@
 //! database and drops it). Unset: the tests print that they are skipped — except
 //! under `CI=true`, where a missing service fails them.
 
+mod common;
+use common::free_port;
+
 use std::collections::{BTreeSet, HashMap};
-use std::net::TcpListener;
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -93,14 +95,6 @@ impl Drop for Database {
             &format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name),
         );
     }
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 struct Node {

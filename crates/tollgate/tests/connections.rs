@@ -4,18 +4,13 @@
 
 #![cfg(unix)]
 
+mod common;
+use common::free_port;
+
 use std::io::{Read as _, Write as _};
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpStream;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 /// Sends one keep-alive `GET /v1/health` on `s` and returns the status line and the
 /// whole head.

@@ -1,20 +1,14 @@
 //! The real binary over a real socket: first start, a full flow, graceful shutdown
 //! on SIGTERM, and no secret anywhere in the logs, error bodies or the ledger.
 
+mod common;
+use common::free_port;
+
 use std::io::Read as _;
-use std::net::TcpListener;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 struct Server {
     child: Child,

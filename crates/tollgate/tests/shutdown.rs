@@ -4,21 +4,15 @@
 
 #![cfg(unix)]
 
-use std::net::TcpListener;
+mod common;
+use common::free_port;
+
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 #[test]
 fn sigterm_under_load_loses_no_acknowledged_decision_and_exits_0() {
