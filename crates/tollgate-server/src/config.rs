@@ -26,6 +26,15 @@ pub struct Config {
     /// `Retry-After` and is closed, so memory stays bounded however many clients
     /// connect (`TOLLGATE_MAX_CONNECTIONS`).
     pub max_connections: usize,
+    /// Time a client has to send a request's headers, in ms, from when the connection
+    /// opens or, on a kept-alive connection, from the end of the previous answer; then
+    /// the connection is closed, so this is also how long an idle kept-alive
+    /// connection stays open (`TOLLGATE_HEADER_READ_TIMEOUT_MS`).
+    pub header_read_timeout_ms: u64,
+    /// An open connection on which nothing is read or written for this long, in ms, is
+    /// closed; longer than the longest wait a request may ask for (60 s)
+    /// (`TOLLGATE_IDLE_TIMEOUT_MS`).
+    pub idle_timeout_ms: u64,
     /// Per-key request rate: burst (`TOLLGATE_KEY_RATE_BURST`).
     pub key_rate_burst: u32,
     /// Per-key request rate: sustained requests per second (`TOLLGATE_KEY_RATE_PER_SECOND`).
@@ -160,6 +169,8 @@ impl Default for Config {
             max_json_depth: 32,
             max_concurrency: 512,
             max_connections: 1024,
+            header_read_timeout_ms: 30_000,
+            idle_timeout_ms: 90_000,
             key_rate_burst: 2000,
             key_rate_per_second: 1000,
             monthly_quota: 1_000_000,
@@ -254,6 +265,10 @@ impl Config {
             "TOLLGATE_MAX_JSON_DEPTH" => self.max_json_depth = parse(name, value)?,
             "TOLLGATE_MAX_CONCURRENCY" => self.max_concurrency = parse(name, value)?,
             "TOLLGATE_MAX_CONNECTIONS" => self.max_connections = parse(name, value)?,
+            "TOLLGATE_HEADER_READ_TIMEOUT_MS" => {
+                self.header_read_timeout_ms = parse(name, value)?;
+            }
+            "TOLLGATE_IDLE_TIMEOUT_MS" => self.idle_timeout_ms = parse(name, value)?,
             "TOLLGATE_KEY_RATE_BURST" => self.key_rate_burst = parse(name, value)?,
             "TOLLGATE_KEY_RATE_PER_SECOND" => self.key_rate_per_second = parse(name, value)?,
             "TOLLGATE_MONTHLY_QUOTA" => self.monthly_quota = parse(name, value)?,

@@ -1,20 +1,35 @@
-//! A listener that bounds the open connections. Each open HTTP/1.1 connection holds
-//! buffers and a task (tens of KiB); a client that opens thousands would grow the
-//! server's memory without bound, which a firewall under attack cannot afford. Past
-//! `max_connections`, a new connection is answered one `503` with `Retry-After` and
-//! closed, by a small task that holds no connection state; the connections already
-//! open are served as before.
+//! The HTTP front: a listener that bounds the open connections, a per-connection idle
+//! timeout, a request-header timeout, and the accept loop that serves the router with
+//! graceful shutdown.
+//!
+//! Each open HTTP/1.1 connection holds buffers and a task (tens of KiB); a client that
+//! opens thousands would grow the server's memory without bound, which a firewall
+//! under attack cannot afford. Past `max_connections`, a new connection is answered
+//! one `503` with `Retry-After` and closed, by a small task that holds no connection
+//! state; the connections already open are served as before. A connection admitted
+//! must also give its slot back: one that sends a request's headers too slowly is
+//! closed after the header timeout (slowloris), and one on which nothing is read or
+//! written for the idle timeout is closed (a client that opens connections and sends
+//! nothing, or stops reading an answer).
 
+use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
-use std::pin::Pin;
+use std::pin::{Pin, pin};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
+use axum::Router;
+use axum::extract::ConnectInfo;
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::service::TowerToHyperService;
 use tokio::io::{AsyncRead, AsyncReadExt as _, AsyncWrite, AsyncWriteExt as _, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
+use tokio::time::{Instant, Sleep};
+use tower::ServiceExt as _;
 
 /// The answer to a connection past the limit (the JSON error shape of every other 503).
 const REFUSAL: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\n\
@@ -38,15 +53,18 @@ pub struct BoundedListener {
     inner: TcpListener,
     permits: Arc<Semaphore>,
     refusals: Arc<Semaphore>,
+    idle_timeout: Duration,
 }
 
 impl BoundedListener {
-    /// Wraps `inner`, admitting at most `max` (at least 1) open connections.
-    pub fn new(inner: TcpListener, max: usize) -> Self {
+    /// Wraps `inner`, admitting at most `max` (at least 1) open connections, each
+    /// closed once nothing was read or written on it for `idle_timeout`.
+    pub fn new(inner: TcpListener, max: usize, idle_timeout: Duration) -> Self {
         Self {
             inner,
             permits: Arc::new(Semaphore::new(max.clamp(1, Semaphore::MAX_PERMITS))),
             refusals: Arc::new(Semaphore::new(MAX_REFUSALS)),
+            idle_timeout,
         }
     }
 }
@@ -61,13 +79,7 @@ impl axum::serve::Listener for BoundedListener {
             match Arc::clone(&self.permits).try_acquire_owned() {
                 Ok(permit) => {
                     let _ = stream.set_nodelay(true);
-                    return (
-                        Admitted {
-                            stream,
-                            _permit: permit,
-                        },
-                        addr,
-                    );
+                    return (Admitted::new(stream, permit, self.idle_timeout), addr);
                 }
                 Err(_) => {
                     if let Ok(slot) = Arc::clone(&self.refusals).try_acquire_owned() {
@@ -103,11 +115,57 @@ async fn refuse(mut stream: TcpStream, _slot: OwnedSemaphorePermit) {
     .await;
 }
 
-/// An admitted connection: its permit is given back when it closes.
+/// An admitted connection: its permit is given back when it closes. Reads and writes
+/// fail with `TimedOut` once nothing was read or written for the idle timeout, which
+/// makes the connection's task end and close it.
 #[derive(Debug)]
 pub struct Admitted {
     stream: TcpStream,
     _permit: OwnedSemaphorePermit,
+    idle_timeout: Duration,
+    /// When a byte was last read or written.
+    last_progress: Instant,
+    /// Wakes a pending read or write to look at `last_progress` again; re-armed only
+    /// when it fires, so progress costs a clock read, not a timer update.
+    timer: Pin<Box<Sleep>>,
+}
+
+impl Admitted {
+    fn new(stream: TcpStream, permit: OwnedSemaphorePermit, idle_timeout: Duration) -> Self {
+        let now = Instant::now();
+        Self {
+            stream,
+            _permit: permit,
+            idle_timeout,
+            last_progress: now,
+            timer: Box::pin(tokio::time::sleep_until(now + idle_timeout)),
+        }
+    }
+
+    fn progressed(&mut self) {
+        self.last_progress = Instant::now();
+    }
+
+    /// For a read or write that is pending: `TimedOut` once the connection has been
+    /// idle for the idle timeout, else pending (with the timer armed to look again).
+    fn poll_idle<T>(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<T>> {
+        loop {
+            let deadline = self.last_progress + self.idle_timeout;
+            if Instant::now() >= deadline {
+                return Poll::Ready(Err(io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    "connection idle for too long",
+                )));
+            }
+            if self.timer.deadline() != deadline {
+                self.timer.as_mut().reset(deadline);
+            }
+            match self.timer.as_mut().poll(cx) {
+                Poll::Pending => return Poll::Pending,
+                Poll::Ready(()) => continue,
+            }
+        }
+    }
 }
 
 impl AsyncRead for Admitted {
@@ -116,7 +174,17 @@ impl AsyncRead for Admitted {
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.stream).poll_read(cx, buf)
+        let before = buf.filled().len();
+        match Pin::new(&mut self.stream).poll_read(cx, buf) {
+            Poll::Ready(Ok(())) => {
+                if buf.filled().len() > before {
+                    self.progressed();
+                }
+                Poll::Ready(Ok(()))
+            }
+            Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
+            Poll::Pending => self.poll_idle(cx),
+        }
     }
 }
 
@@ -126,7 +194,16 @@ impl AsyncWrite for Admitted {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.stream).poll_write(cx, buf)
+        match Pin::new(&mut self.stream).poll_write(cx, buf) {
+            Poll::Ready(Ok(n)) => {
+                if n > 0 {
+                    self.progressed();
+                }
+                Poll::Ready(Ok(n))
+            }
+            Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
+            Poll::Pending => self.poll_idle(cx),
+        }
     }
 
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
@@ -142,12 +219,88 @@ impl AsyncWrite for Admitted {
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.stream).poll_write_vectored(cx, bufs)
+        match Pin::new(&mut self.stream).poll_write_vectored(cx, bufs) {
+            Poll::Ready(Ok(n)) => {
+                if n > 0 {
+                    self.progressed();
+                }
+                Poll::Ready(Ok(n))
+            }
+            Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
+            Poll::Pending => self.poll_idle(cx),
+        }
     }
 
     fn is_write_vectored(&self) -> bool {
         self.stream.is_write_vectored()
     }
+}
+
+/// Serves `router` on the connections `listener` admits until `shutdown` resolves;
+/// then stops accepting, lets every open connection finish the request it is in
+/// (answering it with `connection: close`), and returns when all are closed. A
+/// connection whose request headers are not complete `header_read_timeout` after it
+/// opened (or, kept alive, after the previous answer) is closed. Each request
+/// carries `ConnectInfo<SocketAddr>` of its peer.
+pub async fn serve(
+    mut listener: BoundedListener,
+    router: Router,
+    header_read_timeout: Duration,
+    shutdown: impl Future<Output = ()>,
+) {
+    // Each connection's task holds a receiver of `signal` (told to shut down when the
+    // sender is dropped) and of `closed` (whose sender learns when all are gone).
+    let (signal_tx, signal_rx) = watch::channel(());
+    let (closed_tx, closed_rx) = watch::channel(());
+    let mut shutdown = pin!(shutdown);
+    loop {
+        let (io, addr) = tokio::select! {
+            accepted = axum::serve::Listener::accept(&mut listener) => accepted,
+            () = &mut shutdown => break,
+        };
+        let service = router
+            .clone()
+            .map_request(move |mut request: axum::http::Request<Incoming>| {
+                request.extensions_mut().insert(ConnectInfo(addr));
+                request
+            });
+        let service = TowerToHyperService::new(service);
+        let mut signal = signal_rx.clone();
+        let closed = closed_rx.clone();
+        tokio::spawn(async move {
+            let mut builder = hyper::server::conn::http1::Builder::new();
+            builder
+                .timer(TokioTimer::new())
+                .header_read_timeout(header_read_timeout);
+            let mut conn = pin!(
+                builder
+                    .serve_connection(TokioIo::new(io), service)
+                    .with_upgrades()
+            );
+            let mut signalled = false;
+            loop {
+                tokio::select! {
+                    result = conn.as_mut() => {
+                        if let Err(e) = result {
+                            tracing::trace!(error = %e, "connection ended");
+                        }
+                        break;
+                    }
+                    _ = signal.changed(), if !signalled => {
+                        signalled = true;
+                        conn.as_mut().graceful_shutdown();
+                    }
+                }
+            }
+            drop(closed);
+        });
+    }
+    // Stop accepting (closes the listening socket), tell every connection, wait.
+    drop(listener);
+    drop(signal_rx);
+    drop(signal_tx);
+    drop(closed_rx);
+    closed_tx.closed().await;
 }
 
 #[cfg(test)]

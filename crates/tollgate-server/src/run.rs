@@ -275,15 +275,19 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         "tollgate ready"
     );
     // Connection info lets the key-less direct-runtime endpoint tell loopback callers.
-    let service =
-        crate::router(state.clone()).into_make_service_with_connect_info::<std::net::SocketAddr>();
-    let max_connections = state.config().max_connections;
-    let listener = crate::listener::BoundedListener::new(listener, max_connections);
-    // `tap_io` only so that `ConnectInfo<SocketAddr>` is available on a custom listener.
-    let listener = axum::serve::ListenerExt::tap_io(listener, |_| {});
-    axum::serve(listener, service)
-        .with_graceful_shutdown(shutdown_signal())
-        .await?;
+    let config = state.config();
+    let listener = crate::listener::BoundedListener::new(
+        listener,
+        config.max_connections,
+        Duration::from_millis(config.idle_timeout_ms.max(1)),
+    );
+    crate::listener::serve(
+        listener,
+        crate::router(state.clone()),
+        Duration::from_millis(config.header_read_timeout_ms.max(1)),
+        shutdown_signal(),
+    )
+    .await;
     ticker.abort();
     // In-flight requests are done: flush what the ticker would have.
     state.tick().await;

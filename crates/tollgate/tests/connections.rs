@@ -1,6 +1,8 @@
 //! The open-connection bound (quality.md, overload and memory): past
 //! `TOLLGATE_MAX_CONNECTIONS`, a new connection is answered 503 with `Retry-After` and
 //! closed; the connections already open keep working, and a closed one frees its slot.
+//! An admitted connection gives its slot back when its client sends headers too slowly
+//! (`TOLLGATE_HEADER_READ_TIMEOUT_MS`) or nothing at all (`TOLLGATE_IDLE_TIMEOUT_MS`).
 
 #![cfg(unix)]
 
@@ -43,6 +45,116 @@ fn read_head(s: &mut TcpStream) -> String {
     let mut body = vec![0u8; len];
     s.read_exact(&mut body).unwrap();
     format!("{head}{}", String::from_utf8_lossy(&body))
+}
+
+/// Starts `tollgate serve` with `env` and waits until it answers; returns it and its
+/// address.
+fn start(dir: &std::path::Path, env: &[(&str, &str)]) -> (std::process::Child, String) {
+    let port = free_port();
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_tollgate"));
+    cmd.arg("serve")
+        .env("TOLLGATE_LISTEN", format!("127.0.0.1:{port}"))
+        .env("TOLLGATE_DATA_DIR", dir.join("data"))
+        .env("TOLLGATE_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let child = cmd.spawn().unwrap();
+    let addr = format!("127.0.0.1:{port}");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Ok(mut s) = TcpStream::connect(&addr) {
+            assert!(health(&mut s).starts_with("HTTP/1.1 200"));
+            return (child, addr);
+        }
+        assert!(Instant::now() < deadline, "server did not start");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Whether the server closed `s` (a read sees the end or an error) within `within`.
+fn closed_within(s: &mut TcpStream, within: Duration) -> bool {
+    s.set_read_timeout(Some(within)).unwrap();
+    let mut buf = [0u8; 1024];
+    loop {
+        match s.read(&mut buf) {
+            Ok(0) => return true,
+            Ok(_) => continue, // an error response before the close is fine
+            Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => {
+                return false;
+            }
+            Err(_) => return true, // reset
+        }
+    }
+}
+
+#[test]
+fn slow_headers_and_idle_connections_are_closed_and_give_their_slots_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut child, addr) = start(
+        dir.path(),
+        &[
+            ("TOLLGATE_MAX_CONNECTIONS", "4"),
+            ("TOLLGATE_HEADER_READ_TIMEOUT_MS", "1000"),
+            ("TOLLGATE_IDLE_TIMEOUT_MS", "2000"),
+        ],
+    );
+
+    // A busy client: a request every 200 ms for 5 s, well past the idle timeout.
+    let mut busy = TcpStream::connect(&addr).unwrap();
+    let busy_thread = std::thread::spawn(move || {
+        let until = Instant::now() + Duration::from_secs(5);
+        let mut answered = 0;
+        while Instant::now() < until {
+            assert!(health(&mut busy).starts_with("HTTP/1.1 200"));
+            answered += 1;
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        answered
+    });
+
+    // Slowloris: a header byte every 100 ms never completes the head; the header
+    // timeout (not the idle timeout: bytes keep arriving) closes it.
+    let mut slow = TcpStream::connect(&addr).unwrap();
+    slow.write_all(b"GET /v1/health HTTP/1.1\r\nhost: t\r\n").unwrap();
+    let started = Instant::now();
+    let mut trickled = 0;
+    let slow_closed = loop {
+        if slow.write_all(b"x").is_err() {
+            break true;
+        }
+        trickled += 1;
+        if closed_within(&mut slow, Duration::from_millis(100)) {
+            break true;
+        }
+        if started.elapsed() > Duration::from_secs(15) {
+            break false;
+        }
+    };
+    assert!(slow_closed, "still open after {trickled} header bytes");
+
+    // A connection that never sends a byte is closed by the idle timeout, and so is a
+    // kept-alive one after its answer.
+    let mut silent = TcpStream::connect(&addr).unwrap();
+    let mut kept = TcpStream::connect(&addr).unwrap();
+    assert!(health(&mut kept).starts_with("HTTP/1.1 200"));
+    assert!(closed_within(&mut silent, Duration::from_secs(15)), "the silent connection stayed open");
+    assert!(closed_within(&mut kept, Duration::from_secs(15)), "the idle kept-alive connection stayed open");
+
+    // The busy one was never cut off.
+    let answered = busy_thread.join().unwrap();
+    assert!(answered >= 10, "{answered}");
+
+    // Every slot came back: four connections are admitted again.
+    let mut fresh: Vec<TcpStream> = (0..4).map(|_| TcpStream::connect(&addr).unwrap()).collect();
+    for s in &mut fresh {
+        let head = health(s);
+        assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
 }
 
 #[test]
