@@ -258,12 +258,13 @@ pub async fn serve(
             accepted = axum::serve::Listener::accept(&mut listener) => accepted,
             () = &mut shutdown => break,
         };
-        let service = router
-            .clone()
-            .map_request(move |mut request: axum::http::Request<Incoming>| {
-                request.extensions_mut().insert(ConnectInfo(addr));
-                request
-            });
+        let service =
+            router
+                .clone()
+                .map_request(move |mut request: axum::http::Request<Incoming>| {
+                    request.extensions_mut().insert(ConnectInfo(addr));
+                    request
+                });
         let service = TowerToHyperService::new(service);
         let mut signal = signal_rx.clone();
         let closed = closed_rx.clone();

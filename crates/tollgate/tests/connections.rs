@@ -47,9 +47,19 @@ fn read_head(s: &mut TcpStream) -> String {
     format!("{head}{}", String::from_utf8_lossy(&body))
 }
 
+/// A `tollgate serve` process, killed and reaped when dropped (also when a test fails).
+struct Served(std::process::Child);
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 /// Starts `tollgate serve` with `env` and waits until it answers; returns it and its
 /// address.
-fn start(dir: &std::path::Path, env: &[(&str, &str)]) -> (std::process::Child, String) {
+fn start(dir: &std::path::Path, env: &[(&str, &str)]) -> (Served, String) {
     let port = free_port();
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_tollgate"));
     cmd.arg("serve")
@@ -61,13 +71,13 @@ fn start(dir: &std::path::Path, env: &[(&str, &str)]) -> (std::process::Child, S
     for (k, v) in env {
         cmd.env(k, v);
     }
-    let child = cmd.spawn().unwrap();
+    let served = Served(cmd.spawn().unwrap());
     let addr = format!("127.0.0.1:{port}");
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         if let Ok(mut s) = TcpStream::connect(&addr) {
             assert!(health(&mut s).starts_with("HTTP/1.1 200"));
-            return (child, addr);
+            return (served, addr);
         }
         assert!(Instant::now() < deadline, "server did not start");
         std::thread::sleep(Duration::from_millis(20));
@@ -82,7 +92,12 @@ fn closed_within(s: &mut TcpStream, within: Duration) -> bool {
         match s.read(&mut buf) {
             Ok(0) => return true,
             Ok(_) => continue, // an error response before the close is fine
-            Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => {
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) =>
+            {
                 return false;
             }
             Err(_) => return true, // reset
@@ -93,7 +108,7 @@ fn closed_within(s: &mut TcpStream, within: Duration) -> bool {
 #[test]
 fn slow_headers_and_idle_connections_are_closed_and_give_their_slots_back() {
     let dir = tempfile::tempdir().unwrap();
-    let (mut child, addr) = start(
+    let (_served, addr) = start(
         dir.path(),
         &[
             ("TOLLGATE_MAX_CONNECTIONS", "4"),
@@ -118,7 +133,8 @@ fn slow_headers_and_idle_connections_are_closed_and_give_their_slots_back() {
     // Slowloris: a header byte every 100 ms never completes the head; the header
     // timeout (not the idle timeout: bytes keep arriving) closes it.
     let mut slow = TcpStream::connect(&addr).unwrap();
-    slow.write_all(b"GET /v1/health HTTP/1.1\r\nhost: t\r\n").unwrap();
+    slow.write_all(b"GET /v1/health HTTP/1.1\r\nhost: t\r\n")
+        .unwrap();
     let started = Instant::now();
     let mut trickled = 0;
     let slow_closed = loop {
@@ -140,8 +156,14 @@ fn slow_headers_and_idle_connections_are_closed_and_give_their_slots_back() {
     let mut silent = TcpStream::connect(&addr).unwrap();
     let mut kept = TcpStream::connect(&addr).unwrap();
     assert!(health(&mut kept).starts_with("HTTP/1.1 200"));
-    assert!(closed_within(&mut silent, Duration::from_secs(15)), "the silent connection stayed open");
-    assert!(closed_within(&mut kept, Duration::from_secs(15)), "the idle kept-alive connection stayed open");
+    assert!(
+        closed_within(&mut silent, Duration::from_secs(15)),
+        "the silent connection stayed open"
+    );
+    assert!(
+        closed_within(&mut kept, Duration::from_secs(15)),
+        "the idle kept-alive connection stayed open"
+    );
 
     // The busy one was never cut off.
     let answered = busy_thread.join().unwrap();
@@ -153,8 +175,6 @@ fn slow_headers_and_idle_connections_are_closed_and_give_their_slots_back() {
         let head = health(s);
         assert!(head.starts_with("HTTP/1.1 200"), "{head}");
     }
-    child.kill().unwrap();
-    child.wait().unwrap();
 }
 
 #[test]

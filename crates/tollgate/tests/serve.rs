@@ -175,6 +175,20 @@ fn full_flow_over_a_socket_leaks_no_secret_and_stops_gracefully() {
     assert_eq!(code, 200);
     let ledger = text;
 
+    // The key-less direct-runtime endpoint tells a loopback caller by the peer address
+    // the accept loop attaches to each request: over a real socket from 127.0.0.1 it
+    // answers (here: blocked by the tenant override set above, but answered).
+    let res = reqwest::blocking::Client::new()
+        .post(format!("{u}/csc/live-stimulus"))
+        .json(&json!({"feed": "trading", "risk": 0.1, "confidence": 0.95,
+                      "volatility": 0.05, "symbol": "BTC", "source": "serve-test"}))
+        .send()
+        .unwrap();
+    let status = res.status().as_u16();
+    let text = res.text().unwrap();
+    assert_eq!(status, 200, "{text}");
+    assert!(text.contains("\"execution\""), "{text}");
+
     // SIGTERM: stops, exit 0.
     #[cfg(unix)]
     {
