@@ -132,10 +132,16 @@ pub fn router(state: AppState) -> Router {
                 }))
                 .load_shed()
                 .concurrency_limit(config.max_concurrency.max(1))
-                .timeout(Duration::from_secs(30)),
+                // Longer than the longest review long-poll (60 s), which would
+                // otherwise be cut off into a 503.
+                .timeout(Duration::from_secs(REQUEST_TIMEOUT_S)),
         )
         .with_state(state)
 }
+
+/// Longest a request may take before it is answered 503: the longest review wait plus
+/// a margin. (The idle timeout of a connection, 90 s by default, is longer still.)
+pub const REQUEST_TIMEOUT_S: u64 = reviews::MAX_WAIT_S + 15;
 
 /// Turns framework rejections (413 body too large, 405, bad paths) that are not
 /// JSON yet into the JSON error shape.

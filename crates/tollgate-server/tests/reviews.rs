@@ -363,3 +363,23 @@ async fn grants_verify_offline_and_work_once_for_the_authorised_action() {
             .is_none()
     );
 }
+
+/// A wait may ask for up to 60 s; the request timeout must not cut it off into a 503.
+/// (Simulated time: the 45 s pass at once, as would a 30 s request timeout.)
+#[tokio::test]
+async fn a_long_wait_is_answered_at_its_timeout_not_cut_off() {
+    let h = Harness::new();
+    let (_admin, agent, _reviewer, _second, _outsider) = setup(&h).await;
+    let r = h.decide(&agent, transfer(25_000)).await;
+    assert_eq!(r.body["status"], "REVIEW_REQUIRED", "{}", r.text);
+    let decision = r.body["decision_id"].as_str().unwrap().to_owned();
+    tokio::time::pause();
+    let started = tokio::time::Instant::now();
+    let waited = h
+        .get(&format!("/v1/decisions/{decision}/wait?timeout=45"), &agent)
+        .await;
+    assert_eq!(waited.status, StatusCode::OK, "{}", waited.text);
+    assert_eq!(waited.body["resolved"], false, "{}", waited.text);
+    assert_eq!(waited.body["review"]["status"], "pending");
+    assert!(started.elapsed() >= std::time::Duration::from_secs(45));
+}
