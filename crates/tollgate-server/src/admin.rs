@@ -533,8 +533,10 @@ pub async fn export(State(state): State<AppState>, caller: Caller) -> Result<Res
         .into_response())
 }
 
-/// Entries read per page of an export.
-const EXPORT_PAGE: u64 = 1000;
+/// Entries read per page of an export. Each page is parsed and re-serialised in memory;
+/// with pages of 1000, five exports of a 60,000-entry ledger raised the server's RSS by
+/// 36 MiB at their peak, with pages of 100 by 24 MiB (the rest is not yet explained).
+const EXPORT_PAGE: u64 = 100;
 
 /// `?from=N&to=M`.
 #[derive(Debug, Deserialize)]
