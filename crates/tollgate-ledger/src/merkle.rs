@@ -4,6 +4,8 @@
 //! order, so leaf `i` hashes to `SHA-256(0x00 || entry_hash_i)` and an interior node to
 //! `SHA-256(0x01 || left || right)`. The tree of no leaves has root `SHA-256("")`.
 
+use std::ops::Range;
+
 use sha2::{Digest, Sha256};
 
 use crate::Hash;
@@ -141,6 +143,139 @@ fn subproof(m: usize, leaves: &[Hash], complete: bool, out: &mut Vec<Hash>) {
     } else {
         subproof(m - k, right, false, out);
         out.push(root_of_leaf_hashes(left));
+    }
+}
+
+/// The leaf ranges whose subtree roots (MTH) make up `PATH(index, D[size])`, in proof
+/// order. Together with [`RangeRoots`] this builds an inclusion proof from the leaves
+/// read once, in order, keeping O(log n) hashes instead of the whole tree.
+pub fn inclusion_ranges(index: u64, size: u64) -> Result<Vec<Range<u64>>, ProofError> {
+    if index >= size {
+        return Err(ProofError::IndexOutOfRange { index, size });
+    }
+    // The recursion of `path`, top down; the proof lists the deepest sibling first.
+    let mut out = Vec::new();
+    let (mut lo, mut hi, mut m) = (0u64, size, index);
+    while hi - lo > 1 {
+        let k = split_point_u64(hi - lo);
+        if m < k {
+            out.push(lo + k..hi);
+            hi = lo + k;
+        } else {
+            out.push(lo..lo + k);
+            lo += k;
+            m -= k;
+        }
+    }
+    out.reverse();
+    Ok(out)
+}
+
+/// The leaf ranges whose subtree roots make up `PROOF(old_size, D[new_size])`, in proof
+/// order (empty when the sizes are equal). See [`inclusion_ranges`].
+pub fn consistency_ranges(old_size: u64, new_size: u64) -> Result<Vec<Range<u64>>, ProofError> {
+    if old_size == 0 || old_size > new_size {
+        return Err(ProofError::BadSizes {
+            old: old_size,
+            new: new_size,
+        });
+    }
+    let mut out = Vec::new();
+    if old_size == new_size {
+        return Ok(out);
+    }
+    // The recursion of `subproof`, top down.
+    let (mut lo, mut hi, mut m, mut complete) = (0u64, new_size, old_size, true);
+    loop {
+        let n = hi - lo;
+        if m == n {
+            if !complete {
+                out.push(lo..hi);
+            }
+            break;
+        }
+        let k = split_point_u64(n);
+        if m <= k {
+            out.push(lo + k..hi);
+            hi = lo + k;
+        } else {
+            out.push(lo..lo + k);
+            lo += k;
+            m -= k;
+            complete = false;
+        }
+    }
+    out.reverse();
+    Ok(out)
+}
+
+/// The largest power of two strictly smaller than `n` (for `n >= 2`).
+fn split_point_u64(n: u64) -> u64 {
+    debug_assert!(n >= 2);
+    1u64 << (63 - (n - 1).leading_zeros())
+}
+
+/// The roots (MTH) of disjoint leaf ranges, computed from the entry hashes of leaves
+/// `0, 1, 2, …` pushed in order: each range keeps only its [`CompactRange`], so memory
+/// is O(ranges × log n) however many leaves pass through.
+#[derive(Debug)]
+pub struct RangeRoots {
+    ranges: Vec<Range<u64>>,
+    roots: Vec<CompactRange>,
+    // INVARIANT: indexes into `ranges`, sorted by start; `cursor` indexes the first
+    // one not yet ended before `next`.
+    by_start: Vec<usize>,
+    cursor: usize,
+    next: u64,
+    needed: u64,
+}
+
+impl RangeRoots {
+    /// Roots for `ranges` (disjoint, each non-empty), in their order.
+    pub fn new(ranges: Vec<Range<u64>>) -> RangeRoots {
+        let mut by_start: Vec<usize> = (0..ranges.len()).collect();
+        by_start.sort_by_key(|&i| ranges.get(i).map_or(0, |r| r.start));
+        let needed = ranges.iter().map(|r| r.end).max().unwrap_or(0);
+        RangeRoots {
+            roots: vec![CompactRange::new(); ranges.len()],
+            ranges,
+            by_start,
+            cursor: 0,
+            next: 0,
+            needed,
+        }
+    }
+
+    /// How many leaves (from leaf 0) must be pushed: the end of the last range.
+    pub fn leaves_needed(&self) -> u64 {
+        self.needed
+    }
+
+    /// Pushes the entry hash of the next leaf.
+    pub fn push_entry_hash(&mut self, entry_hash: &Hash) {
+        let leaf = self.next;
+        self.next += 1;
+        while let Some(&i) = self.by_start.get(self.cursor) {
+            let Some(range) = self.ranges.get(i) else {
+                break;
+            };
+            if leaf >= range.end {
+                self.cursor += 1;
+                continue;
+            }
+            if leaf >= range.start
+                && let Some(root) = self.roots.get_mut(i)
+            {
+                root.push_entry_hash(entry_hash);
+            }
+            break;
+        }
+    }
+
+    /// The roots in the ranges' order, once [`RangeRoots::leaves_needed`] leaves were
+    /// pushed; `None` if fewer were.
+    pub fn finish(self) -> Option<Vec<Hash>> {
+        (self.next >= self.needed).then(|| self.roots.iter().map(CompactRange::root).collect())
     }
 }
 

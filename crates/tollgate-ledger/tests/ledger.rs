@@ -204,6 +204,83 @@ fn consistency_proofs_match_ct_merkle() {
     }
 }
 
+/// Proofs built in one streaming pass over the leaves (`inclusion_ranges` /
+/// `consistency_ranges` + `RangeRoots`, what the stores serve) are byte for byte the
+/// proofs of the whole-tree functions above, which match ct-merkle; pushing leaves
+/// past the last range changes nothing, and one leaf fewer than needed gives no proof.
+fn streamed(
+    ranges: Vec<std::ops::Range<u64>>,
+    entries: &[Hash],
+    extra: isize,
+) -> Option<Vec<Hash>> {
+    let mut roots = merkle::RangeRoots::new(ranges);
+    let needed = isize::try_from(roots.leaves_needed()).unwrap();
+    for e in entries
+        .iter()
+        .take(usize::try_from(needed + extra).unwrap())
+    {
+        roots.push_entry_hash(e);
+    }
+    roots.finish()
+}
+
+#[test]
+fn streamed_proofs_equal_whole_tree_proofs() {
+    for n in 1..=70usize {
+        let entries = random_hashes(n + 5, n as u8);
+        let leaves = merkle::leaf_hashes(&entries[..n]);
+        for i in 0..n {
+            let whole = merkle::inclusion_proof(&leaves, i as u64).unwrap();
+            let ranges = merkle::inclusion_ranges(i as u64, n as u64).unwrap();
+            assert_eq!(
+                streamed(ranges.clone(), &entries, 0),
+                Some(whole.clone()),
+                "n={n} i={i}"
+            );
+            assert_eq!(
+                streamed(ranges.clone(), &entries, 5).as_ref(),
+                Some(&whole),
+                "n={n} i={i} +5"
+            );
+            if n > 1 {
+                assert_eq!(
+                    streamed(ranges, &entries, -1),
+                    None,
+                    "n={n} i={i}: one leaf short"
+                );
+            }
+        }
+        for m in 1..=n {
+            let whole = merkle::consistency_proof(&leaves, m as u64).unwrap();
+            let ranges = merkle::consistency_ranges(m as u64, n as u64).unwrap();
+            assert_eq!(streamed(ranges, &entries, 3), Some(whole), "m={m} n={n}");
+        }
+    }
+    assert!(merkle::inclusion_ranges(5, 5).is_err());
+    assert!(merkle::consistency_ranges(0, 5).is_err());
+    assert!(merkle::consistency_ranges(6, 5).is_err());
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(48))]
+    /// The same at sizes where the tree is deeper and unbalanced.
+    #[test]
+    fn streamed_proofs_equal_whole_tree_proofs_at_random_sizes(
+        n in 2u64..3000, at in any::<u64>(), old in any::<u64>()
+    ) {
+        let entries = random_hashes(n as usize, (n % 251) as u8);
+        let leaves = merkle::leaf_hashes(&entries);
+        let i = at % n;
+        let whole = merkle::inclusion_proof(&leaves, i).unwrap();
+        let ranges = merkle::inclusion_ranges(i, n).unwrap();
+        prop_assert!(ranges.len() <= 64);
+        prop_assert_eq!(streamed(ranges, &entries, 0), Some(whole));
+        let m = 1 + old % n;
+        let whole = merkle::consistency_proof(&leaves, m).unwrap();
+        prop_assert_eq!(streamed(merkle::consistency_ranges(m, n).unwrap(), &entries, 0), Some(whole));
+    }
+}
+
 /// The Go `golang.org/x/mod/sumdb/note` reference vector (PeterNeumann).
 #[test]
 fn signed_note_matches_go_reference_vector() {

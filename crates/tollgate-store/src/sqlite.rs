@@ -381,22 +381,43 @@ impl SqliteStore {
         open_connection(&self.path)
     }
 
-    fn entry_hashes(&self, tenant: &str, size: u64) -> Result<Vec<Hash>, StoreError> {
-        self.with_conn(|c| {
+    /// The roots of `ranges` (see `merkle::inclusion_ranges`) over the tenant's first
+    /// `size` entries, read in one pass: O(log n) memory however long the ledger is.
+    /// `OutOfRange` if it holds fewer than `size` entries.
+    fn range_roots(
+        &self,
+        tenant: &str,
+        size: u64,
+        ranges: Vec<std::ops::Range<u64>>,
+    ) -> Result<Vec<Hash>, StoreError> {
+        let mut roots = merkle::RangeRoots::new(ranges);
+        let read = self.with_conn(|c| {
             let mut st = c.prepare_cached(
                 "SELECT entry_hash FROM ledger WHERE tenant = ?1 AND seq >= 0 AND seq < ?2 ORDER BY seq",
             )?;
-            let rows = st.query_map(params![tenant, to_i64(size)?], |r| r.get::<_, Vec<u8>>(0))?;
-            let mut out = Vec::with_capacity(usize::try_from(size).unwrap_or(0));
-            for r in rows {
-                let bytes = r?;
-                out.push(Hash::from_slice(&bytes).ok_or_else(|| StoreError::Corrupt("entry hash length".into()))?);
+            let mut rows = st.query(params![tenant, to_i64(size)?])?;
+            let mut read = 0u64;
+            while let Some(r) = rows.next()? {
+                let bytes = r
+                    .get_ref(0)?
+                    .as_blob()
+                    .map_err(|e| StoreError::Corrupt(format!("entry hash: {e}")))?;
+                let hash = Hash::from_slice(bytes)
+                    .ok_or_else(|| StoreError::Corrupt("entry hash length".into()))?;
+                roots.push_entry_hash(&hash);
+                read += 1;
             }
-            if out.len() as u64 != size {
-                return Err(StoreError::OutOfRange(format!("the ledger of `{tenant}` has fewer than {size} entries")));
-            }
-            Ok(out)
-        })
+            Ok(read)
+        })?;
+        let short = || {
+            StoreError::OutOfRange(format!(
+                "the ledger of `{tenant}` has fewer than {size} entries"
+            ))
+        };
+        if read != size {
+            return Err(short());
+        }
+        roots.finish().ok_or_else(short)
     }
 }
 
@@ -922,13 +943,15 @@ impl LedgerStore for SqliteStore {
     }
 
     fn inclusion_proof(&self, tenant: &str, seq: u64, size: u64) -> Result<Vec<Hash>, StoreError> {
-        let leaves = merkle::leaf_hashes(&self.entry_hashes(tenant, size)?);
-        merkle::inclusion_proof(&leaves, seq).map_err(|e| StoreError::OutOfRange(e.to_string()))
+        let ranges = merkle::inclusion_ranges(seq, size)
+            .map_err(|e| StoreError::OutOfRange(e.to_string()))?;
+        self.range_roots(tenant, size, ranges)
     }
 
     fn consistency_proof(&self, tenant: &str, from: u64, to: u64) -> Result<Vec<Hash>, StoreError> {
-        let leaves = merkle::leaf_hashes(&self.entry_hashes(tenant, to)?);
-        merkle::consistency_proof(&leaves, from).map_err(|e| StoreError::OutOfRange(e.to_string()))
+        let ranges = merkle::consistency_ranges(from, to)
+            .map_err(|e| StoreError::OutOfRange(e.to_string()))?;
+        self.range_roots(tenant, to, ranges)
     }
 
     fn verify(
