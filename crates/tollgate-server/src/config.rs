@@ -29,11 +29,11 @@ pub struct Config {
     /// Time a client has to send a request's headers, in ms, from when the connection
     /// opens or, on a kept-alive connection, from the end of the previous answer; then
     /// the connection is closed, so this is also how long an idle kept-alive
-    /// connection stays open (`TOLLGATE_HEADER_READ_TIMEOUT_MS`).
+    /// connection stays open; at most a day (`TOLLGATE_HEADER_READ_TIMEOUT_MS`).
     pub header_read_timeout_ms: u64,
     /// An open connection on which nothing is read or written for this long, in ms, is
-    /// closed; longer than the longest wait a request may ask for (60 s)
-    /// (`TOLLGATE_IDLE_TIMEOUT_MS`).
+    /// closed; longer than the longest wait a request may ask for (60 s), at most a
+    /// day (`TOLLGATE_IDLE_TIMEOUT_MS`).
     pub idle_timeout_ms: u64,
     /// Per-key request rate: burst (`TOLLGATE_KEY_RATE_BURST`).
     pub key_rate_burst: u32,

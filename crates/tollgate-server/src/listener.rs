@@ -43,6 +43,10 @@ content-length: 82\r\n\
 /// How long a refused connection may take to send its request and read the answer.
 const REFUSAL_TIMEOUT: Duration = Duration::from_secs(1);
 
+/// The longest idle or header timeout taken (longer ones are cut to it), so that
+/// adding one to the clock cannot overflow.
+const MAX_TIMEOUT: Duration = Duration::from_secs(24 * 3600);
+
 /// Refusals answered at once; past it a new connection is closed unanswered (the
 /// refusals are bounded too: a flood of connections must not become a flood of tasks).
 const MAX_REFUSALS: usize = 2048;
@@ -132,6 +136,7 @@ pub struct Admitted {
 
 impl Admitted {
     fn new(stream: TcpStream, permit: OwnedSemaphorePermit, idle_timeout: Duration) -> Self {
+        let idle_timeout = idle_timeout.min(MAX_TIMEOUT);
         let now = Instant::now();
         Self {
             stream,
@@ -252,6 +257,7 @@ pub async fn serve(
 ) {
     // Each connection's task holds a receiver of `signal` (told to shut down when the
     // sender is dropped) and of `closed` (whose sender learns when all are gone).
+    let header_read_timeout = header_read_timeout.min(MAX_TIMEOUT);
     let (signal_tx, signal_rx) = watch::channel(());
     let (closed_tx, closed_rx) = watch::channel(());
     let mut shutdown = pin!(shutdown);
@@ -309,6 +315,25 @@ pub async fn serve(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn a_huge_idle_timeout_is_cut_to_a_day_not_an_overflow() {
+        let inner = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = inner.local_addr().unwrap();
+        let mut listener = BoundedListener::new(inner, 1, Duration::MAX);
+        let client = tokio::spawn(async move {
+            let mut s = TcpStream::connect(addr).await.unwrap();
+            s.write_all(b"x").await.unwrap();
+            s
+        });
+        let (mut io, _) = axum::serve::Listener::accept(&mut listener).await;
+        let mut buf = [0u8; 1];
+        io.read_exact(&mut buf).await.unwrap();
+        // A read with nothing to read arms the idle timer.
+        let pending = tokio::time::timeout(Duration::from_millis(50), io.read(&mut buf)).await;
+        assert!(pending.is_err(), "nothing more was sent");
+        drop(client);
+    }
 
     #[test]
     fn the_refusal_declares_its_body_length() {
