@@ -514,22 +514,15 @@ pub async fn export(State(state): State<AppState>, caller: Caller) -> Result<Res
                 return Ok(None);
             }
             let to = from.saturating_add(EXPORT_PAGE).min(size);
-            // A page is read and serialised on a blocking thread, not on a worker
-            // that serves other requests meanwhile.
-            let out = tokio::task::spawn_blocking(move || {
-                let mut out = String::new();
-                for e in state
-                    .store()
-                    .range(&tenant, from, to)
-                    .map_err(std::io::Error::other)?
-                {
-                    out.push_str(&e.to_json_line().map_err(std::io::Error::other)?);
-                    out.push('\n');
-                }
-                Ok::<_, std::io::Error>(out)
-            })
-            .await
-            .map_err(std::io::Error::other)??;
+            let mut out = String::new();
+            for e in state
+                .store()
+                .range(&tenant, from, to)
+                .map_err(std::io::Error::other)?
+            {
+                out.push_str(&e.to_json_line().map_err(std::io::Error::other)?);
+                out.push('\n');
+            }
             Ok::<_, std::io::Error>(Some((Bytes::from(out), to)))
         }
     });
@@ -574,11 +567,7 @@ pub async fn consistency(
     let proof = if q.from == 0 || q.from == q.to {
         Vec::new()
     } else {
-        // O(ledger) to build: on a blocking thread, not on a worker serving decisions.
-        let (st, tenant, from, to) = (state.clone(), tenant.to_owned(), q.from, q.to);
-        tokio::task::spawn_blocking(move || st.store().consistency_proof(&tenant, from, to))
-            .await
-            .map_err(ApiError::internal)??
+        state.store().consistency_proof(tenant, q.from, q.to)?
     };
     Ok(Json(
         json!({"from": q.from, "to": q.to, "proof": proof.iter().map(|h| h.to_hex()).collect::<Vec<_>>()}),

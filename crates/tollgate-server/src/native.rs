@@ -295,13 +295,7 @@ pub async fn dossier(
         _ => state.checkpoint_now(&tenant).await?,
     };
     let size = checkpoint.checkpoint.size;
-    // O(ledger) to build: on a blocking thread, not on a worker serving decisions.
-    let proof = {
-        let (state, tenant, seq) = (state.clone(), tenant.clone(), entry.seq);
-        tokio::task::spawn_blocking(move || state.store().inclusion_proof(&tenant, seq, size))
-            .await
-            .map_err(ApiError::internal)??
-    };
+    let proof = store.inclusion_proof(&tenant, entry.seq, size)?;
     let ledger = Dossier {
         inclusion_proof: proof,
         checkpoint: checkpoint.to_text().map_err(ApiError::internal)?,
