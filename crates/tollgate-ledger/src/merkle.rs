@@ -65,13 +65,14 @@ pub fn leaf_hashes(entry_hashes: &[Hash]) -> Vec<Hash> {
 }
 
 /// The largest power of two strictly smaller than `n` (for `n >= 2`).
-fn split_point(n: usize) -> usize {
+fn split_point(n: u64) -> u64 {
     debug_assert!(n >= 2);
-    let mut k = 1;
-    while k << 1 < n {
-        k <<= 1;
-    }
-    k
+    1u64 << (63 - (n - 1).leading_zeros())
+}
+
+/// [`split_point`] of a slice's length.
+fn split_index(len: usize) -> usize {
+    split_point(len as u64) as usize
 }
 
 /// MTH over already-hashed leaves (RFC 6962 section 2.1).
@@ -80,7 +81,7 @@ pub fn root_of_leaf_hashes(leaves: &[Hash]) -> Hash {
         [] => empty_root(),
         [one] => *one,
         _ => {
-            let (left, right) = leaves.split_at(split_point(leaves.len()));
+            let (left, right) = leaves.split_at(split_index(leaves.len()));
             node_hash(&root_of_leaf_hashes(left), &root_of_leaf_hashes(right))
         }
     }
@@ -102,7 +103,7 @@ fn path(leaves: &[Hash], m: usize, out: &mut Vec<Hash>) {
     if leaves.len() <= 1 {
         return;
     }
-    let k = split_point(leaves.len());
+    let k = split_index(leaves.len());
     let (left, right) = leaves.split_at(k);
     if m < k {
         path(left, m, out);
@@ -135,7 +136,7 @@ fn subproof(m: usize, leaves: &[Hash], complete: bool, out: &mut Vec<Hash>) {
         }
         return;
     }
-    let k = split_point(n);
+    let k = split_index(n);
     let (left, right) = leaves.split_at(k);
     if m <= k {
         subproof(m, left, complete, out);
@@ -157,15 +158,7 @@ pub fn inclusion_ranges(index: u64, size: u64) -> Result<Vec<Range<u64>>, ProofE
     let mut out = Vec::new();
     let (mut lo, mut hi, mut m) = (0u64, size, index);
     while hi - lo > 1 {
-        let k = split_point_u64(hi - lo);
-        if m < k {
-            out.push(lo + k..hi);
-            hi = lo + k;
-        } else {
-            out.push(lo..lo + k);
-            lo += k;
-            m -= k;
-        }
+        out.push(step(&mut lo, &mut hi, &mut m, |m, k| m < k).0);
     }
     out.reverse();
     Ok(out)
@@ -194,25 +187,30 @@ pub fn consistency_ranges(old_size: u64, new_size: u64) -> Result<Vec<Range<u64>
             }
             break;
         }
-        let k = split_point_u64(n);
-        if m <= k {
-            out.push(lo + k..hi);
-            hi = lo + k;
-        } else {
-            out.push(lo..lo + k);
-            lo += k;
-            m -= k;
-            complete = false;
-        }
+        let (aside, went_left) = step(&mut lo, &mut hi, &mut m, |m, k| m <= k);
+        out.push(aside);
+        complete &= went_left;
     }
     out.reverse();
     Ok(out)
 }
 
-/// The largest power of two strictly smaller than `n` (for `n >= 2`).
-fn split_point_u64(n: u64) -> u64 {
-    debug_assert!(n >= 2);
-    1u64 << (63 - (n - 1).leading_zeros())
+/// One step down the recursion over leaves `lo..hi`, split at `k`, the largest power
+/// of two below their count: into the left part when `left(m, k)`, else into the
+/// right one (with `m` taken relative to it). Returns the part left aside, whose root
+/// the proof carries, and whether the step went left.
+fn step(lo: &mut u64, hi: &mut u64, m: &mut u64, left: fn(u64, u64) -> bool) -> (Range<u64>, bool) {
+    let k = split_point(*hi - *lo);
+    if left(*m, k) {
+        let aside = *lo + k..*hi;
+        *hi = *lo + k;
+        (aside, true)
+    } else {
+        let aside = *lo..*lo + k;
+        *lo += k;
+        *m -= k;
+        (aside, false)
+    }
 }
 
 /// The roots (MTH) of disjoint leaf ranges, computed from the entry hashes of leaves

@@ -515,23 +515,6 @@ fn read_row(r: &tokio_postgres::Row) -> Result<StoredRow, StoreError> {
 }
 
 impl PgStore {
-    fn entry_hashes(&self, tenant: &str, size: u64) -> Result<Vec<Hash>, StoreError> {
-        let hashes = self.rows(
-            "SELECT entry_hash FROM ledger WHERE tenant = $1 AND seq >= 0 AND seq < $2 ORDER BY seq",
-            params![tenant.to_owned(), to_i64(size)?],
-            |r| {
-                let b: Vec<u8> = r.try_get(0).map_err(db)?;
-                Hash::from_slice(&b).ok_or_else(|| StoreError::Corrupt("entry hash length".into()))
-            },
-        )?;
-        if hashes.len() as u64 != size {
-            return Err(StoreError::OutOfRange(format!(
-                "the ledger of `{tenant}` has fewer than {size} entries"
-            )));
-        }
-        Ok(hashes)
-    }
-
     /// The roots of `ranges` (see `merkle::inclusion_ranges`) over the tenant's first
     /// `size` entries. (The hashes are fetched as one result set, 32 bytes an entry;
     /// the SQLite store streams them.)
@@ -541,15 +524,24 @@ impl PgStore {
         size: u64,
         ranges: Vec<std::ops::Range<u64>>,
     ) -> Result<Vec<Hash>, StoreError> {
+        let hashes = self.rows(
+            "SELECT entry_hash FROM ledger WHERE tenant = $1 AND seq >= 0 AND seq < $2 ORDER BY seq",
+            params![tenant.to_owned(), to_i64(size)?],
+            |r| {
+                let b: Vec<u8> = r.try_get(0).map_err(db)?;
+                Hash::from_slice(&b).ok_or_else(|| StoreError::Corrupt("entry hash length".into()))
+            },
+        )?;
+        if hashes.len() as u64 != size {
+            return Err(StoreError::short_ledger(tenant, size));
+        }
         let mut roots = merkle::RangeRoots::new(ranges);
-        for hash in &self.entry_hashes(tenant, size)? {
+        for hash in &hashes {
             roots.push_entry_hash(hash);
         }
-        roots.finish().ok_or_else(|| {
-            StoreError::OutOfRange(format!(
-                "the ledger of `{tenant}` has fewer than {size} entries"
-            ))
-        })
+        roots
+            .finish()
+            .ok_or_else(|| StoreError::short_ledger(tenant, size))
     }
 
     fn checkpoint_rows(&self, tenant: &str) -> Result<Vec<(i64, String)>, StoreError> {

@@ -63,6 +63,16 @@ pub enum StoreError {
     BatchFailed(String),
 }
 
+impl StoreError {
+    /// A tenant's ledger holds fewer than `size` entries (a proof or range past its
+    /// head).
+    pub fn short_ledger(tenant: &str, size: u64) -> StoreError {
+        StoreError::OutOfRange(format!(
+            "the ledger of `{tenant}` has fewer than {size} entries"
+        ))
+    }
+}
+
 /// What an append was given once durable.
 ///
 /// A backend with one writer (SQLite) sequences an entry in the transaction that makes

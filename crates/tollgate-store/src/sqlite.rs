@@ -409,15 +409,12 @@ impl SqliteStore {
             }
             Ok(read)
         })?;
-        let short = || {
-            StoreError::OutOfRange(format!(
-                "the ledger of `{tenant}` has fewer than {size} entries"
-            ))
-        };
         if read != size {
-            return Err(short());
+            return Err(StoreError::short_ledger(tenant, size));
         }
-        roots.finish().ok_or_else(short)
+        roots
+            .finish()
+            .ok_or_else(|| StoreError::short_ledger(tenant, size))
     }
 }
 
