@@ -30,6 +30,8 @@ pub(crate) struct Record {
     pub(crate) status: u16,
     pub(crate) retry_after: bool,
     pub(crate) latency: Duration,
+    /// For a transport error: what failed, with its chain of causes.
+    pub(crate) error: Option<String>,
 }
 
 /// Most requests outstanding at once on the client side; past it a shot is counted
@@ -97,16 +99,16 @@ pub(crate) async fn fire(client: &reqwest::Client, start: Instant, shot: Shot) -
     }
     let sent = start.elapsed();
     let t = Instant::now();
-    let (status, retry_after) = match req.send().await {
+    let (status, retry_after, error) = match req.send().await {
         Ok(r) => {
             let status = r.status().as_u16();
             let retry_after = r.headers().contains_key("retry-after");
             match r.bytes().await {
-                Ok(_) => (status, retry_after),
-                Err(_) => (0, false),
+                Ok(_) => (status, retry_after, None),
+                Err(e) => (0, false, Some(describe(&e))),
             }
         }
-        Err(_) => (0, false),
+        Err(e) => (0, false, Some(describe(&e))),
     };
     Record {
         label: shot.label,
@@ -114,6 +116,57 @@ pub(crate) async fn fire(client: &reqwest::Client, start: Instant, shot: Shot) -
         status,
         retry_after,
         latency: t.elapsed(),
+        error,
+    }
+}
+
+/// A reqwest error with its kind and its chain of causes, e.g. `request: error
+/// sending request <- connection closed before message completed`.
+fn describe(e: &reqwest::Error) -> String {
+    let kind = if e.is_timeout() {
+        "timeout"
+    } else if e.is_connect() {
+        "connect"
+    } else if e.is_body() || e.is_decode() {
+        "body"
+    } else if e.is_request() {
+        "request"
+    } else {
+        "other"
+    };
+    let mut out = format!("{kind}: {e}");
+    let mut cause = std::error::Error::source(e);
+    while let Some(c) = cause {
+        out.push_str(&format!(" <- {c}"));
+        cause = c.source();
+    }
+    out
+}
+
+/// Prints the first `limit` transport errors with their send time and latency, and
+/// how many there were of each description.
+pub(crate) fn print_transport_errors(records: &[Record], limit: usize) {
+    let failed: Vec<&Record> = records.iter().filter(|r| r.error.is_some()).collect();
+    if failed.is_empty() {
+        return;
+    }
+    let mut by_kind: std::collections::BTreeMap<&str, usize> = Default::default();
+    for r in &failed {
+        *by_kind.entry(r.error.as_deref().unwrap_or("")).or_default() += 1;
+    }
+    println!();
+    println!("transport errors: {}", failed.len());
+    for (what, n) in by_kind {
+        println!("  {n} x {what}");
+    }
+    for r in failed.iter().take(limit) {
+        println!(
+            "  sent at {:.3} s, failed after {:.1} ms: {} ({})",
+            r.sent.as_secs_f64(),
+            r.latency.as_secs_f64() * 1000.0,
+            r.label,
+            r.error.as_deref().unwrap_or("")
+        );
     }
 }
 

@@ -17,7 +17,7 @@ use anyhow::{Context as _, bail};
 use reqwest::Method;
 use serde_json::{Value, json};
 
-use crate::load::{Record, Shot, client, open_loop, pct_ms};
+use crate::load::{Record, Shot, client, open_loop, pct_ms, print_transport_errors};
 use crate::{Guard, free_port, peak_rss_kib, wait_ready};
 
 /// The memory bar of quality.md.
@@ -168,6 +168,13 @@ pub(crate) fn run(mut args: impl Iterator<Item = String>) -> anyhow::Result<()> 
         .filter(|r| r.status >= 500 && r.status != 503)
         .count();
     println!("5xx other than 503 in overload and recovery: {other_5xx}");
+    let all: Vec<Record> = sat_records
+        .iter()
+        .chain(&over)
+        .chain(&rec)
+        .cloned()
+        .collect();
+    print_transport_errors(&all, 10);
     match peak {
         Some(mib) => println!(
             "peak RSS {mib:.1} MiB (bar {RSS_BAR_MIB} MiB): {}",

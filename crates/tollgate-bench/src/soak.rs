@@ -16,7 +16,7 @@ use anyhow::{Context as _, bail};
 use reqwest::Method;
 use serde_json::{Value, json};
 
-use crate::load::{Shot, client, open_loop, rss_kib};
+use crate::load::{Shot, client, open_loop, print_transport_errors, rss_kib};
 use crate::{Guard, free_port, wait_ready};
 
 /// One kind of request in the mix: how often, what, and which non-2xx statuses it is
@@ -207,6 +207,7 @@ pub(crate) fn run(mut args: impl Iterator<Item = String>) -> anyhow::Result<()> 
             .collect();
         println!("| {label} | {} | {unexpected} |", shown.join(", "));
     }
+    print_transport_errors(&records, 40);
     let mut totals: BTreeMap<u16, usize> = BTreeMap::new();
     for r in &records {
         *totals.entry(r.status).or_default() += 1;
