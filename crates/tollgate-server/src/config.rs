@@ -20,8 +20,14 @@ pub struct Config {
     pub max_body_bytes: usize,
     /// Deepest JSON nesting accepted (`TOLLGATE_MAX_JSON_DEPTH`).
     pub max_json_depth: usize,
-    /// Requests processed at once; past it, 503 with `Retry-After` (`TOLLGATE_MAX_CONCURRENCY`).
+    /// Requests processed at once; past it, a request waits up to
+    /// `admission_wait_ms` for a slot, then gets 503 with `Retry-After`
+    /// (`TOLLGATE_MAX_CONCURRENCY`).
     pub max_concurrency: usize,
+    /// How long a request that finds every processing slot taken waits for one, in ms,
+    /// before it is answered 503; 0 refuses it at once; at most 10 s
+    /// (`TOLLGATE_ADMISSION_WAIT_MS`).
+    pub admission_wait_ms: u64,
     /// Open connections at once; past it, a new connection gets one 503 with
     /// `Retry-After` and is closed, so memory stays bounded however many clients
     /// connect (`TOLLGATE_MAX_CONNECTIONS`).
@@ -168,6 +174,7 @@ impl Default for Config {
             max_body_bytes: 256 * 1024,
             max_json_depth: 32,
             max_concurrency: 512,
+            admission_wait_ms: 100,
             max_connections: 1024,
             header_read_timeout_ms: 30_000,
             idle_timeout_ms: 90_000,
@@ -264,6 +271,7 @@ impl Config {
             "TOLLGATE_MAX_BODY_BYTES" => self.max_body_bytes = parse(name, value)?,
             "TOLLGATE_MAX_JSON_DEPTH" => self.max_json_depth = parse(name, value)?,
             "TOLLGATE_MAX_CONCURRENCY" => self.max_concurrency = parse(name, value)?,
+            "TOLLGATE_ADMISSION_WAIT_MS" => self.admission_wait_ms = parse(name, value)?,
             "TOLLGATE_MAX_CONNECTIONS" => self.max_connections = parse(name, value)?,
             "TOLLGATE_HEADER_READ_TIMEOUT_MS" => {
                 self.header_read_timeout_ms = parse(name, value)?;

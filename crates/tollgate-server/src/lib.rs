@@ -7,6 +7,7 @@
 )]
 
 pub mod admin;
+pub mod admission;
 pub mod auth;
 pub mod body;
 pub mod clock;
@@ -130,12 +131,17 @@ pub fn router(state: AppState) -> Router {
                 .layer(HandleErrorLayer::new(|_: tower::BoxError| async {
                     ApiError::Overloaded
                 }))
-                .load_shed()
-                .concurrency_limit(config.max_concurrency.max(1))
                 // Longer than the longest review long-poll (60 s), which would
                 // otherwise be cut off into a 503.
                 .timeout(Duration::from_secs(REQUEST_TIMEOUT_S)),
         )
+        .layer(axum::middleware::from_fn_with_state(
+            std::sync::Arc::new(admission::Admission::new(
+                config.max_concurrency,
+                Duration::from_millis(config.admission_wait_ms),
+            )),
+            admission::layer,
+        ))
         .with_state(state)
 }
 

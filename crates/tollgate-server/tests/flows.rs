@@ -388,9 +388,10 @@ async fn a_ledger_that_cannot_be_written_gets_503_and_no_verdict() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn past_the_concurrency_bound_requests_get_503_not_a_queue() {
+async fn past_the_concurrency_bound_requests_get_503_after_the_admission_wait() {
     let h = Arc::new(Harness::with_config(|c| {
         c.max_concurrency = 1;
+        c.admission_wait_ms = 100;
         c.ledger_timeout_ms = 1500;
     }));
     // Hold the database's write lock so the first decision stays in flight.
@@ -401,7 +402,9 @@ async fn past_the_concurrency_bound_requests_get_503_not_a_queue() {
         tokio::spawn(async move { h.decide(&h.test_key, in_band()).await })
     };
     tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let t = std::time::Instant::now();
     let second = h.decide(&h.test_key, in_band()).await;
+    let waited = t.elapsed();
     assert_eq!(
         second.status,
         StatusCode::SERVICE_UNAVAILABLE,
@@ -410,6 +413,12 @@ async fn past_the_concurrency_bound_requests_get_503_not_a_queue() {
     );
     assert_eq!(second.body["error"], "overloaded");
     assert_eq!(second.headers.get("retry-after").unwrap(), "1");
+    // It waited for a slot (the 100 ms admission wait) before it was refused; the
+    // first request still holds the slot for up to 1.5 s.
+    assert!(
+        waited >= std::time::Duration::from_millis(100),
+        "refused after {waited:?}"
+    );
     db.execute_batch("ROLLBACK").unwrap();
     drop(db);
     // The held request completes once the lock is gone (within its ledger timeout).
@@ -421,4 +430,36 @@ async fn past_the_concurrency_bound_requests_get_503_not_a_queue() {
         h.decide(&h.test_key, in_band()).await.status,
         StatusCode::OK
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_that_finds_every_slot_taken_is_admitted_when_one_frees_within_the_wait() {
+    let h = Arc::new(Harness::with_config(|c| {
+        c.max_concurrency = 1;
+        c.admission_wait_ms = 5_000;
+        c.ledger_timeout_ms = 3_000;
+    }));
+    // The first decision holds the only slot while another process holds the
+    // database's write lock.
+    let db = rusqlite::Connection::open(h.dir.path().join("tollgate.db")).unwrap();
+    db.execute_batch("BEGIN EXCLUSIVE").unwrap();
+    let first = {
+        let h = Arc::clone(&h);
+        tokio::spawn(async move { h.decide(&h.test_key, in_band()).await })
+    };
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let second = {
+        let h = Arc::clone(&h);
+        tokio::spawn(async move { h.decide(&h.test_key, in_band()).await })
+    };
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    assert!(!second.is_finished(), "the second request waits for the slot");
+    // The stall ends: the first completes, then the waiting one is admitted.
+    db.execute_batch("ROLLBACK").unwrap();
+    drop(db);
+    let first = first.await.unwrap();
+    assert_eq!(first.status, StatusCode::OK, "{}", first.text);
+    let second = second.await.unwrap();
+    assert_eq!(second.status, StatusCode::OK, "{}", second.text);
+    assert_eq!(second.body["status"], "ALLOW");
 }
