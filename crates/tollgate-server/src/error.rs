@@ -52,6 +52,11 @@ pub enum ApiError {
     /// Too many requests in flight.
     #[error("the server is overloaded")]
     Overloaded,
+    /// The request was not answered within the server's request timeout and its work
+    /// was cancelled: no verdict is given. (A decision already handed to the ledger
+    /// writer may still be recorded, as with `LedgerUnavailable`.)
+    #[error("the request was not answered in time")]
+    TimedOut,
     /// Something unexpected; logged, not shown.
     #[error("internal error")]
     Internal(String),
@@ -91,9 +96,10 @@ impl ApiError {
             ApiError::RateLimited { .. } | ApiError::QuotaExceeded { .. } => {
                 StatusCode::TOO_MANY_REQUESTS
             }
-            ApiError::LedgerUnavailable | ApiError::ThrottleUnavailable | ApiError::Overloaded => {
-                StatusCode::SERVICE_UNAVAILABLE
-            }
+            ApiError::LedgerUnavailable
+            | ApiError::ThrottleUnavailable
+            | ApiError::Overloaded
+            | ApiError::TimedOut => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
             ApiError::Conflict(_) => StatusCode::CONFLICT,
             ApiError::PendingIntegration => StatusCode::ACCEPTED,
@@ -113,6 +119,7 @@ impl ApiError {
             ApiError::LedgerUnavailable => "ledger_unavailable",
             ApiError::ThrottleUnavailable => "throttle_unavailable",
             ApiError::Overloaded => "overloaded",
+            ApiError::TimedOut => "timeout",
             ApiError::Internal(_) => "internal_error",
             ApiError::Conflict(_) => "conflict",
             ApiError::PendingIntegration => "pending_integration",
@@ -154,6 +161,7 @@ impl ApiError {
             ApiError::LedgerUnavailable
             | ApiError::ThrottleUnavailable
             | ApiError::Overloaded
+            | ApiError::TimedOut
             | ApiError::PendingIntegration => Some(1),
             _ => None,
         }

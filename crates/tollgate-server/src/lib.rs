@@ -128,8 +128,12 @@ pub fn router(state: AppState) -> Router {
         ))
         .layer(
             ServiceBuilder::new()
-                .layer(HandleErrorLayer::new(|_: tower::BoxError| async {
-                    ApiError::Overloaded
+                .layer(HandleErrorLayer::new(|e: tower::BoxError| async move {
+                    if e.is::<tower::timeout::error::Elapsed>() {
+                        ApiError::TimedOut
+                    } else {
+                        ApiError::internal(e)
+                    }
                 }))
                 // Longer than the longest review long-poll (60 s), which would
                 // otherwise be cut off into a 503.

@@ -303,7 +303,7 @@ pub async fn serve() -> axum::Json<Value> {
         (status = 401, body = ErrorDoc), (status = 403, body = ErrorDoc), (status = 413, body = ErrorDoc),
         (status = 422, description = "Validation failure or idempotency_key_reuse", body = ErrorDoc),
         (status = 429, description = "Quota or rate limit", body = ErrorDoc),
-        (status = 503, description = "Ledger unavailable or overloaded: no verdict", body = ErrorDoc),
+        (status = 503, description = "Ledger unavailable, overloaded or timed out: no verdict", body = ErrorDoc),
     ), security(("bearer" = [])))]
 fn decide() {}
 

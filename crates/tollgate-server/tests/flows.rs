@@ -453,7 +453,10 @@ async fn a_request_that_finds_every_slot_taken_is_admitted_when_one_frees_within
         tokio::spawn(async move { h.decide(&h.test_key, in_band()).await })
     };
     tokio::time::sleep(std::time::Duration::from_millis(300)).await;
-    assert!(!second.is_finished(), "the second request waits for the slot");
+    assert!(
+        !second.is_finished(),
+        "the second request waits for the slot"
+    );
     // The stall ends: the first completes, then the waiting one is admitted.
     db.execute_batch("ROLLBACK").unwrap();
     drop(db);
@@ -462,4 +465,25 @@ async fn a_request_that_finds_every_slot_taken_is_admitted_when_one_frees_within
     let second = second.await.unwrap();
     assert_eq!(second.status, StatusCode::OK, "{}", second.text);
     assert_eq!(second.body["status"], "ALLOW");
+}
+
+/// A request that outlives the request timeout is told so (`timeout`), not that the
+/// server is overloaded. (Simulated time: the 75 s pass at once while the ledger is
+/// locked by another process.)
+#[tokio::test]
+async fn a_request_past_the_request_timeout_gets_503_timeout_not_overloaded() {
+    let h = Harness::with_config(|c| c.ledger_timeout_ms = 600_000);
+    let db = rusqlite::Connection::open(h.dir.path().join("tollgate.db")).unwrap();
+    db.execute_batch("BEGIN EXCLUSIVE").unwrap();
+    tokio::time::pause();
+    let started = tokio::time::Instant::now();
+    let r = h.decide(&h.test_key, in_band()).await;
+    assert_eq!(r.status, StatusCode::SERVICE_UNAVAILABLE, "{}", r.text);
+    assert_eq!(r.body["error"], "timeout", "{}", r.text);
+    assert!(r.body.get("status").is_none(), "no verdict in a 503");
+    assert_eq!(r.headers.get("retry-after").unwrap(), "1");
+    assert!(
+        started.elapsed() >= std::time::Duration::from_secs(tollgate_server::REQUEST_TIMEOUT_S)
+    );
+    db.execute_batch("ROLLBACK").unwrap();
 }
