@@ -38,11 +38,13 @@ pub(crate) struct Record {
 /// as not sent rather than queued without bound.
 pub(crate) const MAX_OUTSTANDING: usize = 8192;
 
-/// A client with an unbounded keep-alive pool.
+/// A client with an unbounded keep-alive pool whose idle connections are dropped
+/// before the server's keep-alive close (30 s), as the Rust SDK does.
 pub(crate) fn client() -> anyhow::Result<reqwest::Client> {
     Ok(reqwest::Client::builder()
         .timeout(Duration::from_secs(10))
         .pool_max_idle_per_host(usize::MAX)
+        .pool_idle_timeout(Duration::from_secs(20))
         .build()?)
 }
 

@@ -18,6 +18,9 @@ use crate::verify::{self, DossierDocument};
 /// The largest response body read (a dossier with its trace is far smaller).
 const MAX_RESPONSE_BYTES: usize = 16 * 1024 * 1024;
 
+/// How long an idle pooled connection is kept: under the server's 30 s keep-alive.
+const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(20);
+
 /// What the client does when it gets no verdict (transport error, timeout, 5xx, an
 /// unexpected status or body).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -197,6 +200,10 @@ impl ClientBuilder {
             .timeout(self.timeout)
             .connect_timeout(self.connect_timeout)
             .user_agent(concat!("tollgate-client/", env!("CARGO_PKG_VERSION")))
+            // Tollgate closes a kept-alive connection after 30 s without a request
+            // (`header_read_timeout_ms`); dropping idle ones sooner keeps a request
+            // from being sent on a connection the server is closing at that moment.
+            .pool_idle_timeout(POOL_IDLE_TIMEOUT)
             // A redirect is not a verdict: it is answered as an unexpected status
             // (and the key is never replayed to another host).
             .redirect(reqwest::redirect::Policy::none())
