@@ -433,7 +433,7 @@ async fn past_the_concurrency_bound_requests_get_503_after_the_admission_wait() 
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_request_that_finds_every_slot_taken_is_admitted_when_one_frees_within_the_wait() {
+async fn a_waiting_request_is_admitted_when_a_slot_frees_and_the_line_is_bounded() {
     let h = Arc::new(Harness::with_config(|c| {
         c.max_concurrency = 1;
         c.admission_wait_ms = 5_000;
@@ -457,6 +457,23 @@ async fn a_request_that_finds_every_slot_taken_is_admitted_when_one_frees_within
         !second.is_finished(),
         "the second request waits for the slot"
     );
+    // The waiting line holds as many as there are slots (one): a third request is
+    // refused at once rather than after the 5 s wait.
+    let t = std::time::Instant::now();
+    let third = h.decide(&h.test_key, in_band()).await;
+    assert_eq!(
+        third.status,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "{}",
+        third.text
+    );
+    assert_eq!(third.body["error"], "overloaded");
+    assert!(
+        t.elapsed() < std::time::Duration::from_secs(2),
+        "refused after {:?}, not at once",
+        t.elapsed()
+    );
+    assert!(!second.is_finished(), "the second request still waits");
     // The stall ends: the first completes, then the waiting one is admitted.
     db.execute_batch("ROLLBACK").unwrap();
     drop(db);
