@@ -34,8 +34,9 @@ pub(crate) struct Record {
     pub(crate) error: Option<String>,
 }
 
-/// Most requests outstanding at once on the client side; past it a shot is counted
-/// as not sent rather than queued without bound.
+/// Most requests outstanding at once on the client side by default; past it a shot
+/// is counted as not sent rather than queued without bound. Each outstanding request
+/// holds its own connection.
 pub(crate) const MAX_OUTSTANDING: usize = 8192;
 
 /// A client with an unbounded keep-alive pool whose idle connections are dropped
@@ -48,17 +49,19 @@ pub(crate) fn client() -> anyhow::Result<reqwest::Client> {
         .build()?)
 }
 
-/// Sends `next(i)` at `rate` per second for `duration`, starting at `start`;
-/// returns the records and the number of shots not sent for want of a slot.
+/// Sends `next(i)` at `rate` per second for `duration`, starting at `start`, with at
+/// most `outstanding` requests in flight; returns the records and the number of
+/// shots not sent for want of a slot.
 pub(crate) async fn open_loop(
     client: &reqwest::Client,
     start: Instant,
     rate: f64,
     duration: Duration,
+    outstanding: usize,
     mut next: impl FnMut(u64) -> Shot,
 ) -> anyhow::Result<(Vec<Record>, u64)> {
     let (tx, mut rx) = mpsc::unbounded_channel();
-    let slots = Arc::new(Semaphore::new(MAX_OUTSTANDING));
+    let slots = Arc::new(Semaphore::new(outstanding.max(1)));
     let phase = Instant::now();
     let mut sent = 0u64;
     let mut dropped = 0u64;

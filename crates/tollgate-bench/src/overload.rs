@@ -9,6 +9,12 @@
 //!
 //! Prints the share of 503 (and of those with `Retry-After`), peak RSS against the
 //! 100 MiB bar, p50/p99 of admitted (2xx) requests in each phase, and recovery time.
+//!
+//! The open loop holds at most `--client-connections` requests in flight (8192 by
+//! default), each on its own connection. Past the server's `max_connections` (1024)
+//! and the refusals it answers at once (2048 in progress), a connection is closed
+//! unanswered: with the default the run is also a connection flood, and those
+//! refusals show as transport errors. With 1024 every request reaches the HTTP layer.
 
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -17,7 +23,9 @@ use anyhow::{Context as _, bail};
 use reqwest::Method;
 use serde_json::{Value, json};
 
-use crate::load::{Record, Shot, client, open_loop, pct_ms, print_transport_errors};
+use crate::load::{
+    MAX_OUTSTANDING, Record, Shot, client, open_loop, pct_ms, print_transport_errors,
+};
 use crate::{Guard, free_port, peak_rss_kib, wait_ready};
 
 /// The memory bar of quality.md.
@@ -27,12 +35,16 @@ pub(crate) fn run(mut args: impl Iterator<Item = String>) -> anyhow::Result<()> 
     let mut tollgate = None;
     let mut seconds = 10u64;
     let mut concurrency = 32usize;
+    let mut outstanding = MAX_OUTSTANDING;
     while let Some(a) = args.next() {
         match a.as_str() {
             "--tollgate" => tollgate = args.next(),
             "--seconds" => seconds = args.next().context("--seconds N")?.parse()?,
             "--max-concurrency" => {
                 concurrency = args.next().context("--max-concurrency N")?.parse()?;
+            }
+            "--client-connections" => {
+                outstanding = args.next().context("--client-connections N")?.parse()?;
             }
             other => bail!("unknown argument `{other}`"),
         }
@@ -113,9 +125,10 @@ pub(crate) fn run(mut args: impl Iterator<Item = String>) -> anyhow::Result<()> 
         }
         // 2. Overload at 4x; 3. recovery at half the saturation rate.
         let start = Instant::now();
-        let (over, d1) = open_loop(&http, start, 4.0 * rate, duration, shot).await?;
+        let (over, d1) = open_loop(&http, start, 4.0 * rate, duration, outstanding, shot).await?;
         let drop_at = start.elapsed();
-        let (recovery, d2) = open_loop(&http, start, 0.5 * rate, duration, shot).await?;
+        let (recovery, d2) =
+            open_loop(&http, start, 0.5 * rate, duration, outstanding, shot).await?;
         anyhow::Ok((
             (saturated, rate),
             over,
@@ -129,7 +142,7 @@ pub(crate) fn run(mut args: impl Iterator<Item = String>) -> anyhow::Result<()> 
 
     let (sat_records, sat_rate) = saturated;
     println!(
-        "overload: max_concurrency {concurrency}, {seconds}s per phase, {} cores shared by server and load generator",
+        "overload: max_concurrency {concurrency}, {seconds}s per phase, open loop with at most {outstanding} requests (and connections) outstanding, {} cores shared by server and load generator",
         std::thread::available_parallelism().map_or(0, usize::from)
     );
     println!();

@@ -16,7 +16,7 @@ use anyhow::{Context as _, bail};
 use reqwest::Method;
 use serde_json::{Value, json};
 
-use crate::load::{Shot, client, open_loop, print_transport_errors, rss_kib};
+use crate::load::{MAX_OUTSTANDING, Shot, client, open_loop, print_transport_errors, rss_kib};
 use crate::{Guard, free_port, wait_ready};
 
 /// One kind of request in the mix: how often, what, and which non-2xx statuses it is
@@ -155,16 +155,23 @@ pub(crate) fn run(mut args: impl Iterator<Item = String>) -> anyhow::Result<()> 
     let duration = Duration::from_secs_f64(minutes * 60.0);
     let (records, dropped) = rt.block_on(async {
         let http = client()?;
-        open_loop(&http, Instant::now(), rate, duration, |i| {
-            let k = if i % RARE == RARE - 1 && !rare.is_empty() {
-                rare.get((i / RARE) as usize % rare.len())
-                    .copied()
-                    .unwrap_or(0)
-            } else {
-                cycle.get(i as usize % cycle.len()).copied().unwrap_or(0)
-            };
-            shots.get(k).cloned().unwrap_or_else(|| shots[0].clone())
-        })
+        open_loop(
+            &http,
+            Instant::now(),
+            rate,
+            duration,
+            MAX_OUTSTANDING,
+            |i| {
+                let k = if i % RARE == RARE - 1 && !rare.is_empty() {
+                    rare.get((i / RARE) as usize % rare.len())
+                        .copied()
+                        .unwrap_or(0)
+                } else {
+                    cycle.get(i as usize % cycle.len()).copied().unwrap_or(0)
+                };
+                shots.get(k).cloned().unwrap_or_else(|| shots[0].clone())
+            },
+        )
         .await
     })?;
     stop.store(true, Ordering::Relaxed);
