@@ -26,7 +26,7 @@ pub struct Config {
     pub max_concurrency: usize,
     /// How long a request that finds every processing slot taken waits for one, in ms,
     /// before it is answered 503; 0 refuses it at once; at most 10 s. At most
-    /// `max_concurrency` requests wait; past that a request is refused at once
+    /// `max_connections` requests wait; past that a request is refused at once
     /// (`TOLLGATE_ADMISSION_WAIT_MS`).
     pub admission_wait_ms: u64,
     /// Open connections at once; past it, a new connection gets one 503 with

@@ -142,6 +142,7 @@ pub fn router(state: AppState) -> Router {
         .layer(axum::middleware::from_fn_with_state(
             std::sync::Arc::new(admission::Admission::new(
                 config.max_concurrency,
+                config.max_connections,
                 Duration::from_millis(config.admission_wait_ms),
             )),
             admission::layer,

@@ -436,6 +436,7 @@ async fn past_the_concurrency_bound_requests_get_503_after_the_admission_wait() 
 async fn a_waiting_request_is_admitted_when_a_slot_frees_and_the_line_is_bounded() {
     let h = Arc::new(Harness::with_config(|c| {
         c.max_concurrency = 1;
+        c.max_connections = 1;
         c.admission_wait_ms = 5_000;
         c.ledger_timeout_ms = 3_000;
     }));
@@ -457,7 +458,7 @@ async fn a_waiting_request_is_admitted_when_a_slot_frees_and_the_line_is_bounded
         !second.is_finished(),
         "the second request waits for the slot"
     );
-    // The waiting line holds as many as there are slots (one): a third request is
+    // The waiting line holds at most `max_connections` (one): a third request is
     // refused at once rather than after the 5 s wait.
     let t = std::time::Instant::now();
     let third = h.decide(&h.test_key, in_band()).await;
