@@ -387,14 +387,20 @@ async fn a_ledger_that_cannot_be_written_gets_503_and_no_verdict() {
     drop(db);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn past_the_concurrency_bound_requests_get_503_after_the_admission_wait() {
+/// A server with one processing slot (configured further by `edit`), and a first
+/// decision that holds it: another process holds the database's write lock (given
+/// back with `ROLLBACK` on the returned connection).
+async fn hold_the_only_slot(
+    edit: impl FnOnce(&mut tollgate_server::Config),
+) -> (
+    Arc<Harness>,
+    rusqlite::Connection,
+    tokio::task::JoinHandle<common::Reply>,
+) {
     let h = Arc::new(Harness::with_config(|c| {
         c.max_concurrency = 1;
-        c.admission_wait_ms = 100;
-        c.ledger_timeout_ms = 1500;
+        edit(c);
     }));
-    // Hold the database's write lock so the first decision stays in flight.
     let db = rusqlite::Connection::open(h.dir.path().join("tollgate.db")).unwrap();
     db.execute_batch("BEGIN EXCLUSIVE").unwrap();
     let first = {
@@ -402,6 +408,16 @@ async fn past_the_concurrency_bound_requests_get_503_after_the_admission_wait() 
         tokio::spawn(async move { h.decide(&h.test_key, in_band()).await })
     };
     tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    (h, db, first)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn past_the_concurrency_bound_requests_get_503_after_the_admission_wait() {
+    let (h, db, first) = hold_the_only_slot(|c| {
+        c.admission_wait_ms = 100;
+        c.ledger_timeout_ms = 1500;
+    })
+    .await;
     let t = std::time::Instant::now();
     let second = h.decide(&h.test_key, in_band()).await;
     let waited = t.elapsed();
@@ -434,21 +450,12 @@ async fn past_the_concurrency_bound_requests_get_503_after_the_admission_wait() 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_waiting_request_is_admitted_when_a_slot_frees_and_the_line_is_bounded() {
-    let h = Arc::new(Harness::with_config(|c| {
-        c.max_concurrency = 1;
+    let (h, db, first) = hold_the_only_slot(|c| {
         c.max_connections = 1;
         c.admission_wait_ms = 5_000;
         c.ledger_timeout_ms = 3_000;
-    }));
-    // The first decision holds the only slot while another process holds the
-    // database's write lock.
-    let db = rusqlite::Connection::open(h.dir.path().join("tollgate.db")).unwrap();
-    db.execute_batch("BEGIN EXCLUSIVE").unwrap();
-    let first = {
-        let h = Arc::clone(&h);
-        tokio::spawn(async move { h.decide(&h.test_key, in_band()).await })
-    };
-    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    })
+    .await;
     let second = {
         let h = Arc::clone(&h);
         tokio::spawn(async move { h.decide(&h.test_key, in_band()).await })
