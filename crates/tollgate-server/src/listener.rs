@@ -124,8 +124,10 @@ async fn refuse(mut stream: TcpStream, _slot: OwnedSemaphorePermit) {
 /// makes the connection's task end and close it.
 #[derive(Debug)]
 pub struct Admitted {
-    stream: TcpStream,
+    /// Declared before `stream`, so dropped first: by the time the client sees the
+    /// close, the slot is free again and it can reconnect at once.
     _permit: OwnedSemaphorePermit,
+    stream: TcpStream,
     idle_timeout: Duration,
     /// When a byte was last read or written.
     last_progress: Instant,
