@@ -70,6 +70,7 @@ impl AppState {
             .signing_key()
             .to_pkcs8_der()
             .map_err(ApiError::internal)?;
+        crate::jwt::install();
         let mut header = Header::new(Algorithm::EdDSA);
         header.kid = Some(key.kid.clone());
         header.typ = Some("JWT".into());
@@ -81,6 +82,7 @@ impl AppState {
 
     /// Verifies a grant's signature (against every published key), expiry and tenant.
     pub fn verify_grant(&self, token: &str, tenant: &str) -> Result<GrantClaims, ApiError> {
+        crate::jwt::install();
         let header = jsonwebtoken::decode_header(token)
             .map_err(|e| invalid(format!("malformed grant: {e}")))?;
         if header.alg != Algorithm::EdDSA {

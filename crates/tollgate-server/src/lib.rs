@@ -17,6 +17,7 @@ pub mod decide;
 pub mod error;
 pub mod grants;
 pub mod idempotency;
+mod jwt;
 pub mod listener;
 mod meter;
 pub mod metrics;
