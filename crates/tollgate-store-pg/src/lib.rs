@@ -1,9 +1,11 @@
 #![doc = include_str!("../README.md")]
 #![deny(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
 
+mod committer;
 mod ledger;
 mod records;
 mod schema;
+mod sequencer;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -15,7 +17,7 @@ use tokio_postgres::NoTls;
 use tollgate_ledger::NoteSigner;
 use tollgate_store::StoreError;
 
-pub use ledger::SequencerStatus;
+pub use sequencer::SequencerStatus;
 
 /// How to open a [`PgStore`].
 #[derive(Debug, Clone)]
@@ -69,9 +71,9 @@ pub struct PgStore {
     log_name: String,
     signer: Option<Arc<NoteSigner>>,
     // INVARIANT: `Some` until drop; dropping it stops the committer after it drains.
-    commits: Option<tokio::sync::mpsc::UnboundedSender<ledger::Submit>>,
+    commits: Option<tokio::sync::mpsc::UnboundedSender<committer::Submit>>,
     stop: Arc<AtomicBool>,
-    sequencer: Arc<ledger::SequencerShared>,
+    sequencer: Arc<sequencer::SequencerShared>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
 }
 
@@ -107,20 +109,22 @@ impl PgStore {
         })?;
         let signer = config.signer.map(Arc::new);
         let stop = Arc::new(AtomicBool::new(false));
-        let sequencer = Arc::new(ledger::SequencerShared::default());
+        let sequencer = Arc::new(sequencer::SequencerShared::default());
         let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
-        let mut tasks = vec![runtime.spawn(ledger::run_committer(pool.clone(), rx))];
+        let mut tasks = vec![runtime.spawn(committer::run_committer(pool.clone(), rx))];
         if config.sequencer {
-            tasks.push(runtime.spawn(ledger::run_sequencer(ledger::Sequencer {
-                pg,
-                log_name: config.log_name.clone(),
-                signer: signer.clone(),
-                auto_checkpoint: config.auto_checkpoint,
-                batch: config.sequencer_batch.max(1),
-                election_interval: config.election_interval,
-                stop: stop.clone(),
-                shared: sequencer.clone(),
-            })));
+            tasks.push(
+                runtime.spawn(sequencer::run_sequencer(sequencer::Sequencer {
+                    pg,
+                    log_name: config.log_name.clone(),
+                    signer: signer.clone(),
+                    auto_checkpoint: config.auto_checkpoint,
+                    batch: config.sequencer_batch.max(1),
+                    election_interval: config.election_interval,
+                    stop: stop.clone(),
+                    shared: sequencer.clone(),
+                })),
+            );
         }
         Ok(PgStore {
             runtime: Some(runtime),

@@ -7,8 +7,8 @@ use tokio_postgres::types::ToSql;
 use tollgate_store::{
     ApiKeyRecord, HistoryRecord, HistoryStore, IdempotencyClaim, IdempotencyStore, KeyStore,
     OverrideStore, PolicyActivation, PolicyRecord, PolicyStore, QuotaStore, Record, ReviewRecord,
-    ReviewStore, SigningKeyRecord, SourceStore, StoreError, TenantRecord, TenantStore,
-    check_tenant,
+    ReviewStatus, ReviewStore, SigningKeyRecord, SourceStore, StoreError, TenantRecord,
+    TenantStore, check_tenant,
 };
 
 use crate::{PgStore, db};
@@ -490,7 +490,12 @@ impl ReviewStore for PgStore {
         self.exec(
             "INSERT INTO reviews (tenant, id, status, body) VALUES ($1, $2, $3, $4)
              ON CONFLICT (tenant, id) DO UPDATE SET status = excluded.status, body = excluded.body",
-            params![r.tenant.clone(), r.id.clone(), r.status.clone(), json(r)?],
+            params![
+                r.tenant.clone(),
+                r.id.clone(),
+                r.status.as_str().to_owned(),
+                json(r)?
+            ],
         )?;
         Ok(())
     }
@@ -500,11 +505,15 @@ impl ReviewStore for PgStore {
             params![tenant.to_owned(), id.to_owned()],
         )
     }
-    fn reviews(&self, tenant: &str, status: Option<&str>) -> Result<Vec<ReviewRecord>, StoreError> {
+    fn reviews(
+        &self,
+        tenant: &str,
+        status: Option<ReviewStatus>,
+    ) -> Result<Vec<ReviewRecord>, StoreError> {
         match status {
             Some(s) => self.bodies(
                 "SELECT body FROM reviews WHERE tenant = $1 AND status = $2 ORDER BY id COLLATE \"C\"",
-                params![tenant.to_owned(), s.to_owned()],
+                params![tenant.to_owned(), s.as_str().to_owned()],
             ),
             None => self.bodies(
                 "SELECT body FROM reviews WHERE tenant = $1 ORDER BY id COLLATE \"C\"",

@@ -3,6 +3,7 @@
 
 mod ack;
 pub mod keyfile;
+pub mod ledger_read;
 mod read_cache;
 mod records;
 mod sqlite;
@@ -12,8 +13,9 @@ pub mod testkit;
 use std::fmt::Debug;
 
 pub use ack::{Ack, AckSender, ack_channel};
+pub use ledger_read::LedgerRead;
 pub use records::*;
-pub use sqlite::{SqliteConfig, SqliteStore, StoredRow, check_tenant};
+pub use sqlite::{SqliteConfig, SqliteStore};
 
 /// The most appends one group commit takes.
 pub const MAX_BATCH: usize = sqlite::MAX_BATCH;
@@ -61,6 +63,18 @@ pub enum StoreError {
     /// An append failed earlier in its batch; the whole batch was rolled back.
     #[error("the append batch failed: {0}")]
     BatchFailed(String),
+    /// Another process holds the data directory's write lock.
+    #[error(
+        "the data directory `{}` is in use by another Tollgate process (it holds `{}`); stop that process or use another data directory",
+        dir.display(),
+        lock.display()
+    )]
+    InUse {
+        /// The data directory.
+        dir: std::path::PathBuf,
+        /// Its lock file.
+        lock: std::path::PathBuf,
+    },
 }
 
 impl StoreError {
@@ -70,6 +84,46 @@ impl StoreError {
         StoreError::OutOfRange(format!(
             "the ledger of `{tenant}` has fewer than {size} entries"
         ))
+    }
+}
+
+/// A tenant id names a ledger and a checkpoint origin: 1–128 characters from
+/// `[A-Za-z0-9._:-]`.
+pub fn check_tenant(tenant: &str) -> Result<(), StoreError> {
+    let ok = !tenant.is_empty()
+        && tenant.len() <= 128
+        && tenant
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"._:-".contains(&b));
+    if ok {
+        Ok(())
+    } else {
+        Err(StoreError::InvalidTenant(tenant.to_owned()))
+    }
+}
+
+/// A ledger row exactly as stored.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StoredRow {
+    /// The `seq` column.
+    pub seq: i64,
+    /// The `kind` column.
+    pub kind: String,
+    /// The `time` column.
+    pub time: String,
+    /// The canonical bytes the hash was computed over.
+    pub canonical: Vec<u8>,
+    /// The `entry_hash` column.
+    pub entry_hash: Vec<u8>,
+}
+
+impl StoredRow {
+    /// The entry the stored bytes hold (parsed, not verified: see
+    /// [`ledger_read::verify`]).
+    pub fn to_entry(&self) -> Result<Entry, StoreError> {
+        let hash = Hash::from_slice(&self.entry_hash)
+            .ok_or_else(|| StoreError::Corrupt("entry hash length".into()))?;
+        Ok(Entry::from_canonical(&self.canonical, hash)?)
     }
 }
 
@@ -342,7 +396,11 @@ pub trait ReviewStore: Send + Sync + Debug {
     /// One review.
     fn review(&self, tenant: &str, id: &str) -> Result<Option<ReviewRecord>, StoreError>;
     /// A tenant's reviews, optionally only those with `status`.
-    fn reviews(&self, tenant: &str, status: Option<&str>) -> Result<Vec<ReviewRecord>, StoreError>;
+    fn reviews(
+        &self,
+        tenant: &str,
+        status: Option<ReviewStatus>,
+    ) -> Result<Vec<ReviewRecord>, StoreError>;
 }
 
 /// Metering / quota counters.

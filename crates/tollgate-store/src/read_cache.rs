@@ -6,8 +6,10 @@
 //! started from a cold page cache: about a quarter of the server's CPU under load.
 //!
 //! INVARIANT: one process writes a SQLite data directory (the ledger writer's chain
-//! state already requires it), and every write to a cached table goes through the
-//! `SqliteStore` method that invalidates the cache after the write. A load that raced
+//! state already requires it; `SqliteStore::open` enforces it with the data
+//! directory's lock, see `sqlite/connection.rs`), and every write to a cached table
+//! goes through the `SqliteStore` method that invalidates the cache after the write.
+//! A read-only store, which reads beside another process's writes, keeps no cache. A load that raced
 //! with a write is not kept: each write bumps a generation, and a value read under an
 //! older generation is returned to its caller but never stored.
 
@@ -36,9 +38,20 @@ pub(crate) struct Maps {
 #[derive(Debug, Default)]
 pub(crate) struct ReadCache {
     maps: Mutex<Maps>,
+    /// Set in a cache that keeps nothing: every read loads (a read-only store, whose
+    /// database another process writes).
+    off: bool,
 }
 
 impl ReadCache {
+    /// A cache that keeps nothing.
+    pub(crate) fn disabled() -> ReadCache {
+        ReadCache {
+            maps: Mutex::default(),
+            off: true,
+        }
+    }
+
     /// The cached value of `key` in the map `pick` selects, or `load()`'s (kept unless a
     /// write happened while it loaded).
     pub(crate) fn get_or_load<K, V, E>(
@@ -51,6 +64,9 @@ impl ReadCache {
         K: Eq + Hash,
         V: Clone,
     {
+        if self.off {
+            return load();
+        }
         let generation = {
             let mut maps = self.maps.lock().unwrap_or_else(PoisonError::into_inner);
             if let Some(v) = pick(&mut maps).get(&key) {

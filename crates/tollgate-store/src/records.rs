@@ -85,6 +85,54 @@ pub struct Record {
     pub body: serde_json::Value,
 }
 
+/// Where a review stands. Stored as its lowercase name.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ReviewStatus {
+    /// Waiting for reviewers.
+    Pending,
+    /// Approved: one matching request may take the approval.
+    Approved,
+    /// Its approval was taken by a decision (final).
+    Consumed,
+    /// Rejected by a reviewer (final).
+    Rejected,
+    /// Its time ran out before it was resolved or used (final).
+    Expired,
+}
+
+impl ReviewStatus {
+    /// The stored (and wire) name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ReviewStatus::Pending => "pending",
+            ReviewStatus::Approved => "approved",
+            ReviewStatus::Consumed => "consumed",
+            ReviewStatus::Rejected => "rejected",
+            ReviewStatus::Expired => "expired",
+        }
+    }
+
+    /// Parses a stored or requested name.
+    pub fn parse(s: &str) -> Option<ReviewStatus> {
+        [
+            ReviewStatus::Pending,
+            ReviewStatus::Approved,
+            ReviewStatus::Consumed,
+            ReviewStatus::Rejected,
+            ReviewStatus::Expired,
+        ]
+        .into_iter()
+        .find(|r| r.as_str() == s)
+    }
+}
+
+impl std::fmt::Display for ReviewStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// A human review of a decision.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct ReviewRecord {
@@ -92,8 +140,8 @@ pub struct ReviewRecord {
     pub tenant: String,
     /// Review id.
     pub id: String,
-    /// `open`, `approved`, `rejected`, `expired`, …
-    pub status: String,
+    /// Where the review stands.
+    pub status: ReviewStatus,
     /// Content (decision id, reviewer, notes, …).
     pub body: serde_json::Value,
 }

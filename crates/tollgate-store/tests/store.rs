@@ -5,8 +5,10 @@
 
 use rusqlite::params;
 use tollgate_ledger::NoteSigner;
-use tollgate_store::testkit::{Backend, Column};
-use tollgate_store::{SqliteConfig, SqliteStore};
+use tollgate_store::testkit::{Backend, Column, draft, keys, signer};
+use tollgate_store::{
+    LedgerStore as _, SqliteConfig, SqliteStore, StoreError, TenantRecord, TenantStore as _,
+};
 
 /// A temporary directory per test case.
 struct Sqlite(tempfile::TempDir);
@@ -159,3 +161,106 @@ impl Backend for Sqlite {
 }
 
 tollgate_store::store_suite!(Sqlite, 96);
+
+/// A data directory has one writer: a second writable open fails with `InUse`, naming
+/// the directory, until the first store is dropped; read-only opens work beside the
+/// writer, see what it commits (no stale cache) and cannot write.
+#[test]
+fn a_data_dir_has_one_writer_and_any_number_of_readers() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = || {
+        let mut cfg = SqliteConfig::in_dir(dir.path());
+        cfg.signer = Some(signer());
+        cfg
+    };
+    let writer = SqliteStore::open(config()).unwrap();
+    for i in 0..10 {
+        writer.append(draft("a", i)).unwrap();
+    }
+
+    let err = SqliteStore::open(config()).unwrap_err();
+    match &err {
+        StoreError::InUse { dir: d, lock } => {
+            assert_eq!(d, dir.path());
+            assert_eq!(lock, &dir.path().join("tollgate.db.lock"));
+        }
+        other => panic!("expected InUse, got {other:?}"),
+    }
+    let msg = err.to_string();
+    assert!(
+        msg.contains(&dir.path().display().to_string())
+            && msg.contains("in use by another Tollgate process"),
+        "{msg}"
+    );
+
+    let reader = SqliteStore::open_read_only(config()).unwrap();
+    assert_eq!(reader.head("a").unwrap().unwrap().size, 10);
+    // What the writer commits later is seen, records included (no cached copy).
+    let tenant = |name: &str| TenantRecord {
+        id: "a".into(),
+        name: name.into(),
+        created_ms: 1,
+        body: serde_json::json!({}),
+    };
+    writer.put_tenant(&tenant("first")).unwrap();
+    assert_eq!(reader.tenant("a").unwrap().unwrap().name, "first");
+    writer.put_tenant(&tenant("second")).unwrap();
+    assert_eq!(reader.tenant("a").unwrap().unwrap().name, "second");
+    writer.append(draft("a", 10)).unwrap();
+    writer
+        .issue_checkpoint("a", "2026-11-21T12:00:00Z")
+        .wait()
+        .unwrap();
+    let verified = reader.verify("a", &keys()).unwrap().unwrap();
+    assert_eq!((verified.entries, verified.checkpoints), (11, 1));
+    // It cannot write: not the ledger, not a record.
+    assert!(matches!(
+        reader.append(draft("a", 11)),
+        Err(StoreError::Closed)
+    ));
+    assert!(matches!(
+        reader.issue_checkpoint("a", "2026-11-21T12:00:01Z").wait(),
+        Err(StoreError::Closed)
+    ));
+    assert!(matches!(
+        reader.put_tenant(&tenant("third")),
+        Err(StoreError::Database(_))
+    ));
+    assert_eq!(writer.tenant("a").unwrap().unwrap().name, "second");
+
+    // A second reader, and the writer going away, leave readers working.
+    let reader2 = SqliteStore::open_read_only(config()).unwrap();
+    drop(writer);
+    assert_eq!(reader2.head("a").unwrap().unwrap().size, 11);
+
+    // Once the writer is gone (readers still open), a new writer opens and continues.
+    let writer = SqliteStore::open(config()).unwrap();
+    writer.append(draft("a", 11)).unwrap();
+    assert_eq!(reader.head("a").unwrap().unwrap().size, 12);
+    assert!(writer.verify("a", &keys()).unwrap().is_ok());
+}
+
+/// A read-only open needs an existing database of this build's schema; it creates
+/// nothing.
+#[test]
+fn a_read_only_open_creates_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("not-here");
+    assert!(SqliteStore::open_read_only(SqliteConfig::in_dir(&missing)).is_err());
+    assert!(!missing.exists());
+
+    // A database older than this build's schema is refused, not half read.
+    let db = dir.path().join("tollgate.db");
+    {
+        let c = rusqlite::Connection::open(&db).unwrap();
+        c.execute_batch(
+            "PRAGMA journal_mode=WAL; CREATE TABLE schema_version (version INTEGER NOT NULL); INSERT INTO schema_version VALUES (1);",
+        )
+        .unwrap();
+    }
+    let err = SqliteStore::open_read_only(SqliteConfig::in_dir(dir.path())).unwrap_err();
+    assert!(
+        matches!(&err, StoreError::Corrupt(m) if m.contains("schema version 1")),
+        "{err:?}"
+    );
+}

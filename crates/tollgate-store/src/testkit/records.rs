@@ -1,0 +1,267 @@
+//! The record-store suite: round trips, quota reservations, idempotency claims and
+//! the records model.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    missing_docs,
+    clippy::missing_panics_doc
+)]
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+
+use proptest::prelude::*;
+use serde_json::json;
+
+use super::{Backend, TENANTS, runner, signer};
+use crate::{
+    IdempotencyClaim, IdempotencyStore as _, OverrideStore as _, QuotaStore as _, Record,
+    SourceStore as _,
+};
+
+pub fn records_round_trip<B: Backend>() {
+    let backend = B::create();
+    let s = backend.open(Some(signer()));
+    let r = Record {
+        tenant: "a".into(),
+        id: "src-1".into(),
+        body: json!({"kind": "feed"}),
+    };
+    s.put_source(&r).unwrap();
+    assert_eq!(s.source("a", "src-1").unwrap(), Some(r.clone()));
+    assert_eq!(s.sources("a").unwrap(), vec![r]);
+    assert_eq!(s.add_usage("a", "2026-11", "decisions", 3).unwrap(), 3);
+    assert_eq!(s.add_usage("a", "2026-11", "decisions", 4).unwrap(), 7);
+    assert_eq!(s.usage("a", "2026-11", "decisions").unwrap(), 7);
+    assert_eq!(s.usage("a", "2026-12", "decisions").unwrap(), 0);
+}
+
+/// 200 reservations from 8 threads against a limit of 50: exactly 50 succeed, and a
+/// release makes room for exactly one more.
+pub fn quota_reservations_never_overshoot<B: Backend>() {
+    let backend = B::create();
+    let s = Arc::new(backend.open(Some(signer())));
+    let threads: Vec<_> = (0..8)
+        .map(|_| {
+            let s = Arc::clone(&s);
+            std::thread::spawn(move || {
+                (0..25)
+                    .filter(|_| s.reserve_usage("a", "2026-11", "decisions", 1, 50).unwrap())
+                    .count()
+            })
+        })
+        .collect();
+    let won: usize = threads.into_iter().map(|t| t.join().unwrap()).sum();
+    assert_eq!(won, 50);
+    assert_eq!(s.usage("a", "2026-11", "decisions").unwrap(), 50);
+    assert!(!s.reserve_usage("a", "2026-11", "decisions", 1, 50).unwrap());
+    s.release_usage("a", "2026-11", "decisions", 1).unwrap();
+    assert_eq!(s.usage("a", "2026-11", "decisions").unwrap(), 49);
+    assert!(s.reserve_usage("a", "2026-11", "decisions", 1, 50).unwrap());
+    assert!(!s.reserve_usage("a", "2026-11", "decisions", 1, 50).unwrap());
+    // A first reservation creates the counter; one past the limit does not.
+    assert!(!s.reserve_usage("b", "2026-11", "decisions", 3, 2).unwrap());
+    assert_eq!(s.usage("b", "2026-11", "decisions").unwrap(), 0);
+    assert!(s.reserve_usage("b", "2026-11", "decisions", 2, 2).unwrap());
+    assert_eq!(s.usage("b", "2026-11", "decisions").unwrap(), 2);
+    // Releases stop at zero; a limit past i64 is no limit, not an error.
+    s.release_usage("b", "2026-11", "decisions", 5).unwrap();
+    assert_eq!(s.usage("b", "2026-11", "decisions").unwrap(), 0);
+    assert!(
+        s.reserve_usage("b", "2026-11", "decisions", 1, u64::MAX)
+            .unwrap()
+    );
+}
+
+/// 100 concurrent claims of one idempotency key: exactly one wins.
+pub fn idempotency_claim_has_one_winner<B: Backend>() {
+    let backend = B::create();
+    let s = Arc::new(backend.open(Some(signer())));
+    let threads: Vec<_> = (0..100)
+        .map(|_| {
+            let s = s.clone();
+            std::thread::spawn(move || s.claim("a", "k1", "h", 1).unwrap())
+        })
+        .collect();
+    let claims: Vec<IdempotencyClaim> = threads.into_iter().map(|t| t.join().unwrap()).collect();
+    assert_eq!(
+        claims
+            .iter()
+            .filter(|c| **c == IdempotencyClaim::New)
+            .count(),
+        1
+    );
+    s.complete("a", "k1", &json!({"verdict": "ALLOW"})).unwrap();
+    assert_eq!(
+        s.claim("a", "k1", "h", 2).unwrap(),
+        IdempotencyClaim::Done(json!({"verdict": "ALLOW"}))
+    );
+    assert_eq!(
+        s.claim("a", "k1", "other", 2).unwrap(),
+        IdempotencyClaim::Mismatch
+    );
+    assert_eq!(s.purge_idempotency(2).unwrap(), 1);
+}
+
+#[derive(Clone, Debug)]
+enum RecordOp {
+    PutOverride {
+        tenant: usize,
+        id: u8,
+        v: u8,
+    },
+    ClearOverride {
+        tenant: usize,
+        id: u8,
+    },
+    AddUsage {
+        tenant: usize,
+        metric: u8,
+        amount: u64,
+    },
+    Claim {
+        tenant: usize,
+        key: u8,
+        request: u8,
+    },
+    Complete {
+        tenant: usize,
+        key: u8,
+        v: u8,
+    },
+    Reopen,
+}
+
+fn record_op() -> impl Strategy<Value = RecordOp> {
+    prop_oneof![
+        (0..3usize, 0..4u8, any::<u8>()).prop_map(|(tenant, id, v)| RecordOp::PutOverride {
+            tenant,
+            id,
+            v
+        }),
+        (0..3usize, 0..4u8).prop_map(|(tenant, id)| RecordOp::ClearOverride { tenant, id }),
+        (0..3usize, 0..3u8, 0..1000u64).prop_map(|(tenant, metric, amount)| RecordOp::AddUsage {
+            tenant,
+            metric,
+            amount
+        }),
+        (0..3usize, 0..4u8, 0..2u8).prop_map(|(tenant, key, request)| RecordOp::Claim {
+            tenant,
+            key,
+            request
+        }),
+        (0..3usize, 0..4u8, any::<u8>()).prop_map(|(tenant, key, v)| RecordOp::Complete {
+            tenant,
+            key,
+            v
+        }),
+        Just(RecordOp::Reopen),
+    ]
+}
+
+/// Overrides, quota counters and idempotency records against in-memory maps.
+pub fn records_match_in_memory_model<B: Backend>(cases: u32) {
+    let strategy = prop::collection::vec(record_op(), 1..40);
+    let result = runner(cases).run(&strategy, |ops| {
+        let backend = B::create();
+        let mut store = Some(backend.open(Some(signer())));
+        let mut overrides: BTreeMap<(usize, String), serde_json::Value> = BTreeMap::new();
+        let mut usage: HashMap<(usize, u8), u64> = HashMap::new();
+        // key -> (request, response)
+        let mut idem: HashMap<(usize, u8), (u8, Option<serde_json::Value>)> = HashMap::new();
+        for op in ops {
+            let s = store.as_ref().unwrap();
+            match op {
+                RecordOp::PutOverride { tenant, id, v } => {
+                    let r = Record {
+                        tenant: TENANTS[tenant].into(),
+                        id: format!("o{id}"),
+                        body: json!({ "v": v }),
+                    };
+                    s.put_override(&r).unwrap();
+                    overrides.insert((tenant, r.id.clone()), r.body);
+                }
+                RecordOp::ClearOverride { tenant, id } => {
+                    let had = overrides.remove(&(tenant, format!("o{id}"))).is_some();
+                    prop_assert_eq!(
+                        s.clear_override(TENANTS[tenant], &format!("o{id}"))
+                            .unwrap(),
+                        had
+                    );
+                }
+                RecordOp::AddUsage {
+                    tenant,
+                    metric,
+                    amount,
+                } => {
+                    let total = usage.entry((tenant, metric)).or_default();
+                    *total += amount;
+                    prop_assert_eq!(
+                        s.add_usage(TENANTS[tenant], "2026-11", &format!("m{metric}"), amount)
+                            .unwrap(),
+                        *total
+                    );
+                }
+                RecordOp::Claim {
+                    tenant,
+                    key,
+                    request,
+                } => {
+                    let got = s
+                        .claim(
+                            TENANTS[tenant],
+                            &format!("k{key}"),
+                            &format!("r{request}"),
+                            0,
+                        )
+                        .unwrap();
+                    let expected = match idem.get(&(tenant, key)) {
+                        None => {
+                            idem.insert((tenant, key), (request, None));
+                            IdempotencyClaim::New
+                        }
+                        Some((r, _)) if *r != request => IdempotencyClaim::Mismatch,
+                        Some((_, None)) => IdempotencyClaim::InProgress,
+                        Some((_, Some(v))) => IdempotencyClaim::Done(v.clone()),
+                    };
+                    prop_assert_eq!(got, expected);
+                }
+                RecordOp::Complete { tenant, key, v } => {
+                    s.complete(TENANTS[tenant], &format!("k{key}"), &json!({ "v": v }))
+                        .unwrap();
+                    if let Some(entry) = idem.get_mut(&(tenant, key)) {
+                        entry.1 = Some(json!({ "v": v }));
+                    }
+                }
+                RecordOp::Reopen => {
+                    drop(store.take());
+                    store = Some(backend.open(Some(signer())));
+                }
+            }
+        }
+        let s = store.as_ref().unwrap();
+        for (t, name) in TENANTS.iter().enumerate() {
+            let expected: Vec<Record> = overrides
+                .iter()
+                .filter(|((tenant, _), _)| *tenant == t)
+                .map(|((_, id), body)| Record {
+                    tenant: (*name).into(),
+                    id: id.clone(),
+                    body: body.clone(),
+                })
+                .collect();
+            prop_assert_eq!(s.overrides(name).unwrap(), expected);
+            for m in 0..3u8 {
+                prop_assert_eq!(
+                    s.usage(name, "2026-11", &format!("m{m}")).unwrap(),
+                    usage.get(&(t, m)).copied().unwrap_or(0)
+                );
+            }
+        }
+        Ok(())
+    });
+    if let Err(e) = result {
+        panic!("{e}");
+    }
+}
