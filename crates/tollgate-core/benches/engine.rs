@@ -163,7 +163,7 @@ fn print_medians(ids: &[&str]) {
     let root = std::env::var("CARGO_TARGET_DIR")
         .map(std::path::PathBuf::from)
         .unwrap_or_else(|_| std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target"));
-    println!("\n| benchmark | median per decision | bar (quality.md) |");
+    println!("\n| benchmark | median per decision | bar (docs/quality.md) |");
     println!("|---|---|---|");
     for id in ids {
         let path = root

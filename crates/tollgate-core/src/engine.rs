@@ -926,7 +926,7 @@ fn policy_gate(input: &DecideInput<'_>, events: &[HistoryEvent], ev: &mut Evalua
     candidates.sort_by_key(|c| std::cmp::Reverse(c.status.severity()));
     let result = match worst {
         Status::Allow => GateResult::Pass,
-        Status::Block => GateResult::Block,
+        Status::Block | Status::Unknown => GateResult::Block,
         Status::Escalate => GateResult::Escalate,
         Status::ReviewRequired => GateResult::Review,
     };

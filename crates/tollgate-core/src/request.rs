@@ -6,25 +6,8 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
-/// How a decision is applied.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Mode {
-    /// The verdict is binding: a throttle token is taken on ALLOW.
-    #[default]
-    Enforce,
-    /// Every gate runs and the would-be verdict is recorded; the answer is ALLOW.
-    Shadow,
-    /// Like shadow, requested per call by a caller testing its integration.
-    DryRun,
-}
-
-impl Mode {
-    /// Whether this mode enforces its verdict (and so may consume throttle tokens).
-    pub fn is_enforce(self) -> bool {
-        matches!(self, Mode::Enforce)
-    }
-}
+/// How a decision is applied: defined once, with the wire types, in `tollgate-api`.
+pub use tollgate_api::Mode;
 
 /// A decision request in Tollgate's neutral shape.
 ///

@@ -6,73 +6,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::request::Mode;
 
-/// The answer to "may this action run now?".
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
-pub enum Status {
-    /// The action may run.
-    Allow,
-    /// A person must review the action first.
-    ReviewRequired,
-    /// The action is escalated to a person.
-    Escalate,
-    /// The action must not run.
-    Block,
-}
-
-impl Status {
-    /// Restrictiveness rank: BLOCK > ESCALATE > REVIEW_REQUIRED > ALLOW.
-    pub fn severity(self) -> u8 {
-        match self {
-            Status::Allow => 0,
-            Status::ReviewRequired => 1,
-            Status::Escalate => 2,
-            Status::Block => 3,
-        }
-    }
-
-    /// The wire name (`ALLOW`, `BLOCK`, ...).
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Status::Allow => "ALLOW",
-            Status::ReviewRequired => "REVIEW_REQUIRED",
-            Status::Escalate => "ESCALATE",
-            Status::Block => "BLOCK",
-        }
-    }
-}
-
-/// The gate that decided (or, in a trace, that ran).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Gate {
-    /// Operator kill switches.
-    Override,
-    /// A human approval for this exact request.
-    Review,
-    /// Policy rules and the survival score.
-    Policy,
-    /// Bands on numeric signals.
-    Reality,
-    /// Token buckets.
-    Throttle,
-    /// Every gate passed.
-    Permit,
-}
-
-impl Gate {
-    /// The wire name (`policy`, `reality`, ...).
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Gate::Override => "override",
-            Gate::Review => "review",
-            Gate::Policy => "policy",
-            Gate::Reality => "reality",
-            Gate::Throttle => "throttle",
-            Gate::Permit => "permit",
-        }
-    }
-}
+/// The verdict vocabulary (`ALLOW`..., `policy`...): defined once, with the wire
+/// types, in `tollgate-api`. The engine produces `Status::SERVED` and `Gate::SERVED` only.
+pub use tollgate_api::{Gate, Status};
 
 /// Identifies one compiled policy version.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
