@@ -6,7 +6,7 @@
 use libfuzzer_sys::fuzz_target;
 use serde_json::Value;
 use tollgate_fuzz::{MAX_JSON_DEPTH, decide_once};
-use tollgate_server::body::{fingerprint, parse_object};
+use tollgate_server::service::body::{fingerprint, parse_object};
 use tollgate_server::compat::dealgo::{translate_flat, translate_portal};
 
 fuzz_target!(|data: &[u8]| {

@@ -6,7 +6,7 @@
 use libfuzzer_sys::fuzz_target;
 use tollgate_core::compile_policy;
 use tollgate_fuzz::{MAX_JSON_DEPTH, decide_once};
-use tollgate_server::body::{decode, fingerprint, parse_object};
+use tollgate_server::service::body::{decode, fingerprint, parse_object};
 use tollgate_server::compat::decionis::{EvaluateRequest, policy_text, translate};
 use tollgate_server::compat::pyjson::{dumps_sorted, strip_nulls};
 

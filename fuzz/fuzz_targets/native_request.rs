@@ -5,8 +5,8 @@
 use libfuzzer_sys::fuzz_target;
 use tollgate_core::DecisionRequest;
 use tollgate_fuzz::{MAX_JSON_DEPTH, decide_once};
-use tollgate_server::body::{decode, fingerprint, parse_object};
-use tollgate_server::native::NativeRequest;
+use tollgate_server::service::body::{decode, fingerprint, parse_object};
+use tollgate_server::routes::native::NativeRequest;
 
 fuzz_target!(|data: &[u8]| {
     let Ok(received) = parse_object(data, MAX_JSON_DEPTH) else {

@@ -20,7 +20,7 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use tokio::sync::Semaphore;
 
-use crate::ApiError;
+use crate::service::Error as ApiError;
 
 /// The longest admission wait that may be configured.
 pub const MAX_ADMISSION_WAIT: Duration = Duration::from_secs(10);

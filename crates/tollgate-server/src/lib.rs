@@ -6,30 +6,19 @@
     deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)
 )]
 
-pub mod admin;
 pub mod admission;
-pub mod auth;
-pub mod body;
 pub mod clock;
 pub mod compat;
 pub mod config;
-pub mod decide;
-pub mod error;
-pub mod grants;
-pub mod idempotency;
 mod jwt;
 pub mod listener;
-mod meter;
 pub mod metrics;
-pub mod native;
 pub mod openapi;
-pub mod outcomes;
-mod policies;
 pub mod request_id;
-pub mod reviews;
+pub mod routes;
 mod run;
+pub mod service;
 pub mod state;
-mod throttle;
 
 use std::time::Duration;
 
@@ -42,9 +31,13 @@ use axum::routing::{delete, get, post};
 use tower::ServiceBuilder;
 
 pub use config::Config;
-pub use error::ApiError;
 pub use run::{App, BOOTSTRAP_FILE, KEY_FILE, KEY_NAME, serve, shutdown_signal};
+/// The service's error, as the HTTP edge answers it (`routes::error`).
+pub use service::Error as ApiError;
+pub use service::auth;
 pub use state::AppState;
+
+use routes::{admin, audit, grants, native, outcomes, policies, reviews};
 
 /// The whole HTTP API on one router.
 pub fn router(state: AppState) -> Router {
@@ -116,10 +109,10 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/v1/admin/policies/{id}/replay", post(policies::replay))
         .route("/v1/admin/shadow", post(policies::shadow))
-        .route("/v1/audit/verify", get(admin::verify))
-        .route("/v1/audit/export", get(admin::export))
-        .route("/v1/audit/consistency", get(admin::consistency))
-        .route("/v1/audit/checkpoint", get(admin::checkpoint))
+        .route("/v1/audit/verify", get(audit::verify))
+        .route("/v1/audit/export", get(audit::export))
+        .route("/v1/audit/consistency", get(audit::consistency))
+        .route("/v1/audit/checkpoint", get(audit::checkpoint))
         .fallback(|| async { ApiError::NotFound })
         .layer(axum::middleware::map_response(json_errors))
         .layer(DefaultBodyLimit::max(config.max_body_bytes))
@@ -153,7 +146,7 @@ pub fn router(state: AppState) -> Router {
 
 /// Longest a request may take before it is answered 503: the longest review wait plus
 /// a margin. (The idle timeout of a connection, 90 s by default, is longer still.)
-pub const REQUEST_TIMEOUT_S: u64 = reviews::MAX_WAIT_S + 15;
+pub const REQUEST_TIMEOUT_S: u64 = service::reviews::MAX_WAIT_S + 15;
 
 /// Turns framework rejections (413 body too large, 405, bad paths) that are not
 /// JSON yet into the JSON error shape.

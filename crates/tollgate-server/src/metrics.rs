@@ -29,6 +29,8 @@ pub struct Metrics {
     pub(crate) ledger_append_seconds: Histogram,
     pub(crate) responses: Family<StatusLabels, Counter>,
     pub(crate) idempotent_replays: Counter,
+    /// Follow-ups of a recorded decision that failed (logged; the verdict stands).
+    pub(crate) apply_failures: Counter,
 }
 
 impl Metrics {
@@ -40,6 +42,7 @@ impl Metrics {
         let ledger_append_seconds = Histogram::new(exponential_buckets(0.000_05, 2.0, 16));
         let responses = Family::<StatusLabels, Counter>::default();
         let idempotent_replays = Counter::default();
+        let apply_failures = Counter::default();
         registry.register(
             "decisions",
             "Decisions by status, gate and environment",
@@ -65,6 +68,11 @@ impl Metrics {
             "Responses replayed for a repeated idempotency key",
             idempotent_replays.clone(),
         );
+        registry.register(
+            "decision_apply_failures",
+            "Follow-ups of a recorded decision that failed (approval use, review opening, source count); the verdict was answered",
+            apply_failures.clone(),
+        );
         Self {
             registry,
             decisions,
@@ -72,6 +80,7 @@ impl Metrics {
             ledger_append_seconds,
             responses,
             idempotent_replays,
+            apply_failures,
         }
     }
 

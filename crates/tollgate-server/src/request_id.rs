@@ -60,8 +60,8 @@ pub async fn layer(State(state): State<AppState>, request: Request, next: Next) 
         response.headers_mut().insert(X_REQUEST_ID.clone(), v);
     }
     state
-        .0
-        .metrics
+        .service()
+        .metrics()
         .responses
         .get_or_create(&crate::metrics::StatusLabels {
             code: response.status().as_u16(),

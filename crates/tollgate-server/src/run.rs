@@ -8,13 +8,12 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use serde_json::json;
-use tollgate_ledger::{NoteSigner, SignedCheckpoint};
+use tollgate_ledger::NoteSigner;
 use tollgate_store::{SigningKeyRecord, SqliteConfig, SqliteStore, Store, TenantRecord, keyfile};
 use tollgate_store_pg::{PgConfig, PgStore};
 
-use crate::clock::{Clock, SystemClock, rfc3339};
+use crate::clock::{Clock, SystemClock};
 use crate::config::{Config, StoreKind};
-use crate::error::ApiError;
 use crate::state::AppState;
 
 /// The signing key file in the data directory.
@@ -92,7 +91,7 @@ impl App {
         let dir = config.data_dir.clone();
         let verifier = NoteSigner::new(KEY_NAME, key.clone())?.verifier();
         // A throttle that cannot work stops the start, never a silent fallback.
-        crate::throttle::Throttle::from_config(&config).map_err(|e| anyhow::anyhow!(e))?;
+        crate::service::check_throttle_config(&config).map_err(|e| anyhow::anyhow!(e))?;
         if config.shared_state() && config.throttle == crate::config::ThrottleKind::Memory {
             tracing::warn!(
                 "the store is shared with other nodes but throttle = \"memory\": each node has its own buckets; use throttle = \"redis\""
@@ -111,7 +110,9 @@ impl App {
                 retired_ms: None,
             })?;
         }
-        let state = AppState::new(config, store, key, verifier, clock);
+        let state = AppState::new(crate::service::DecisionService::new(
+            config, store, key, verifier, clock,
+        ));
         let bootstrap_file = bootstrap(&state, &dir)?;
         Ok(App {
             state,
@@ -124,12 +125,15 @@ impl App {
 /// a 0600 file. Returns the file when it was written.
 fn bootstrap(state: &AppState, dir: &Path) -> anyhow::Result<Option<PathBuf>> {
     let store = state.store();
-    if store.tenant(crate::admin::OPERATOR_TENANT)?.is_some() {
+    if store
+        .tenant(crate::service::admin::OPERATOR_TENANT)?
+        .is_some()
+    {
         return Ok(None);
     }
     let now = state.now_ms();
     store.put_tenant(&TenantRecord {
-        id: crate::admin::OPERATOR_TENANT.into(),
+        id: crate::service::admin::OPERATOR_TENANT.into(),
         name: "Default tenant".into(),
         created_ms: now,
         body: json!({}),
@@ -137,9 +141,10 @@ fn bootstrap(state: &AppState, dir: &Path) -> anyhow::Result<Option<PathBuf>> {
     let all = ["admin", "decide", "outcomes", "review"]
         .map(str::to_owned)
         .to_vec();
-    let admin = crate::auth::generate("default", "live", all, "bootstrap admin", None, now)
-        .map_err(|e| anyhow::anyhow!("{e}"))?;
-    let test = crate::auth::generate(
+    let admin =
+        crate::service::auth::generate("default", "live", all, "bootstrap admin", None, now)
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let test = crate::service::auth::generate(
         "default",
         "test",
         vec!["decide".into(), "outcomes".into()],
@@ -175,47 +180,6 @@ fn write_private(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
     file.write_all(bytes)?;
     file.sync_all()?;
     Ok(())
-}
-
-impl AppState {
-    /// Issues a checkpoint for `tenant` now and waits for it.
-    pub async fn checkpoint_now(&self, tenant: &str) -> Result<SignedCheckpoint, ApiError> {
-        let ack = self
-            .store()
-            .issue_checkpoint(tenant, &rfc3339(self.now_ms()));
-        match tokio::time::timeout(Duration::from_millis(self.config().ledger_timeout_ms), ack)
-            .await
-        {
-            Ok(Ok(c)) => Ok(c),
-            Ok(Err(e)) => {
-                tracing::error!(error = %e, tenant, "checkpoint failed");
-                Err(ApiError::LedgerUnavailable)
-            }
-            Err(_) => Err(ApiError::LedgerUnavailable),
-        }
-    }
-
-    /// Background work of one tick: checkpoints for tenants with new entries,
-    /// metering flush, expired idempotency records.
-    pub async fn tick(&self) {
-        let dirty: Vec<String> = match self.0.dirty.lock() {
-            Ok(mut d) => d.drain().collect(),
-            Err(_) => Vec::new(),
-        };
-        for tenant in dirty {
-            if let Err(e) = self.checkpoint_now(&tenant).await {
-                tracing::warn!(tenant, error = %e, "checkpoint not issued; will retry");
-                self.mark_dirty(&tenant);
-            }
-        }
-        if let Err(e) = self.0.meter.flush(self.store().as_ref()) {
-            tracing::warn!(error = %e, "usage counters not flushed; will retry");
-        }
-        let cutoff = self.now_ms() - self.config().idempotency_ttl_ms;
-        if let Err(e) = self.store().purge_idempotency(cutoff) {
-            tracing::warn!(error = %e, "idempotency purge failed");
-        }
-    }
 }
 
 /// Resolves on SIGTERM or Ctrl-C.
@@ -264,7 +228,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
             let mut interval = tokio::time::interval(every);
             loop {
                 interval.tick().await;
-                state.tick().await;
+                state.service().tick().await;
             }
         })
     };
@@ -290,7 +254,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     .await;
     ticker.abort();
     // In-flight requests are done: flush what the ticker would have.
-    state.tick().await;
+    state.service().tick().await;
     tracing::info!("tollgate stopped");
     Ok(())
 }

@@ -1,283 +1,49 @@
-//! Shared server state: the store, the signing key, the clock, throttle buckets and
-//! small caches invalidated on every write that concerns them (none with a shared
-//! store, where another node may write: `Config::shared_state`).
+//! What every handler holds: the decision service (and through it the
+//! configuration). Cheap to clone.
 
-use std::collections::{HashMap, HashSet};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::Arc;
 
-use base64::Engine as _;
-use base64::engine::general_purpose::STANDARD as B64;
-use ed25519_dalek::{Signer as _, SigningKey};
-use tollgate_core::{Gcra, MemoryBuckets, Override, UnixMillis};
-use tollgate_ledger::{Jwk, Jwks, NoteVerifier, thumbprint};
-use tollgate_store::{ApiKeyRecord, Store};
+use tollgate_store::Store;
 
-use crate::clock::Clock;
 use crate::config::Config;
-use crate::error::ApiError;
-use crate::metrics::Metrics;
+use crate::service::DecisionService;
 
-/// The server's Ed25519 key: signs verdicts and checkpoints.
-#[derive(Debug)]
-pub struct ServerKey {
-    key: SigningKey,
-    /// JWKS key id (RFC 7638 thumbprint).
-    pub kid: String,
-}
-
-impl ServerKey {
-    /// Wraps a signing key.
-    pub fn new(key: SigningKey) -> Self {
-        let kid = thumbprint(&key.verifying_key());
-        Self { key, kid }
-    }
-
-    /// Base64 Ed25519 signature of `bytes`.
-    pub fn sign_b64(&self, bytes: &[u8]) -> String {
-        B64.encode(self.key.sign(bytes).to_bytes())
-    }
-
-    /// The public key.
-    pub fn verifying_key(&self) -> ed25519_dalek::VerifyingKey {
-        self.key.verifying_key()
-    }
-
-    /// The private key (for signing grants; never serialised).
-    pub(crate) fn signing_key(&self) -> &SigningKey {
-        &self.key
-    }
-}
-
-/// A per-idempotency-key async lock.
-pub(crate) type InflightLock = Arc<tokio::sync::Mutex<()>>;
-
-/// Cheap to clone: everything lives behind one `Arc`.
+/// The router's state: the decision service plus its configuration.
 #[derive(Clone, Debug)]
-pub struct AppState(pub(crate) Arc<Inner>);
-
-#[derive(Debug)]
-pub(crate) struct Inner {
-    pub(crate) config: Config,
-    pub(crate) store: Arc<dyn Store>,
-    pub(crate) key: ServerKey,
-    pub(crate) clock: Arc<dyn Clock>,
-    pub(crate) metrics: Metrics,
-    pub(crate) meter: crate::meter::Meter,
-    /// Decision throttle buckets (keys include the tenant): memory or Redis.
-    pub(crate) throttle: crate::throttle::Throttle,
-    /// Per-key request-rate buckets.
-    rate: Mutex<MemoryBuckets>,
-    keys: RwLock<HashMap<String, ApiKeyRecord>>,
-    overrides: RwLock<HashMap<String, Arc<Vec<Override>>>>,
-    /// Idempotency keys being decided right now on this node.
-    pub(crate) inflight: Mutex<HashMap<(String, String), InflightLock>>,
-    /// Tenants with ledger entries since their last checkpoint.
-    pub(crate) dirty: Mutex<HashSet<String>>,
-    /// Verifier keys for checkpoints (signed-note form).
-    pub(crate) note_verifier: NoteVerifier,
-    /// Serialises review votes and approval use.
-    pub(crate) reviews_lock: Mutex<()>,
-    /// Per-tenant locks over reading and extending the velocity history.
-    /// Async locks: a decision awaits the throttle (Redis) while holding one.
-    history_locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+pub struct AppState {
+    service: Arc<DecisionService>,
 }
 
 impl AppState {
-    /// Builds the state.
-    pub fn new(
-        config: Config,
-        store: Arc<dyn Store>,
-        key: SigningKey,
-        note_verifier: NoteVerifier,
-        clock: Arc<dyn Clock>,
-    ) -> Self {
-        // `App::open` refuses a throttle configuration that cannot work; should one
-        // reach here anyway, every throttled decision fails closed.
-        let throttle = crate::throttle::Throttle::from_config(&config)
-            .unwrap_or_else(crate::throttle::Throttle::Unusable);
-        let meter = crate::meter::Meter::new(config.shared_state());
-        AppState(Arc::new(Inner {
-            config,
-            store,
-            key: ServerKey::new(key),
-            clock,
-            metrics: Metrics::new(),
-            meter,
-            throttle,
-            rate: Mutex::new(MemoryBuckets::new()),
-            keys: RwLock::new(HashMap::new()),
-            overrides: RwLock::new(HashMap::new()),
-            inflight: Mutex::new(HashMap::new()),
-            dirty: Mutex::new(HashSet::new()),
-            note_verifier,
-            reviews_lock: Mutex::new(()),
-            history_locks: Mutex::new(HashMap::new()),
-        }))
+    /// Wraps a service.
+    pub fn new(service: DecisionService) -> Self {
+        AppState {
+            service: Arc::new(service),
+        }
+    }
+
+    /// The decision service.
+    pub fn service(&self) -> &DecisionService {
+        &self.service
+    }
+
+    /// The decision service, shared (for work moved to a blocking thread).
+    pub fn service_arc(&self) -> &Arc<DecisionService> {
+        &self.service
     }
 
     /// The configuration.
     pub fn config(&self) -> &Config {
-        &self.0.config
+        self.service.config()
     }
 
-    /// The store.
+    /// The store (for tests and tools that inspect it).
     pub fn store(&self) -> &Arc<dyn Store> {
-        &self.0.store
+        self.service.store()
     }
 
-    /// The server key.
-    pub fn server_key(&self) -> &ServerKey {
-        &self.0.key
-    }
-
-    /// Now, in Unix milliseconds.
+    /// Now, in Unix milliseconds, by the service's clock.
     pub fn now_ms(&self) -> i64 {
-        self.0.clock.now_ms()
+        self.service.now_ms()
     }
-
-    /// Now, as the engine takes it.
-    pub fn now(&self) -> UnixMillis {
-        UnixMillis(self.now_ms())
-    }
-
-    /// The key with this hash, from the cache or the store. With a shared store there
-    /// is no cache: a key revoked on another node is refused on the next request.
-    pub(crate) fn key_by_hash(&self, hash: &str) -> Result<Option<ApiKeyRecord>, ApiError> {
-        if self.0.config.shared_state() {
-            return Ok(self.0.store.api_key_by_hash(hash)?);
-        }
-        if let Some(k) = self.0.keys.read().map_err(poisoned)?.get(hash) {
-            return Ok(Some(k.clone()));
-        }
-        let found = self.0.store.api_key_by_hash(hash)?;
-        if let Some(k) = &found {
-            self.0
-                .keys
-                .write()
-                .map_err(poisoned)?
-                .insert(hash.to_owned(), k.clone());
-        }
-        Ok(found)
-    }
-
-    /// Drops cached keys (after a key is created or revoked).
-    pub(crate) fn forget_keys(&self) -> Result<(), ApiError> {
-        self.0.keys.write().map_err(poisoned)?.clear();
-        Ok(())
-    }
-
-    /// The tenant's engaged overrides. With a shared store they are read on every
-    /// decision: one set or cleared on another node applies on the next request.
-    pub(crate) fn overrides(&self, tenant: &str) -> Result<Arc<Vec<Override>>, ApiError> {
-        let shared = self.0.config.shared_state();
-        if !shared && let Some(o) = self.0.overrides.read().map_err(poisoned)?.get(tenant) {
-            return Ok(Arc::clone(o));
-        }
-        let mut list = Vec::new();
-        for r in self.0.store.overrides(tenant)? {
-            let o: Override = serde_json::from_value(r.body).map_err(ApiError::internal)?;
-            list.push(o);
-        }
-        list.sort_by(|a, b| a.id.cmp(&b.id));
-        let list = Arc::new(list);
-        if shared {
-            return Ok(list);
-        }
-        self.0
-            .overrides
-            .write()
-            .map_err(poisoned)?
-            .insert(tenant.to_owned(), Arc::clone(&list));
-        Ok(list)
-    }
-
-    /// Drops the tenant's cached overrides (after a set or clear).
-    pub(crate) fn forget_overrides(&self, tenant: &str) -> Result<(), ApiError> {
-        self.0.overrides.write().map_err(poisoned)?.remove(tenant);
-        Ok(())
-    }
-
-    /// The per-key request rate limit: a GCRA bucket per key.
-    pub(crate) fn check_key_rate(&self, key_id: &str) -> Result<(), ApiError> {
-        let config = &self.0.config;
-        let per_second = i64::from(config.key_rate_per_second.max(1));
-        let gcra = Gcra {
-            capacity: config.key_rate_burst.max(1),
-            interval_ms: (1000 / per_second).max(1),
-        };
-        let mut rate = self.0.rate.lock().map_err(poisoned)?;
-        let demand = [tollgate_core::BucketDemand {
-            key: Arc::from(key_id),
-            gcra,
-        }];
-        let (checks, updates) =
-            tollgate_core::throttle::check_all(&demand, &rate.read(&demand), self.now(), true);
-        rate.apply(&updates);
-        match checks.first() {
-            Some(c) if c.allowed => Ok(()),
-            Some(c) => Err(ApiError::RateLimited {
-                retry_after_s: c.retry_after_ms.div_ceil(1000).max(1),
-            }),
-            None => Err(ApiError::internal("rate check returned nothing")),
-        }
-    }
-
-    /// The public keys as a JWKS: the current key first, then earlier ones.
-    pub fn jwks(&self) -> Jwks {
-        let current = self.0.key.verifying_key();
-        let mut keys = vec![Jwk::from_key(&current)];
-        if let Ok(stored) = self.0.store.signing_keys() {
-            for k in stored {
-                if k.public_key != current.to_bytes()
-                    && let Ok(vk) = ed25519_dalek::VerifyingKey::from_bytes(&k.public_key)
-                {
-                    keys.push(Jwk::from_key(&vk));
-                }
-            }
-        }
-        Jwks { keys }
-    }
-
-    /// The checkpoint verifier keys of every node (each node records its public key
-    /// in the store), this node's first.
-    pub fn note_verifiers(&self) -> Vec<NoteVerifier> {
-        let mut out = vec![self.0.note_verifier.clone()];
-        let own = self.0.key.verifying_key().to_bytes();
-        if let Ok(stored) = self.0.store.signing_keys() {
-            for k in stored {
-                if k.public_key != own
-                    && let Ok(vk) = ed25519_dalek::VerifyingKey::from_bytes(&k.public_key)
-                    && let Ok(v) = NoteVerifier::new(&k.name, vk)
-                {
-                    out.push(v);
-                }
-            }
-        }
-        out
-    }
-
-    /// The tenant's history lock (see `decide.rs`).
-    pub(crate) fn history_lock(
-        &self,
-        tenant: &str,
-    ) -> Result<Arc<tokio::sync::Mutex<()>>, ApiError> {
-        let mut locks = self.0.history_locks.lock().map_err(poisoned)?;
-        Ok(Arc::clone(locks.entry(tenant.to_owned()).or_default()))
-    }
-
-    /// Marks a tenant as having entries since its last checkpoint.
-    pub(crate) fn mark_dirty(&self, tenant: &str) {
-        if let Ok(mut d) = self.0.dirty.lock() {
-            d.insert(tenant.to_owned());
-        }
-    }
-}
-
-fn poisoned<T>(_: T) -> ApiError {
-    ApiError::internal("a lock was poisoned")
-}
-
-/// Maps a poisoned lock to an internal error.
-pub(crate) fn lock_error<T>(e: T) -> ApiError {
-    poisoned(e)
 }

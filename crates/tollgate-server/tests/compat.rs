@@ -58,6 +58,7 @@ fn decionis_signature_ok(h: &Harness, body: &Value) -> bool {
         .unwrap();
     let sig = Signature::from_bytes(&raw.try_into().unwrap());
     h.state
+        .service()
         .server_key()
         .verifying_key()
         .verify(dumps_sorted(&unsigned).as_bytes(), &sig)

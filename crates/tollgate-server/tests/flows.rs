@@ -119,7 +119,7 @@ impl Source {
     fn public_b64(&self) -> String {
         B64.encode(self.key.verifying_key().to_bytes())
     }
-    /// Signs a report the way engine.md defines it (RFC 8785 of the eight fields).
+    /// Signs a report the way docs/engine.md defines it (RFC 8785 of the eight fields).
     fn sign(&self, mut report: Value) -> Value {
         let mut signed = serde_json::Map::new();
         for f in [

@@ -1,4 +1,4 @@
-//! Schema fuzzing (quality.md, Reliability): Schemathesis from PyPI, pinned, against
+//! Schema fuzzing (docs/quality.md, Reliability): Schemathesis from PyPI, pinned, against
 //! the served `/openapi.json` of a real server on a loopback socket, authenticated
 //! with the bootstrap admin key. Checks: no 5xx (`not_a_server_error`), every
 //! response inside the schema (`response_schema_conformance`), documented status

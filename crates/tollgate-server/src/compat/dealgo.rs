@@ -1,4 +1,4 @@
-//! DeAlgo CSC compatibility (protocols.md §3): `POST /v1/decide` (portal, SDK
+//! DeAlgo CSC compatibility (docs/protocol.md §3): `POST /v1/decide` (portal, SDK
 //! `dealgo-csc` 2.1.1 / 2.3.0), `POST /csc/live-stimulus` (direct runtime, no key),
 //! and `POST /api/csc/check` (`dealgo-mcp` 0.2.0). Outcomes are the native
 //! `POST /v1/outcomes`, whose body already is the DeAlgo shape.
@@ -22,12 +22,13 @@ use tollgate_core::{DecisionRequest, Gate, Mode, Status, Verdict};
 use tollgate_store::ApiKeyRecord;
 
 use super::{Reported, lift_signal, str_field};
-use crate::auth::Caller;
-use crate::body::{fingerprint, parse_object};
 use crate::config::DirectRuntime;
-use crate::decide::{DecideCall, Decided};
-use crate::error::ApiError;
-use crate::native::{idempotency_key, sign, verdict_body};
+use crate::routes::error::HttpError as _;
+use crate::routes::native::{idempotency_key, sign, verdict_body};
+use crate::service::Caller;
+use crate::service::body::{fingerprint, parse_object};
+use crate::service::decide::{DecideCall, Decided};
+use crate::service::{DecisionService, Error as ApiError};
 use crate::state::AppState;
 
 /// An error in the DeAlgo families' shape: 429 is `{"error": {"message": …}}` (the
@@ -164,7 +165,7 @@ pub fn portal_reasons(r: &Reported<'_>) -> (String, String) {
 }
 
 /// The portal response body (`/v1/decide`, `/api/csc/check`) of a recorded decision.
-pub fn portal_body(state: &AppState, d: &Decided) -> Value {
+pub fn portal_body(state: &DecisionService, d: &Decided) -> Value {
     let v = &d.verdict;
     let r = Reported::applied(v);
     let (decision, action) = portal_decision(r.status, r.gate);
@@ -184,7 +185,7 @@ pub fn portal_body(state: &AppState, d: &Decided) -> Value {
         "reason_codes": v.reason_codes,
         "explanation": v.explanation,
         "dossier_url": format!("{}/v1/dossiers/{}", state.config().base_url(), d.decision_id),
-        "ledger": crate::native::ledger_ref(d),
+        "ledger": crate::routes::native::ledger_ref(d),
         "decided_at": d.decided_at,
     });
     extras(&mut out, v);
@@ -197,7 +198,7 @@ pub fn portal_body(state: &AppState, d: &Decided) -> Value {
 
 /// Copies what the native verdict carries beyond the engine's verdict (the review
 /// opened for ESCALATE / REVIEW_REQUIRED, the execution grant of an ALLOW).
-fn from_native(out: &mut Value, state: &AppState, d: &Decided) {
+fn from_native(out: &mut Value, state: &DecisionService, d: &Decided) {
     let native = verdict_body(state, d);
     for k in ["review_id", "grant"] {
         if let Some(v) = native.get(k).filter(|v| !v.is_null()) {
@@ -249,7 +250,7 @@ pub fn execution(status: Status, gate: Gate) -> &'static str {
 }
 
 /// The direct-runtime response body (`/csc/live-stimulus`).
-pub fn runtime_body(state: &AppState, d: &Decided) -> Value {
+pub fn runtime_body(state: &DecisionService, d: &Decided) -> Value {
     let v = &d.verdict;
     let r = Reported::applied(v);
     let (reason, _) = portal_reasons(&r);
@@ -266,7 +267,7 @@ pub fn runtime_body(state: &AppState, d: &Decided) -> Value {
             "environment": d.environment,
             "decided_at": d.decided_at,
             "latency_ms": d.latency_ms,
-            "ledger": crate::native::ledger_ref(d),
+            "ledger": crate::routes::native::ledger_ref(d),
             "dossier_url": format!("{}/v1/dossiers/{}", state.config().base_url(), d.decision_id),
         },
         "idempotency_replayed": false,
@@ -477,7 +478,7 @@ enum Shape {
 
 /// Decides one translated request with idempotency, and answers in `shape`.
 async fn run(
-    state: &AppState,
+    state: &DecisionService,
     caller: Caller,
     headers: &HeaderMap,
     received: Value,
@@ -503,13 +504,13 @@ async fn run(
             .map(str::to_owned),
         family,
     };
-    let st = state.clone();
+    let st = state;
     let answer = state
         .idempotent(&tenant, key.as_deref(), &print, || async move {
             let decided = st.decide(call).await?;
             Ok(match shape {
-                Shape::Portal => portal_body(&st, &decided),
-                Shape::Runtime => runtime_body(&st, &decided),
+                Shape::Portal => portal_body(st, &decided),
+                Shape::Runtime => runtime_body(st, &decided),
             })
         })
         .await?;
@@ -526,17 +527,18 @@ fn object(value: Value) -> Map<String, Value> {
 
 /// `POST /v1/decide` (portal mode).
 pub async fn decide(
-    State(state): State<AppState>,
+    State(app): State<AppState>,
     caller: Result<Caller, ApiError>,
     headers: HeaderMap,
     bytes: Bytes,
 ) -> Result<Response, DealgoError> {
+    let state = app.service();
     let caller = caller?;
     caller.require("decide")?;
     let received = parse_object(&bytes, state.config().max_json_depth)?;
     let request = translate_portal(&object(received.clone()), caller.tenant())?;
     run(
-        &state,
+        state,
         caller,
         &headers,
         received,
@@ -549,17 +551,18 @@ pub async fn decide(
 
 /// `POST /api/csc/check` (`dealgo-mcp`'s gate): the flat body, the portal answer.
 pub async fn check(
-    State(state): State<AppState>,
+    State(app): State<AppState>,
     caller: Result<Caller, ApiError>,
     headers: HeaderMap,
     bytes: Bytes,
 ) -> Result<Response, DealgoError> {
+    let state = app.service();
     let caller = caller?;
     caller.require("decide")?;
     let received = parse_object(&bytes, state.config().max_json_depth)?;
     let request = translate_flat(&object(received.clone()), caller.tenant())?;
     run(
-        &state,
+        state,
         caller,
         &headers,
         received,
@@ -601,11 +604,12 @@ fn runtime_forbidden(message: &str) -> Response {
 /// `POST /csc/live-stimulus` (direct-runtime mode, no API key): served to loopback
 /// callers by default, deciding for the configured tenant and environment.
 pub async fn live_stimulus(
-    State(state): State<AppState>,
+    State(app): State<AppState>,
     peer: Option<Extension<ConnectInfo<SocketAddr>>>,
     headers: HeaderMap,
     bytes: Bytes,
 ) -> Result<Response, DealgoError> {
+    let state = app.service();
     let config = state.config();
     let peer = peer.map(|Extension(ConnectInfo(addr))| addr);
     if !runtime_allowed(config.direct_runtime, peer) {
@@ -647,7 +651,7 @@ pub async fn live_stimulus(
     let received = parse_object(&bytes, config.max_json_depth)?;
     let request = translate_flat(&object(received.clone()), &tenant)?;
     run(
-        &state,
+        state,
         caller,
         &headers,
         received,

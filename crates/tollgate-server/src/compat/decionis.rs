@@ -1,4 +1,4 @@
-//! Decionis 0.1.0 compatibility (protocols.md §2): `POST /v1/decisions/evaluate`
+//! Decionis 0.1.0 compatibility (docs/protocol.md §2): `POST /v1/decisions/evaluate`
 //! and `POST /v1/policies/validate`. Dossiers and health are the native endpoints.
 //!
 //! Responses are signed the way the SDK's `DecionisClient.verify_signature` checks
@@ -21,11 +21,11 @@ use tollgate_core::{DecisionRequest, Mode, PolicyFormat, compile_policy};
 
 use super::pyjson::{dumps_sorted, strip_nulls};
 use super::{Reported, SIGNALS, lift_signal, str_field};
-use crate::auth::Caller;
-use crate::body::{decode, fingerprint, parse_object};
-use crate::decide::{DecideCall, Decided};
-use crate::error::ApiError;
-use crate::native::verdict_body;
+use crate::routes::native::verdict_body;
+use crate::service::Caller;
+use crate::service::body::{decode, fingerprint, parse_object};
+use crate::service::decide::{DecideCall, Decided};
+use crate::service::{DecisionService, Error as ApiError};
 use crate::state::AppState;
 
 /// The SDK's `DecisionRequest`, snake_case or camelCase. Unknown fields are kept in
@@ -100,7 +100,7 @@ pub fn translate(req: EvaluateRequest, tenant: &str) -> (DecisionRequest, Mode) 
 /// Besides the SDK's fields it carries the native verdict's (gate, policy, ledger
 /// position, environment, shadow, review) and the numeric `signals` the engine read.
 pub fn response_body(
-    state: &AppState,
+    state: &DecisionService,
     d: &Decided,
     requested: Mode,
     signals: &BTreeMap<String, f64>,
@@ -129,7 +129,7 @@ pub fn response_body(
 }
 
 /// Adds `signature` (Ed25519 over the Python `json.dumps` bytes of `body`).
-pub fn sign_python(state: &AppState, mut body: Value) -> Value {
+pub fn sign_python(state: &DecisionService, mut body: Value) -> Value {
     strip_nulls(&mut body);
     if let Some(obj) = body.as_object_mut() {
         obj.remove("signature");
@@ -149,15 +149,16 @@ pub fn sign_python(state: &AppState, mut body: Value) -> Value {
 
 /// `POST /v1/decisions/evaluate`.
 pub async fn evaluate(
-    State(state): State<AppState>,
+    State(app): State<AppState>,
     caller: Caller,
     headers: HeaderMap,
     bytes: Bytes,
 ) -> Result<Response, ApiError> {
+    let state = app.service();
     caller.require("decide")?;
     let received = parse_object(&bytes, state.config().max_json_depth)?;
     let req: EvaluateRequest = decode(received.clone())?;
-    let (key, correlation_id) = crate::native::call_ids(
+    let (key, correlation_id) = crate::routes::native::call_ids(
         &caller,
         &headers,
         req.tenant_id.as_deref(),
@@ -178,18 +179,18 @@ pub async fn evaluate(
         correlation_id,
         family: "decionis",
     };
-    let st = state.clone();
+    let st = state;
     let answer = state
         .idempotent(&tenant, key.as_deref(), &print, || async move {
             let decided = st.decide(call).await?;
-            Ok(response_body(&st, &decided, requested, &signals))
+            Ok(response_body(st, &decided, requested, &signals))
         })
         .await?;
     let mut body = answer.body;
     if answer.replayed {
         body["idempotency_replayed"] = json!(true);
     }
-    Ok((StatusCode::OK, Json(sign_python(&state, body))).into_response())
+    Ok((StatusCode::OK, Json(sign_python(state, body))).into_response())
 }
 
 /// The policy text and format of a validate body: a JSON policy document, a
@@ -221,7 +222,7 @@ pub fn policy_text(bytes: &[u8]) -> Result<(String, PolicyFormat), ApiError> {
 
 /// `POST /v1/policies/validate`: compiles the document without publishing it.
 pub async fn validate_policy(
-    State(_state): State<AppState>,
+    State(_app): State<AppState>,
     caller: Caller,
     bytes: Bytes,
 ) -> Result<Json<Value>, ApiError> {

@@ -1,13 +1,11 @@
 //! API keys: generation, hashing, lookup, constant-time comparison, scopes.
 
-use axum::extract::FromRequestParts;
-use axum::http::request::Parts;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 use tollgate_store::ApiKeyRecord;
 
-use crate::error::ApiError;
-use crate::state::AppState;
+use crate::service::DecisionService;
+use crate::service::Error;
 
 /// Scopes a key may hold.
 pub const SCOPES: [&str; 4] = ["decide", "outcomes", "review", "admin"];
@@ -27,14 +25,14 @@ pub fn hash_secret(secret: &str) -> String {
 }
 
 /// `n` random bytes from the operating system.
-pub fn random_bytes<const N: usize>() -> Result<[u8; N], ApiError> {
+pub fn random_bytes<const N: usize>() -> Result<[u8; N], Error> {
     let mut buf = [0u8; N];
-    getrandom::fill(&mut buf).map_err(ApiError::internal)?;
+    getrandom::fill(&mut buf).map_err(Error::internal)?;
     Ok(buf)
 }
 
 /// A random id with a prefix (`dec_…`, `key_…`): 128 bits, hex.
-pub fn random_id(prefix: &str) -> Result<String, ApiError> {
+pub fn random_id(prefix: &str) -> Result<String, Error> {
     Ok(format!("{prefix}_{}", hex::encode(random_bytes::<16>()?)))
 }
 
@@ -43,7 +41,7 @@ pub fn random_id(prefix: &str) -> Result<String, ApiError> {
 /// made later sort later, so the decision index grows at its end: with random ids each
 /// decision dirtied a random index page, and the WAL carried about 4 KiB per decision
 /// for it (and the checkpoint wrote those pages back).
-pub fn time_ordered_id(prefix: &str, now_ms: i64) -> Result<String, ApiError> {
+pub fn time_ordered_id(prefix: &str, now_ms: i64) -> Result<String, Error> {
     let ms = u64::try_from(now_ms).unwrap_or(0) & 0xffff_ffff_ffff;
     Ok(format!(
         "{prefix}_{ms:012x}{}",
@@ -59,7 +57,7 @@ pub fn generate(
     name: &str,
     expires_ms: Option<i64>,
     now_ms: i64,
-) -> Result<NewKey, ApiError> {
+) -> Result<NewKey, Error> {
     let secret = format!("tg_{environment}_{}", hex::encode(random_bytes::<24>()?));
     let record = record_for(
         &secret,
@@ -82,23 +80,23 @@ pub fn record_for(
     name: &str,
     expires_ms: Option<i64>,
     now_ms: i64,
-) -> Result<ApiKeyRecord, ApiError> {
+) -> Result<ApiKeyRecord, Error> {
     if !matches!(environment, "live" | "test") {
-        return Err(ApiError::field(
+        return Err(Error::field(
             &["environment"],
             "environment must be `live` or `test`",
             "enum",
         ));
     }
     if let Some(bad) = scopes.iter().find(|s| !SCOPES.contains(&s.as_str())) {
-        return Err(ApiError::field(
+        return Err(Error::field(
             &["scopes"],
             format!("unknown scope `{bad}` (known: {})", SCOPES.join(", ")),
             "enum",
         ));
     }
     if secret.len() < 20 || secret.len() > 256 || secret.chars().any(char::is_whitespace) {
-        return Err(ApiError::field(
+        return Err(Error::field(
             &["secret"],
             "a key must be 20 to 256 characters without spaces",
             "value_error",
@@ -137,53 +135,31 @@ impl Caller {
     }
 
     /// Fails with 403 unless the key has `scope` (`admin` implies every scope).
-    pub fn require(&self, scope: &'static str) -> Result<(), ApiError> {
+    pub fn require(&self, scope: &'static str) -> Result<(), Error> {
         if self.key.scopes.iter().any(|s| s == scope || s == "admin") {
             Ok(())
         } else {
-            Err(ApiError::Forbidden(scope))
+            Err(Error::Forbidden(scope))
         }
     }
 }
 
-/// The bearer token of a request, if any.
-pub fn bearer(parts: &Parts) -> Option<&str> {
-    let value = parts
-        .headers
-        .get(axum::http::header::AUTHORIZATION)?
-        .to_str()
-        .ok()?;
-    let (scheme, token) = value.split_once(' ')?;
-    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
-}
-
-impl AppState {
+impl DecisionService {
     /// Looks up and checks a key secret: exists, not revoked, not expired.
-    pub fn authenticate(&self, secret: &str) -> Result<Caller, ApiError> {
+    pub fn authenticate(&self, secret: &str) -> Result<Caller, Error> {
         let hash = hash_secret(secret);
-        let record = self.key_by_hash(&hash)?.ok_or(ApiError::Unauthorized)?;
+        let record = self.key_by_hash(&hash)?.ok_or(Error::Unauthorized)?;
         // The lookup is by hash; compare once more in constant time so no code path
         // compares key material with an early exit.
         if !bool::from(record.hash.as_bytes().ct_eq(hash.as_bytes())) {
-            return Err(ApiError::Unauthorized);
+            return Err(Error::Unauthorized);
         }
         let now = self.now_ms();
         if record.revoked_ms.is_some_and(|t| t <= now)
             || record.expires_ms.is_some_and(|t| t <= now)
         {
-            return Err(ApiError::Unauthorized);
+            return Err(Error::Unauthorized);
         }
         Ok(Caller { key: record })
-    }
-}
-
-impl FromRequestParts<AppState> for Caller {
-    type Rejection = ApiError;
-
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
-        let secret = bearer(parts).ok_or(ApiError::Unauthorized)?;
-        let caller = state.authenticate(secret)?;
-        state.check_key_rate(&caller.key.id)?;
-        Ok(caller)
     }
 }

@@ -12,8 +12,8 @@ use tollgate_core::{
 use tollgate_throttle_redis::{RedisThrottle, RedisThrottleConfig};
 
 use crate::config::{Config, ThrottleKind};
-use crate::error::ApiError;
-use crate::state::lock_error;
+use crate::service::Error;
+use crate::service::lock_error;
 
 /// The throttle backend of a server.
 #[derive(Debug)]
@@ -53,7 +53,7 @@ impl Throttle {
         evaluation: Evaluation,
         candidates: Vec<(Arc<CompiledPolicy>, Evaluation)>,
         now: UnixMillis,
-    ) -> Result<(Decision, Vec<(Arc<CompiledPolicy>, Verdict)>), ApiError> {
+    ) -> Result<(Decision, Vec<(Arc<CompiledPolicy>, Verdict)>), Error> {
         match self {
             Throttle::Memory(buckets) => {
                 // INVARIANT: reading the buckets, deciding and storing the new TATs
@@ -74,7 +74,7 @@ impl Throttle {
                 // Redis; an error is a 503, never a permit.
                 let unavailable = |e: tollgate_throttle_redis::ThrottleError| {
                     tracing::error!(error = %e, "throttle check failed; answering 503");
-                    ApiError::ThrottleUnavailable
+                    Error::ThrottleUnavailable
                 };
                 let mut verdicts = Vec::new();
                 for (p, ev) in candidates {
@@ -110,7 +110,7 @@ impl Throttle {
                     || candidates.iter().any(|(_, ev)| !ev.demands().is_empty());
                 if needs {
                     tracing::error!(error = %why, "throttle unusable; answering 503");
-                    return Err(ApiError::ThrottleUnavailable);
+                    return Err(Error::ThrottleUnavailable);
                 }
                 let verdicts = candidates
                     .into_iter()

@@ -1,4 +1,4 @@
-//! Human review of ESCALATE / REVIEW_REQUIRED decisions (operations.md "Reviews").
+//! Human review of ESCALATE / REVIEW_REQUIRED decisions (docs/operations.md "Reviews").
 //!
 //! A review is opened with the decision that asked for it: pending, with the request
 //! digest, the rule, the approver groups, the approvals needed and an expiry. Keys with
@@ -10,20 +10,16 @@
 
 use std::time::Duration;
 
-use axum::Json;
-use axum::body::Bytes;
-use axum::extract::{Path, Query, State};
 use serde::Deserialize;
 use serde_json::{Value, json};
 use tollgate_core::{Approval, ReviewRequest};
 use tollgate_ledger::EntryKind;
-use tollgate_store::ReviewRecord;
+use tollgate_store::{ReviewRecord, ReviewStatus};
 
-use crate::auth::{Caller, random_id};
-use crate::body::{decode, parse_object};
 use crate::clock::rfc3339;
-use crate::error::ApiError;
-use crate::state::{AppState, lock_error};
+use crate::service::Error;
+use crate::service::auth::{Caller, random_id};
+use crate::service::{DecisionService, lock_error};
 
 /// Longest `/wait` long-poll, in seconds.
 pub const MAX_WAIT_S: u64 = 60;
@@ -46,21 +42,22 @@ fn view(r: &ReviewRecord) -> Value {
     })
 }
 
-impl AppState {
-    /// Stores a pending review for a decision about to be recorded; returns its id.
-    pub(crate) fn open_review(
+impl DecisionService {
+    /// The pending review a decision asks for, not stored yet: it is stored only once
+    /// the decision that opened it is durable (`decide.rs`, apply step).
+    pub(crate) fn new_review(
         &self,
         tenant: &str,
         decision_id: &str,
         request_digest: &str,
         requested_by: &str,
         req: &ReviewRequest,
-    ) -> Result<ReviewRecord, ApiError> {
+    ) -> Result<ReviewRecord, Error> {
         let now = self.now_ms();
         let record = ReviewRecord {
             tenant: tenant.to_owned(),
             id: random_id("rev")?,
-            status: "pending".into(),
+            status: ReviewStatus::Pending,
             body: json!({
                 "decision_id": decision_id,
                 "request_digest": request_digest,
@@ -74,12 +71,17 @@ impl AppState {
                 "approvals": [],
             }),
         };
-        self.store().put_review(&record)?;
         Ok(record)
     }
 
+    /// Stores a review opened by a durable decision and records `review_opened`.
+    pub(crate) async fn open_review(&self, r: &ReviewRecord) -> Result<(), Error> {
+        self.store().put_review(r)?;
+        self.record_review_opened(r).await
+    }
+
     /// Records `review_opened` once the decision that opened it is durable.
-    pub(crate) async fn record_review_opened(&self, r: &ReviewRecord) -> Result<(), ApiError> {
+    pub(crate) async fn record_review_opened(&self, r: &ReviewRecord) -> Result<(), Error> {
         self.record(
             &r.tenant,
             EntryKind::ReviewOpened,
@@ -91,12 +93,12 @@ impl AppState {
 
     /// Expires a pending review whose time is up (recording it); returns the record as
     /// it now is.
-    async fn refresh(&self, mut r: ReviewRecord) -> Result<ReviewRecord, ApiError> {
+    async fn refresh(&self, mut r: ReviewRecord) -> Result<ReviewRecord, Error> {
         let expired = r.body["expires_ms"]
             .as_i64()
             .is_some_and(|t| t <= self.now_ms());
-        if expired && matches!(r.status.as_str(), "pending" | "approved") {
-            r.status = "expired".into();
+        if expired && matches!(r.status, ReviewStatus::Pending | ReviewStatus::Approved) {
+            r.status = ReviewStatus::Expired;
             r.body["resolved_ms"] = json!(self.now_ms());
             self.store().put_review(&r)?;
             self.record(
@@ -123,10 +125,10 @@ impl AppState {
         &self,
         tenant: &str,
         request_digest: &str,
-    ) -> Result<Option<(ReviewRecord, Approval)>, ApiError> {
-        let _guard = self.0.reviews_lock.lock().map_err(lock_error)?;
+    ) -> Result<Option<(ReviewRecord, Approval)>, Error> {
+        let _guard = self.reviews_lock.lock().map_err(lock_error)?;
         let now = self.now_ms();
-        for mut r in self.store().reviews(tenant, Some("approved"))? {
+        for mut r in self.store().reviews(tenant, Some(ReviewStatus::Approved))? {
             let live = r.body["expires_ms"].as_i64().is_some_and(|t| t > now);
             if !live || r.body["request_digest"] != json!(request_digest) {
                 continue;
@@ -145,8 +147,12 @@ impl AppState {
                 .flatten()
                 .filter_map(|a| a["key_id"].as_str().map(str::to_owned))
                 .collect();
-            r.status = "consumed".into();
-            self.store().put_review(&r)?;
+            r.status = ReviewStatus::Consumed;
+            if let Err(e) = self.store().put_review(&r) {
+                // Not taken after all: give the claim back so the approval stays usable.
+                self.store().release(tenant, &approval_claim(&r.id))?;
+                return Err(e.into());
+            }
             let approval = Approval {
                 review_id: r.id.clone(),
                 approvers,
@@ -158,20 +164,16 @@ impl AppState {
 
     /// Puts back an approval that the decision did not use (an override blocked first,
     /// or the decision was not recorded).
-    pub(crate) fn restore_approval(&self, mut r: ReviewRecord) -> Result<(), ApiError> {
-        let _guard = self.0.reviews_lock.lock().map_err(lock_error)?;
-        r.status = "approved".into();
+    pub(crate) fn restore_approval(&self, mut r: ReviewRecord) -> Result<(), Error> {
+        let _guard = self.reviews_lock.lock().map_err(lock_error)?;
+        r.status = ReviewStatus::Approved;
         self.store().put_review(&r)?;
         self.store().release(&r.tenant, &approval_claim(&r.id))?;
         Ok(())
     }
 
     /// Marks a taken approval as used by `decision_id`.
-    pub(crate) fn consumed_by(
-        &self,
-        mut r: ReviewRecord,
-        decision_id: &str,
-    ) -> Result<(), ApiError> {
+    pub(crate) fn consumed_by(&self, mut r: ReviewRecord, decision_id: &str) -> Result<(), Error> {
         r.body["consumed_by"] = json!(decision_id);
         self.store().put_review(&r)?;
         self.store().complete(
@@ -183,7 +185,7 @@ impl AppState {
     }
 
     /// The reviews of a decision, for its dossier.
-    pub(crate) fn reviews_of(&self, tenant: &str, decision_id: &str) -> Result<Value, ApiError> {
+    pub(crate) fn reviews_of(&self, tenant: &str, decision_id: &str) -> Result<Value, Error> {
         let list: Vec<Value> = self
             .store()
             .reviews(tenant, None)?
@@ -200,92 +202,89 @@ fn approval_claim(id: &str) -> String {
     format!("review-approval:{id}")
 }
 
-/// `?status=pending`.
-#[derive(Debug, Deserialize)]
-pub struct ListQuery {
-    /// Only reviews with this status.
-    #[serde(default)]
-    pub status: Option<String>,
-}
-
-/// `GET /v1/reviews`.
-pub async fn list(
-    State(state): State<AppState>,
-    caller: Caller,
-    Query(q): Query<ListQuery>,
-) -> Result<Json<Value>, ApiError> {
-    caller.require("review")?;
-    let mut out = Vec::new();
-    for r in state.store().reviews(caller.tenant(), None)? {
-        let r = state.refresh(r).await?;
-        if q.status.as_deref().is_none_or(|s| s == r.status) {
-            out.push(view(&r));
+impl DecisionService {
+    /// The tenant's reviews (expired ones marked so first), optionally by status.
+    pub async fn list_reviews(
+        &self,
+        caller: &Caller,
+        status: Option<&str>,
+    ) -> Result<Vec<Value>, Error> {
+        caller.require("review")?;
+        let mut out = Vec::new();
+        for r in self.store().reviews(caller.tenant(), None)? {
+            let r = self.refresh(r).await?;
+            if status.is_none_or(|s| s == r.status.as_str()) {
+                out.push(view(&r));
+            }
         }
+        Ok(out)
     }
-    Ok(Json(json!({"reviews": out})))
+
+    /// One review of the caller's tenant.
+    pub async fn review(&self, caller: &Caller, id: &str) -> Result<Value, Error> {
+        caller.require("review")?;
+        Ok(view(&load(self, caller, id).await?))
+    }
+
+    /// Approves (`approve`) or rejects a pending review, with an optional comment.
+    pub async fn resolve_review(
+        &self,
+        caller: &Caller,
+        id: &str,
+        resolution: Resolution,
+        approve: bool,
+    ) -> Result<Value, Error> {
+        resolve(self, caller, id, resolution, approve).await
+    }
 }
 
-async fn load(state: &AppState, caller: &Caller, id: &str) -> Result<ReviewRecord, ApiError> {
+async fn load(state: &DecisionService, caller: &Caller, id: &str) -> Result<ReviewRecord, Error> {
     let r = state
         .store()
         .review(caller.tenant(), id)?
-        .ok_or(ApiError::NotFound)?;
+        .ok_or(Error::NotFound)?;
     state.refresh(r).await
 }
 
-/// `GET /v1/reviews/{id}`.
-pub async fn get(
-    State(state): State<AppState>,
-    caller: Caller,
-    Path(id): Path<String>,
-) -> Result<Json<Value>, ApiError> {
-    caller.require("review")?;
-    Ok(Json(view(&load(&state, &caller, &id).await?)))
-}
-
-#[derive(Debug, Deserialize, Default)]
+/// A reviewer's vote: an optional comment.
+#[derive(Debug, Deserialize, Default, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-struct Resolution {
+pub struct Resolution {
     #[serde(default)]
     comment: Option<String>,
 }
 
-fn closed(status: &str) -> ApiError {
-    ApiError::Conflict(format!("the review is {status}; it cannot change any more"))
+fn closed(status: ReviewStatus) -> Error {
+    Error::Conflict(format!("the review is {status}; it cannot change any more"))
 }
 
 async fn resolve(
-    state: AppState,
-    caller: Caller,
-    id: String,
-    bytes: Bytes,
+    state: &DecisionService,
+    caller: &Caller,
+    id: &str,
+    resolution: Resolution,
     approve: bool,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Value, Error> {
     caller.require("review")?;
-    let resolution: Resolution = if bytes.iter().all(u8::is_ascii_whitespace) {
-        Resolution::default()
-    } else {
-        decode(parse_object(&bytes, state.config().max_json_depth)?)?
-    };
     // Expires the review first if its time is up.
-    load(&state, &caller, &id).await?;
+    load(state, caller, id).await?;
     let r = {
-        let _guard = state.0.reviews_lock.lock().map_err(lock_error)?;
+        let _guard = state.reviews_lock.lock().map_err(lock_error)?;
         // Re-read under the lock: two reviewers at once see each other's vote.
         let mut r = state
             .store()
-            .review(caller.tenant(), &id)?
-            .ok_or(ApiError::NotFound)?;
-        if r.status != "pending" {
-            return Err(closed(&r.status));
+            .review(caller.tenant(), id)?
+            .ok_or(Error::NotFound)?;
+        if r.status != ReviewStatus::Pending {
+            return Err(closed(r.status));
         }
         let groups: Vec<String> =
             serde_json::from_value(r.body["approver_groups"].clone()).unwrap_or_default();
         if !groups.is_empty() && !caller.key.groups.iter().any(|g| groups.contains(g)) {
-            return Err(ApiError::Forbidden("review"));
+            return Err(Error::Forbidden("review"));
         }
         if r.body["requested_by_key_id"] == json!(caller.key.id) {
-            return Err(ApiError::Unprocessable {
+            return Err(Error::Unprocessable {
                 code: "self_review",
                 message: "the key that asked for the decision cannot review it".into(),
             });
@@ -302,7 +301,7 @@ async fn resolve(
                 .iter()
                 .any(|a| a["key_id"] == json!(caller.key.id))
             {
-                return Err(ApiError::Conflict(
+                return Err(Error::Conflict(
                     "this key has already approved this review".into(),
                 ));
             }
@@ -310,19 +309,19 @@ async fn resolve(
             approvals.push(vote);
             let needed = r.body["min_approvals"].as_u64().unwrap_or(1);
             if approvals.len() as u64 >= needed {
-                r.status = "approved".into();
+                r.status = ReviewStatus::Approved;
                 r.body["resolved_ms"] = json!(state.now_ms());
             }
             r.body["approvals"] = Value::Array(approvals);
         } else {
-            r.status = "rejected".into();
+            r.status = ReviewStatus::Rejected;
             r.body["rejection"] = vote;
             r.body["resolved_ms"] = json!(state.now_ms());
         }
         state.store().put_review(&r)?;
         r
     };
-    if r.status != "pending" {
+    if r.status != ReviewStatus::Pending {
         state
             .record(
                 caller.tenant(),
@@ -331,69 +330,44 @@ async fn resolve(
             )
             .await?;
     }
-    Ok(Json(view(&r)))
+    Ok(view(&r))
 }
 
-/// `POST /v1/reviews/{id}/approve` with `{"comment": …}`.
-pub async fn approve(
-    State(state): State<AppState>,
-    caller: Caller,
-    Path(id): Path<String>,
-    bytes: Bytes,
-) -> Result<Json<Value>, ApiError> {
-    resolve(state, caller, id, bytes, true).await
-}
-
-/// `POST /v1/reviews/{id}/reject` with `{"comment": …}`.
-pub async fn reject(
-    State(state): State<AppState>,
-    caller: Caller,
-    Path(id): Path<String>,
-    bytes: Bytes,
-) -> Result<Json<Value>, ApiError> {
-    resolve(state, caller, id, bytes, false).await
-}
-
-/// `?timeout=SECONDS`.
-#[derive(Debug, Deserialize)]
-pub struct WaitQuery {
-    /// Seconds to wait at most (default 30, at most 60).
-    #[serde(default)]
-    pub timeout: Option<u64>,
-}
-
-/// `GET /v1/decisions/{id}/wait?timeout=30`: long-polls until the decision's review is
-/// resolved (or the timeout passes), then answers its state.
-pub async fn wait(
-    State(state): State<AppState>,
-    caller: Caller,
-    Path(id): Path<String>,
-    Query(q): Query<WaitQuery>,
-) -> Result<Json<Value>, ApiError> {
-    let entry = crate::native::decision_entry(&state, caller.tenant(), &id)?;
-    let Some(review_id) = entry.body["review_id"].as_str().map(str::to_owned) else {
-        return Ok(Json(json!({
-            "decision_id": id,
-            "status": entry.body["verdict"]["status"],
-            "review": null,
-        })));
-    };
-    let timeout = Duration::from_secs(q.timeout.unwrap_or(30).min(MAX_WAIT_S));
-    let deadline = tokio::time::Instant::now() + timeout;
-    loop {
-        let r = state
-            .store()
-            .review(caller.tenant(), &review_id)?
-            .ok_or(ApiError::NotFound)?;
-        let r = state.refresh(r).await?;
-        if r.status != "pending" || tokio::time::Instant::now() >= deadline {
-            return Ok(Json(json!({
+impl DecisionService {
+    /// Long-polls until the decision's review is resolved (or `timeout_s`, at most
+    /// [`MAX_WAIT_S`], passes), then answers its state.
+    pub async fn wait_for_review(
+        &self,
+        caller: &Caller,
+        id: &str,
+        timeout_s: Option<u64>,
+    ) -> Result<Value, Error> {
+        let (_, decision) = self.decision(caller.tenant(), id)?;
+        let status = decision.verdict.status.as_str();
+        let Some(review_id) = decision.review_id else {
+            return Ok(json!({
                 "decision_id": id,
-                "status": entry.body["verdict"]["status"],
-                "review": view(&r),
-                "resolved": r.status != "pending",
-            })));
+                "status": status,
+                "review": null,
+            }));
+        };
+        let timeout = Duration::from_secs(timeout_s.unwrap_or(30).min(MAX_WAIT_S));
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let r = self
+                .store()
+                .review(caller.tenant(), &review_id)?
+                .ok_or(Error::NotFound)?;
+            let r = self.refresh(r).await?;
+            if r.status != ReviewStatus::Pending || tokio::time::Instant::now() >= deadline {
+                return Ok(json!({
+                    "decision_id": id,
+                    "status": status,
+                    "review": view(&r),
+                    "resolved": r.status != ReviewStatus::Pending,
+                }));
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
         }
-        tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }

@@ -14,8 +14,8 @@ use std::sync::Mutex;
 
 use tollgate_store::Store;
 
-use crate::error::ApiError;
-use crate::state::lock_error;
+use crate::service::Error;
+use crate::service::lock_error;
 
 type Key = (String, String, String);
 
@@ -49,7 +49,7 @@ impl Meter {
         tenant: &str,
         period: &str,
         metric: &str,
-    ) -> Result<u64, ApiError> {
+    ) -> Result<u64, Error> {
         let key = (tenant.to_owned(), period.to_owned(), metric.to_owned());
         if self.shared {
             let stored = store.usage(tenant, period, metric)?;
@@ -80,7 +80,7 @@ impl Meter {
         period: &str,
         metric: &str,
         n: u64,
-    ) -> Result<(), ApiError> {
+    ) -> Result<(), Error> {
         let key = (tenant.to_owned(), period.to_owned(), metric.to_owned());
         if self.shared {
             // Counted here, added to the store by the next flush.
@@ -104,7 +104,7 @@ impl Meter {
         period: &str,
         metric: &str,
         limit: u64,
-    ) -> Result<bool, ApiError> {
+    ) -> Result<bool, Error> {
         if self.shared {
             // One atomic conditional add in the store, shared by every node.
             return Ok(store.reserve_usage(tenant, period, metric, 1, limit)?);
@@ -128,7 +128,7 @@ impl Meter {
         tenant: &str,
         period: &str,
         metric: &str,
-    ) -> Result<(), ApiError> {
+    ) -> Result<(), Error> {
         if self.shared {
             store.release_usage(tenant, period, metric, 1)?;
             return Ok(());
@@ -142,7 +142,7 @@ impl Meter {
     }
 
     /// Writes pending counts to the store.
-    pub(crate) fn flush(&self, store: &dyn Store) -> Result<(), ApiError> {
+    pub(crate) fn flush(&self, store: &dyn Store) -> Result<(), Error> {
         let pending: Vec<(Key, u64)> = {
             let mut counters = self.counters.lock().map_err(lock_error)?;
             counters

@@ -1,22 +1,17 @@
-//! Execution grants (protocols.md): an ALLOW in enforce mode carries a compact JWS
+//! Execution grants (docs/protocol.md): an ALLOW in enforce mode carries a compact JWS
 //! (EdDSA, signed with the server key) binding tenant, decision id, the SHA-256 of the
 //! canonical action (`actor`, `action`, `context`), an expiry and a unique id. The
 //! service that finally acts verifies it offline against `/.well-known/jwks.json` and
 //! may consume it once through `POST /v1/grants/consume`.
 
-use axum::Json;
-use axum::body::Bytes;
-use axum::extract::State;
 use ed25519_dalek::pkcs8::EncodePrivateKey as _;
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use tollgate_store::IdempotencyClaim;
 
-use crate::auth::{Caller, random_id};
-use crate::body::{decode, parse_object};
-use crate::error::ApiError;
-use crate::state::AppState;
+use crate::service::auth::{Caller, random_id};
+use crate::service::{DecisionService, Error};
 
 /// Lifetime of a grant, in seconds.
 pub const GRANT_TTL_S: i64 = 60;
@@ -40,21 +35,21 @@ pub struct GrantClaims {
     pub exp: i64,
 }
 
-fn invalid(message: impl Into<String>) -> ApiError {
-    ApiError::Unprocessable {
+fn invalid(message: impl Into<String>) -> Error {
+    Error::Unprocessable {
         code: "invalid_grant",
         message: message.into(),
     }
 }
 
-impl AppState {
+impl DecisionService {
     /// Signs a grant for an allowed decision.
     pub(crate) fn issue_grant(
         &self,
         tenant: &str,
         decision_id: &str,
         action_digest: &str,
-    ) -> Result<(String, String), ApiError> {
+    ) -> Result<(String, String), Error> {
         let now_s = self.now_ms().div_euclid(1000);
         let claims = GrantClaims {
             iss: "tollgate".into(),
@@ -66,22 +61,19 @@ impl AppState {
             exp: now_s + GRANT_TTL_S,
         };
         let key = self.server_key();
-        let der = key
-            .signing_key()
-            .to_pkcs8_der()
-            .map_err(ApiError::internal)?;
+        let der = key.signing_key().to_pkcs8_der().map_err(Error::internal)?;
         crate::jwt::install();
         let mut header = Header::new(Algorithm::EdDSA);
         header.kid = Some(key.kid.clone());
         header.typ = Some("JWT".into());
         let token =
             jsonwebtoken::encode(&header, &claims, &EncodingKey::from_ed_der(der.as_bytes()))
-                .map_err(ApiError::internal)?;
+                .map_err(Error::internal)?;
         Ok((token, claims.jti))
     }
 
     /// Verifies a grant's signature (against every published key), expiry and tenant.
-    pub fn verify_grant(&self, token: &str, tenant: &str) -> Result<GrantClaims, ApiError> {
+    pub fn verify_grant(&self, token: &str, tenant: &str) -> Result<GrantClaims, Error> {
         crate::jwt::install();
         let header = jsonwebtoken::decode_header(token)
             .map_err(|e| invalid(format!("malformed grant: {e}")))?;
@@ -94,7 +86,7 @@ impl AppState {
             .iter()
             .find(|k| Some(k.kid.as_str()) == header.kid.as_deref())
             .ok_or_else(|| invalid("the grant names no key of this server"))?;
-        let key = DecodingKey::from_ed_components(&jwk.x).map_err(ApiError::internal)?;
+        let key = DecodingKey::from_ed_components(&jwk.x).map_err(Error::internal)?;
         let mut validation = Validation::new(Algorithm::EdDSA);
         // Expiry is checked below against the server's clock.
         validation.validate_exp = false;
@@ -114,9 +106,10 @@ impl AppState {
     }
 }
 
-#[derive(Debug, Deserialize)]
+/// `POST /v1/grants/consume`: a grant, and optionally the action about to run.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-struct Consume {
+pub struct ConsumeGrant {
     grant: String,
     /// The action about to run (`actor`, `action`, `context`); when given, it must be
     /// the authorised one.
@@ -128,49 +121,44 @@ struct Consume {
     context: Option<serde_json::Map<String, Value>>,
 }
 
-/// `POST /v1/grants/consume`: verifies a grant and marks it used (single use).
-pub async fn consume(
-    State(state): State<AppState>,
-    caller: Caller,
-    bytes: Bytes,
-) -> Result<Json<Value>, ApiError> {
-    caller.require("decide")?;
-    let tenant = caller.tenant().to_owned();
-    let req: Consume = decode(parse_object(&bytes, state.config().max_json_depth)?)?;
-    let claims = state.verify_grant(&req.grant, &tenant)?;
-    if req.action.is_some() {
-        let request = tollgate_core::DecisionRequest {
-            tenant: tenant.clone(),
-            actor: req.actor.unwrap_or_default(),
-            action: req.action.unwrap_or_default(),
-            context: req.context.unwrap_or_default(),
-            ..Default::default()
-        };
-        let digest = tollgate_core::digest::action_digest(&request).map_err(ApiError::internal)?;
-        if hex::encode(digest) != claims.action_digest {
-            return Err(invalid(
-                "the action differs from the one the grant authorises",
-            ));
+impl DecisionService {
+    /// Verifies a grant and marks it used (single use).
+    pub fn consume_grant(&self, caller: &Caller, req: ConsumeGrant) -> Result<Value, Error> {
+        caller.require("decide")?;
+        let tenant = caller.tenant().to_owned();
+        let claims = self.verify_grant(&req.grant, &tenant)?;
+        if req.action.is_some() {
+            let request = tollgate_core::DecisionRequest {
+                tenant: tenant.clone(),
+                actor: req.actor.unwrap_or_default(),
+                action: req.action.unwrap_or_default(),
+                context: req.context.unwrap_or_default(),
+                ..Default::default()
+            };
+            let digest = tollgate_core::digest::action_digest(&request).map_err(Error::internal)?;
+            if hex::encode(digest) != claims.action_digest {
+                return Err(invalid(
+                    "the action differs from the one the grant authorises",
+                ));
+            }
         }
-    }
-    let key = format!("grant:{}", claims.jti);
-    let answer = json!({
-        "valid": true,
-        "decision_id": claims.decision_id,
-        "action_digest": claims.action_digest,
-        "jti": claims.jti,
-        "expires_at": crate::clock::rfc3339(claims.exp * 1000),
-    });
-    match state
-        .store()
-        .claim(&tenant, &key, &claims.jti, state.now_ms())?
-    {
-        IdempotencyClaim::New => {
-            state.store().complete(&tenant, &key, &answer)?;
-            Ok(Json(answer))
+        let key = format!("grant:{}", claims.jti);
+        let answer = json!({
+            "valid": true,
+            "decision_id": claims.decision_id,
+            "action_digest": claims.action_digest,
+            "jti": claims.jti,
+            "expires_at": crate::clock::rfc3339(claims.exp * 1000),
+        });
+        match self
+            .store()
+            .claim(&tenant, &key, &claims.jti, self.now_ms())?
+        {
+            IdempotencyClaim::New => {
+                self.store().complete(&tenant, &key, &answer)?;
+                Ok(answer)
+            }
+            _ => Err(Error::Conflict("this grant has already been used".into())),
         }
-        _ => Err(ApiError::Conflict(
-            "this grant has already been used".into(),
-        )),
     }
 }

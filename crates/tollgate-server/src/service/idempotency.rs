@@ -1,4 +1,4 @@
-//! Idempotency (operations.md): the first completed response for a key is stored
+//! Idempotency (docs/operations.md): the first completed response for a key is stored
 //! with the request's fingerprint; a retry with the same key and request gets it
 //! back marked replayed; the same key with another request is 422
 //! `idempotency_key_reuse`; concurrent duplicates produce one decision.
@@ -10,8 +10,8 @@ use std::time::Duration;
 use serde_json::Value;
 use tollgate_store::IdempotencyClaim;
 
-use crate::error::ApiError;
-use crate::state::{AppState, lock_error};
+use crate::service::Error;
+use crate::service::{DecisionService, lock_error};
 
 /// Longest idempotency key accepted.
 pub const MAX_KEY_LEN: usize = 256;
@@ -28,7 +28,7 @@ pub struct Answer {
     pub replayed: bool,
 }
 
-impl AppState {
+impl DecisionService {
     /// Runs `produce` at most once per (tenant, key); without a key, just runs it.
     pub async fn idempotent<F, Fut>(
         &self,
@@ -36,10 +36,10 @@ impl AppState {
         key: Option<&str>,
         fingerprint: &str,
         produce: F,
-    ) -> Result<Answer, ApiError>
+    ) -> Result<Answer, Error>
     where
         F: FnOnce() -> Fut,
-        Fut: Future<Output = Result<Value, ApiError>>,
+        Fut: Future<Output = Result<Value, Error>>,
     {
         let Some(key) = key else {
             return produce().await.map(|body| Answer {
@@ -48,7 +48,7 @@ impl AppState {
             });
         };
         if key.is_empty() || key.len() > MAX_KEY_LEN {
-            return Err(ApiError::field(
+            return Err(Error::field(
                 &["idempotency_key"],
                 format!("an idempotency key must be 1 to {MAX_KEY_LEN} characters"),
                 "string_too_long",
@@ -62,7 +62,7 @@ impl AppState {
         // are serialised by the store's claim.
         let slot = (tenant.to_owned(), key.to_owned());
         let lock = {
-            let mut inflight = self.0.inflight.lock().map_err(lock_error)?;
+            let mut inflight = self.inflight.lock().map_err(lock_error)?;
             Arc::clone(inflight.entry(slot.clone()).or_default())
         };
         let result = {
@@ -70,7 +70,7 @@ impl AppState {
             self.claim_and_run(tenant, key, fingerprint, produce).await
         };
         {
-            let mut inflight = self.0.inflight.lock().map_err(lock_error)?;
+            let mut inflight = self.inflight.lock().map_err(lock_error)?;
             if inflight
                 .get(&slot)
                 .is_some_and(|l| Arc::strong_count(l) <= 2)
@@ -87,10 +87,10 @@ impl AppState {
         key: &str,
         fingerprint: &str,
         produce: F,
-    ) -> Result<Answer, ApiError>
+    ) -> Result<Answer, Error>
     where
         F: FnOnce() -> Fut,
-        Fut: Future<Output = Result<Value, ApiError>>,
+        Fut: Future<Output = Result<Value, Error>>,
     {
         let store = self.store();
         // Another node may hold the key: wait for its answer a little while.
@@ -99,7 +99,17 @@ impl AppState {
                 IdempotencyClaim::New => {
                     return match produce().await {
                         Ok(body) => {
-                            store.complete(tenant, key, &body)?;
+                            // The verdict is recorded: a failure to store the answer
+                            // for replay is logged, never answered as an error. The
+                            // key stays claimed, so a retry is refused (409), never
+                            // decided twice.
+                            let completed = store
+                                .complete(tenant, key, &body)
+                                .or_else(|_| store.complete(tenant, key, &body));
+                            if let Err(e) = completed {
+                                tracing::error!(tenant, error = %e, "the answer of an idempotency key was not stored; the key stays in progress");
+                                self.metrics.apply_failures.inc();
+                            }
                             Ok(Answer {
                                 body,
                                 replayed: false,
@@ -113,14 +123,14 @@ impl AppState {
                     };
                 }
                 IdempotencyClaim::Done(body) => {
-                    self.0.metrics.idempotent_replays.inc();
+                    self.metrics.idempotent_replays.inc();
                     return Ok(Answer {
                         body,
                         replayed: true,
                     });
                 }
                 IdempotencyClaim::Mismatch => {
-                    return Err(ApiError::Unprocessable {
+                    return Err(Error::Unprocessable {
                         code: "idempotency_key_reuse",
                         message: "this idempotency key was used with a different request"
                             .to_owned(),
@@ -131,7 +141,7 @@ impl AppState {
                 }
             }
         }
-        Err(ApiError::Conflict(
+        Err(Error::Conflict(
             "a request with this idempotency key is still in progress".to_owned(),
         ))
     }

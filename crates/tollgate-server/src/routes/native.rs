@@ -1,4 +1,4 @@
-//! The native API (protocols.md §1): decide, read a decision, dossier, health,
+//! The native API (`docs/protocol.md`): decide, read a decision, dossier, health,
 //! signing keys, metrics.
 
 use axum::Json;
@@ -6,56 +6,15 @@ use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use serde::Deserialize;
-use serde_json::{Map, Value, json};
-use tollgate_core::{DecisionRequest, Mode, Verdict};
-use tollgate_ledger::{Dossier, EntryKind, NoteVerifier, public_key_pem};
+use serde_json::{Value, json};
+use tollgate_api::DecisionRequest as WireRequest;
+use tollgate_core::DecisionRequest;
+use tollgate_ledger::public_key_pem;
 
-use crate::auth::Caller;
-use crate::body::{decode, fingerprint, parse_object};
-use crate::decide::{DecideCall, Decided};
-use crate::error::ApiError;
+use crate::service::body::{decode, fingerprint, parse_object};
+use crate::service::decide::{DecideCall, Decided};
+use crate::service::{Caller, DecisionService, Error as ApiError};
 use crate::state::AppState;
-
-/// The native decision request. Unknown fields are accepted and kept in the record.
-#[derive(Debug, Deserialize)]
-pub struct NativeRequest {
-    /// Must equal the key's tenant when given.
-    #[serde(default)]
-    pub tenant_id: Option<String>,
-    /// Who acts.
-    #[serde(default)]
-    pub actor: Map<String, Value>,
-    /// What is proposed.
-    pub action: Map<String, Value>,
-    /// Context.
-    #[serde(default)]
-    pub context: Map<String, Value>,
-    /// Numeric signals.
-    #[serde(default)]
-    pub signals: std::collections::BTreeMap<String, f64>,
-    /// Free text.
-    #[serde(default)]
-    pub intent: Option<String>,
-    /// Who asks.
-    #[serde(default)]
-    pub source: Option<String>,
-    /// Policies: `id` or `id@N`.
-    #[serde(default)]
-    pub policy_refs: Vec<String>,
-    /// enforce | shadow | dry_run.
-    #[serde(default)]
-    pub mode: Mode,
-    /// Opt in to the adaptive bias.
-    #[serde(default)]
-    pub adaptive: bool,
-    /// Idempotency key (the header wins).
-    #[serde(default)]
-    pub idempotency_key: Option<String>,
-    /// Correlation id.
-    #[serde(default)]
-    pub correlation_id: Option<String>,
-}
 
 /// `Idempotency-Key` header, or the body field.
 pub(crate) fn idempotency_key(headers: &HeaderMap, body: Option<&str>) -> Option<String> {
@@ -103,7 +62,7 @@ pub(crate) fn ledger_ref(d: &Decided) -> Value {
 }
 
 /// The neutral verdict body of a recorded decision (unsigned).
-pub(crate) fn verdict_body(state: &AppState, d: &Decided) -> Value {
+pub(crate) fn verdict_body(state: &DecisionService, d: &Decided) -> Value {
     let v = &d.verdict;
     let mut out = json!({
         "decision_id": d.decision_id,
@@ -155,7 +114,7 @@ pub(crate) fn verdict_body(state: &AppState, d: &Decided) -> Value {
 ///
 /// Native responses are signed over their canonical JSON (RFC 8785) with the server's
 /// Ed25519 key; `signature.key_id` names the key in `/.well-known/jwks.json`.
-pub(crate) fn sign(state: &AppState, mut body: Value) -> Result<Value, ApiError> {
+pub(crate) fn sign(state: &DecisionService, mut body: Value) -> Result<Value, ApiError> {
     let bytes = tollgate_core::digest::canonical_bytes(&body).map_err(ApiError::internal)?;
     let key = state.server_key();
     let signature =
@@ -167,6 +126,24 @@ pub(crate) fn sign(state: &AppState, mut body: Value) -> Result<Value, ApiError>
 }
 
 /// `POST /v1/decisions`.
+#[utoipa::path(
+    post,
+    path = "/v1/decisions",
+    operation_id = "decide",
+    tag = "decisions",
+    params(("Idempotency-Key" = Option<String>, Header, description = "Makes retries safe for 24 h")),
+    request_body = WireRequest,
+    responses(
+        (status = 200, description = "A signed verdict, recorded before it was sent", body = Object),
+        (status = 401, body = Object),
+        (status = 403, body = Object),
+        (status = 413, body = Object),
+        (status = 422, description = "Validation failure or idempotency_key_reuse", body = Object),
+        (status = 429, description = "Quota or rate limit", body = Object),
+        (status = 503, description = "Ledger unavailable, overloaded or timed out: no verdict", body = Object),
+    ),
+    security(("bearer" = []))
+)]
 pub async fn decide(
     State(state): State<AppState>,
     caller: Caller,
@@ -175,7 +152,7 @@ pub async fn decide(
 ) -> Result<Response, ApiError> {
     caller.require("decide")?;
     let received = parse_object(&bytes, state.config().max_json_depth)?;
-    let req: NativeRequest = decode(received.clone())?;
+    let req: WireRequest = decode(received.clone())?;
     let (key, correlation_id) = call_ids(
         &caller,
         &headers,
@@ -209,121 +186,87 @@ pub async fn decide(
         correlation_id,
         family: "native",
     };
-    let st = state.clone();
-    let answer = state
+    let service = state.service();
+    let answer = service
         .idempotent(&tenant, key.as_deref(), &print, || async move {
-            let decided = st.decide(call).await?;
-            Ok(verdict_body(&st, &decided))
+            let decided = service.decide(call).await?;
+            Ok(verdict_body(service, &decided))
         })
         .await?;
     let mut body = answer.body;
     if answer.replayed {
         body["idempotency_replayed"] = json!(true);
     }
-    Ok((StatusCode::OK, Json(sign(&state, body)?)).into_response())
-}
-
-/// A recorded decision entry of the caller's tenant.
-pub(crate) fn decision_entry(
-    state: &AppState,
-    tenant: &str,
-    decision_id: &str,
-) -> Result<tollgate_ledger::Entry, ApiError> {
-    let Some(seq) = state.store().decision_seq(tenant, decision_id)? else {
-        if state.store().decision_pending(tenant, decision_id)? {
-            return Err(ApiError::PendingIntegration);
-        }
-        return Err(ApiError::NotFound);
-    };
-    let entry = state
-        .store()
-        .entry(tenant, seq)?
-        .ok_or(ApiError::NotFound)?;
-    if entry.kind != EntryKind::Decision || entry.tenant != tenant {
-        return Err(ApiError::NotFound);
-    }
-    Ok(entry)
-}
-
-/// Rebuilds the `Decided` of a stored decision entry.
-pub(crate) fn decided_from_entry(entry: &tollgate_ledger::Entry) -> Result<Decided, ApiError> {
-    let body = &entry.body;
-    let verdict: Verdict =
-        serde_json::from_value(body["verdict"].clone()).map_err(ApiError::internal)?;
-    Ok(Decided {
-        decision_id: body["decision_id"].as_str().unwrap_or_default().to_owned(),
-        verdict,
-        seq: Some(entry.seq),
-        entry_hash: Some(entry.entry_hash.to_hex()),
-        environment: body["environment"].as_str().unwrap_or("live").to_owned(),
-        latency_ms: 0,
-        decided_at: entry.time.clone(),
-        review_id: body["review_id"].as_str().map(str::to_owned),
-        // A grant is handed out once, with the verdict; reading the decision back
-        // does not mint another.
-        grant: None,
-    })
+    Ok((StatusCode::OK, Json(sign(service, body)?)).into_response())
 }
 
 /// `GET /v1/decisions/{id}`.
+#[utoipa::path(
+    get,
+    path = "/v1/decisions/{id}",
+    operation_id = "get_decision",
+    tag = "decisions",
+    params(("id" = String, Path)),
+    responses(
+        (status = 200, description = "The signed verdict with the recorded request", body = Object),
+        (status = 202, description = "Recorded (durable) but pending integration into the ledger (cluster mode); retry after `Retry-After`", body = Object),
+        (status = 401, body = Object),
+        (status = 404, body = Object),
+    ),
+    security(("bearer" = []))
+)]
 pub async fn get_decision(
     State(state): State<AppState>,
     caller: Caller,
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
-    let entry = decision_entry(&state, caller.tenant(), &id)?;
-    let decided = decided_from_entry(&entry)?;
-    let mut body = verdict_body(&state, &decided);
+    let service = state.service();
+    let (entry, decision) = service.decision(caller.tenant(), &id)?;
+    let request = serde_json::to_value(&decision.request).map_err(ApiError::internal)?;
+    let decided = DecisionService::decided_from_entry(&entry, decision)?;
+    let mut body = verdict_body(service, &decided);
     if let Some(obj) = body.as_object_mut() {
         obj.remove("latency_ms");
-        obj.insert("request".into(), entry.body["request"].clone());
+        obj.insert("request".into(), request);
     }
-    Ok(Json(sign(&state, body)?))
+    Ok(Json(sign(service, body)?))
 }
 
 /// `GET /v1/dossiers/{id}`: the decision with its proof, checkable offline.
+#[utoipa::path(
+    get,
+    path = "/v1/dossiers/{id}",
+    operation_id = "dossier",
+    tag = "decisions",
+    params(("id" = String, Path)),
+    responses(
+        (status = 200, description = "Request, verdict, trace, ledger entry, inclusion proof, checkpoint", body = Object),
+        (status = 202, description = "Recorded (durable) but pending integration into the ledger (cluster mode); retry after `Retry-After`", body = Object),
+        (status = 401, body = Object),
+        (status = 404, body = Object),
+    ),
+    security(("bearer" = []))
+)]
 pub async fn dossier(
     State(state): State<AppState>,
     caller: Caller,
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
-    let tenant = caller.tenant().to_owned();
-    let entry = decision_entry(&state, &tenant, &id)?;
-    let store = state.store();
-    let checkpoint = match store.latest_checkpoint(&tenant)? {
-        Some(c) if c.checkpoint.size > entry.seq => c,
-        _ => state.checkpoint_now(&tenant).await?,
-    };
-    let size = checkpoint.checkpoint.size;
-    let proof = store.inclusion_proof(&tenant, entry.seq, size)?;
-    let ledger = Dossier {
-        inclusion_proof: proof,
-        checkpoint: checkpoint.to_text().map_err(ApiError::internal)?,
-        verifier_keys: state
-            .note_verifiers()
-            .iter()
-            .map(NoteVerifier::to_vkey)
-            .collect(),
-        jwks: Some(state.jwks()),
-        entry: entry.clone(),
-    };
-    let mut out = serde_json::to_value(&ledger).map_err(ApiError::internal)?;
-    let body = &entry.body;
-    if let Some(obj) = out.as_object_mut() {
-        obj.insert("decision_id".into(), json!(id));
-        obj.insert("request".into(), body["request"].clone());
-        obj.insert("verdict".into(), body["verdict"].clone());
-        obj.insert("trace".into(), body["verdict"]["trace"].clone());
-        obj.insert("policies".into(), body["verdict"]["policies"].clone());
-        obj.insert("reviews".into(), state.reviews_of(&tenant, &id)?);
-        obj.insert("outcomes".into(), state.outcomes_of(&tenant, &id)?);
-    }
-    Ok(Json(out))
+    Ok(Json(state.service().dossier(&caller, &id).await?))
 }
 
 /// `GET /v1/health`.
+#[utoipa::path(
+    get,
+    path = "/v1/health",
+    operation_id = "health",
+    tag = "public",
+    responses(
+        (status = 200, body = Object),
+    )
+)]
 pub async fn health(State(state): State<AppState>) -> Json<Value> {
-    let store = state.store();
+    let store = state.service().store();
     let ledger = store.ledger_tenants().is_ok();
     Json(json!({
         "status": if ledger { "ok" } else { "degraded" },
@@ -337,13 +280,31 @@ pub async fn health(State(state): State<AppState>) -> Json<Value> {
 }
 
 /// `GET /.well-known/jwks.json`.
+#[utoipa::path(
+    get,
+    path = "/.well-known/jwks.json",
+    operation_id = "jwks",
+    tag = "public",
+    responses(
+        (status = 200, body = Object),
+    )
+)]
 pub async fn jwks(State(state): State<AppState>) -> Json<Value> {
-    Json(serde_json::to_value(state.jwks()).unwrap_or(Value::Null))
+    Json(serde_json::to_value(state.service().jwks()).unwrap_or(Value::Null))
 }
 
 /// `GET /v1/signing-keys`: PEM, raw and signed-note forms of the public keys.
+#[utoipa::path(
+    get,
+    path = "/v1/signing-keys",
+    operation_id = "signing_keys",
+    tag = "public",
+    responses(
+        (status = 200, body = Object),
+    )
+)]
 pub async fn signing_keys(State(state): State<AppState>) -> Json<Value> {
-    let key = state.server_key();
+    let key = state.service().server_key();
     let vk = key.verifying_key();
     Json(json!({
         "keys": [{
@@ -351,13 +312,22 @@ pub async fn signing_keys(State(state): State<AppState>) -> Json<Value> {
             "algorithm": "Ed25519",
             "public_key_pem": public_key_pem(&vk),
             "public_key": base64::Engine::encode(&base64::engine::general_purpose::STANDARD, vk.to_bytes()),
-            "note_verifier": state.0.note_verifier.to_vkey(),
+            "note_verifier": state.service().note_verifier().to_vkey(),
         }],
         "pem": public_key_pem(&vk),
     }))
 }
 
 /// `GET /metrics` (Prometheus text).
+#[utoipa::path(
+    get,
+    path = "/metrics",
+    operation_id = "metrics",
+    tag = "public",
+    responses(
+        (status = 200, description = "Prometheus text", body = String, content_type = "text/plain"),
+    )
+)]
 pub async fn metrics(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -368,11 +338,11 @@ pub async fn metrics(
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.strip_prefix("Bearer "))
             .ok_or(ApiError::Unauthorized)?;
-        state.authenticate(secret)?.require("admin")?;
+        state.service().authenticate(secret)?.require("admin")?;
     }
     Ok((
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        state.0.metrics.render(),
+        state.service().metrics().render(),
     )
         .into_response())
 }

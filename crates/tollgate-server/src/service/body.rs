@@ -5,7 +5,7 @@ use serde::de::DeserializeOwned;
 use serde_json::Value;
 use tollgate_core::FieldError;
 
-use crate::error::ApiError;
+use crate::service::Error as ApiError;
 
 /// Parses a JSON object body, refusing nesting deeper than `max_depth`.
 pub fn parse_object(bytes: &[u8], max_depth: usize) -> Result<Value, ApiError> {
