@@ -447,10 +447,10 @@ fn main() -> anyhow::Result<()> {
     );
     println!("tollgate peak RSS: {rss}");
 
-    // The goals of quality.md beside the figures.
+    // The goals of docs/quality.md beside the figures.
     let find = |c: usize| rows.iter().find(|r| r.0 == c);
     println!();
-    println!("| goal (quality.md) | bar | measured | met |");
+    println!("| goal (docs/quality.md) | bar | measured | met |");
     println!("|---|---|---|---|");
     if let Some(&(c, b, t)) = rows.iter().max_by_key(|r| r.0) {
         let ratio = t / b;

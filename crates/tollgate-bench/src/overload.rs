@@ -28,7 +28,7 @@ use crate::load::{
 };
 use crate::{Guard, free_port, peak_rss_kib, wait_ready};
 
-/// The memory bar of quality.md.
+/// The memory bar of docs/quality.md.
 const RSS_BAR_MIB: f64 = 100.0;
 
 pub(crate) fn run(mut args: impl Iterator<Item = String>) -> anyhow::Result<()> {

@@ -290,10 +290,21 @@ enum Sent {
 }
 
 /// A response that arrived.
-struct Answer {
+pub(crate) struct Answer {
     status: StatusCode,
     headers: HeaderMap,
-    body: Value,
+    /// The body: JSON, or a JSON string holding the text when a text body was asked for
+    /// (see [`Body`]).
+    pub(crate) body: Value,
+}
+
+/// What a successful response's body is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Body {
+    /// JSON (any other 2xx body is an invalid response).
+    Json,
+    /// UTF-8 text (a signed note, JSON Lines), kept as a JSON string.
+    Text,
 }
 
 impl Client {
@@ -335,6 +346,7 @@ impl Client {
         body: Option<&Value>,
         idempotency_key: Option<&str>,
         timeout: Option<Duration>,
+        expect: Body,
     ) -> Result<Answer, Sent> {
         let url = format!("{}{}", self.inner.base, path);
         let mut req = self.inner.http.request(method.clone(), url);
@@ -371,6 +383,15 @@ impl Client {
         }
         let body = if bytes.is_empty() {
             Value::Null
+        } else if expect == Body::Text && status.is_success() {
+            match String::from_utf8(bytes) {
+                Ok(text) => Value::String(text),
+                Err(_) => {
+                    return Err(Sent::Failed(Failure::InvalidResponse(
+                        "the body is not UTF-8 text".to_owned(),
+                    )));
+                }
+            }
         } else {
             match serde_json::from_slice(&bytes) {
                 Ok(v) => v,
@@ -390,31 +411,32 @@ impl Client {
     }
 
     /// Sends with retries; `Ok` holds a 2xx answer, `Err` everything else.
-    async fn send(
+    pub(crate) async fn send(
         &self,
         method: Method,
         path: &str,
         body: Option<&Value>,
         idempotency_key: Option<&str>,
     ) -> Result<Answer, Error> {
-        self.send_timed(method, path, body, idempotency_key, None)
+        self.send_timed(method, path, body, idempotency_key, None, Body::Json)
             .await
     }
 
-    /// [`Client::send`] with a timeout of its own (long polls).
-    async fn send_timed(
+    /// [`Client::send`] with a timeout of its own (long polls) and a choice of body.
+    pub(crate) async fn send_timed(
         &self,
         method: Method,
         path: &str,
         body: Option<&Value>,
         idempotency_key: Option<&str>,
         timeout: Option<Duration>,
+        expect: Body,
     ) -> Result<Answer, Error> {
         let config = &self.inner.config;
         let mut attempt = 0u32;
         loop {
             let result = self
-                .send_once(&method, path, body, idempotency_key, timeout)
+                .send_once(&method, path, body, idempotency_key, timeout, expect)
                 .await;
             // Decisions (one idempotency key for every attempt) and reads are safe to
             // repeat. Other writes (an outcome, a grant to consume) are repeated only
@@ -563,6 +585,7 @@ impl Client {
                 None,
                 None,
                 Some(Duration::from_secs(secs) + self.inner.config.timeout),
+                Body::Json,
             )
             .await?;
         Ok(ReviewState::from_json(answer.body))
@@ -692,8 +715,9 @@ fn random_key() -> Result<String, Error> {
     Ok(out)
 }
 
-/// An id used in a URL path: ids are `[A-Za-z0-9_.-]`; anything else is refused.
-fn path_segment(id: &str) -> Result<&str, Error> {
+/// An id used in a URL path or query: ids are `[A-Za-z0-9_.-]`; anything else is
+/// refused (so nothing needs escaping).
+pub(crate) fn path_segment(id: &str) -> Result<&str, Error> {
     if !id.is_empty()
         && id
             .chars()
@@ -701,6 +725,8 @@ fn path_segment(id: &str) -> Result<&str, Error> {
     {
         Ok(id)
     } else {
-        Err(Error::Config(format!("`{id}` is not a decision id")))
+        Err(Error::Config(format!(
+            "`{id}` is not a valid id (use [A-Za-z0-9_.-])"
+        )))
     }
 }

@@ -5,75 +5,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-/// The answer.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
-pub enum Status {
-    /// The action may run.
-    Allow,
-    /// The action must not run.
-    Block,
-    /// The action is escalated to a person.
-    Escalate,
-    /// A person must review the action first.
-    ReviewRequired,
-    /// A status this SDK does not know: treated as a block.
-    #[serde(other)]
-    Unknown,
-}
-
-impl Status {
-    /// The wire name.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Status::Allow => "ALLOW",
-            Status::Block => "BLOCK",
-            Status::Escalate => "ESCALATE",
-            Status::ReviewRequired => "REVIEW_REQUIRED",
-            Status::Unknown => "UNKNOWN",
-        }
-    }
-}
-
-/// Which layer decided.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Gate {
-    /// Every gate passed.
-    Permit,
-    /// A policy rule or the survival score (also unknown policies).
-    Policy,
-    /// A signal outside its safe band.
-    Reality,
-    /// The token bucket is empty: transient, retry after `retry_after_ms`.
-    Throttle,
-    /// An operator kill switch.
-    Override,
-    /// A human approval (or the lack of one).
-    Review,
-    /// Not a server gate: the client got no verdict (transport error, timeout, 5xx,
-    /// an unexpected answer) and failed closed.
-    Unavailable,
-    /// A gate this SDK does not know: handle it as a block.
-    #[serde(other)]
-    Unknown,
-}
-
-impl Gate {
-    /// The wire name.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Gate::Permit => "permit",
-            Gate::Policy => "policy",
-            Gate::Reality => "reality",
-            Gate::Throttle => "throttle",
-            Gate::Override => "override",
-            Gate::Review => "review",
-            Gate::Unavailable => "unavailable",
-            Gate::Unknown => "unknown",
-        }
-    }
-}
+pub use tollgate_api::{Gate, Status};
 
 /// The policy version that decided.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

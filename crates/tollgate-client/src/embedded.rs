@@ -47,7 +47,7 @@ use tollgate_store::{LedgerStore, SqliteConfig, SqliteStore, keyfile};
 use crate::decision::Decision;
 use crate::error::{Blocked, Error, Failure};
 use crate::point::DecisionPoint;
-use crate::request::{DecisionRequest, Mode};
+use crate::request::DecisionRequest;
 use crate::verify::DossierDocument;
 
 /// The signing key file in the data directory.
@@ -333,11 +333,7 @@ impl Embedded {
             signals: request.signals.clone(),
             intent: request.intent.clone(),
             source: request.source.clone(),
-            mode: match request.mode {
-                Mode::Enforce => tollgate_core::Mode::Enforce,
-                Mode::Shadow => tollgate_core::Mode::Shadow,
-                Mode::DryRun => tollgate_core::Mode::DryRun,
-            },
+            mode: request.mode,
             adaptive: request.adaptive,
         };
         let policies = self.resolve(&request.policy_refs);

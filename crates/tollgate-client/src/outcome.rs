@@ -2,7 +2,7 @@
 //!
 //! The signature covers the RFC 8785 (JCS) bytes of exactly eight fields:
 //! `confidence, context_type, is_correction, is_final, magnitude,
-//! outcome_observed_at, source, stimulus_id` (engine.md "Outcome reports").
+//! outcome_observed_at, source, stimulus_id` (docs/engine.md "Outcome reports").
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as B64;

@@ -1,7 +1,7 @@
 //! Offline verification from the server's JWKS: decision signatures and dossier
 //! inclusion proofs. Nothing here touches the network.
 //!
-//! Execution grants (protocols.md §1) are compact JWS tokens (EdDSA) that bind the
+//! Execution grants (docs/protocol.md §1) are compact JWS tokens (EdDSA) that bind the
 //! tenant, the decision, the SHA-256 of the canonical action and an expiry; the
 //! service that finally acts checks them with [`grant_for`] before it acts.
 

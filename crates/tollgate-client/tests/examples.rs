@@ -54,7 +54,7 @@ async fn trading_bot_retries_throttle_blocks_and_never_turbulent_ones() {
 async fn axum_service_gates_orders_and_not_quotes() {
     let server = Server::start().await;
     let url = stub(axum_service::app(server.client())).await;
-    let http = reqwest::Client::new();
+    let http = common::http();
     let quote = http.get(format!("{url}/quotes/BTC")).send().await.unwrap();
     assert_eq!(quote.status(), 200);
     let order = http.post(format!("{url}/orders/BTC")).send().await.unwrap();

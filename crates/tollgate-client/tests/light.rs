@@ -1,4 +1,5 @@
-//! The SDK stays light: without `embedded`, no engine, no CEL, no SQLite.
+//! The SDK stays light: without `embedded`, no engine, no CEL, no SQLite; among our
+//! crates only `tollgate-api` (the wire types) and `tollgate-ledger` (verification).
 
 use std::process::Command;
 
@@ -36,6 +37,18 @@ fn default_features_pull_no_engine_cel_or_sqlite() {
     );
     let tree = String::from_utf8(out.stdout).unwrap();
     assert!(tree.contains("tollgate-ledger"), "{tree}");
+    assert!(tree.contains("tollgate-api"), "{tree}");
+    // Among our crates, only the wire types and the ledger format.
+    let ours: Vec<&str> = tree
+        .lines()
+        .filter_map(|l| l.split_whitespace().next())
+        .filter(|name| name.starts_with("tollgate-") && *name != "tollgate-client")
+        .collect();
+    assert!(
+        ours.iter()
+            .all(|n| ["tollgate-api", "tollgate-ledger"].contains(n)),
+        "our crates in the default tree: {ours:?}"
+    );
     for banned in [
         "tollgate-core ",
         "tollgate-store ",

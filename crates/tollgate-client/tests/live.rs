@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use common::{Server, in_band};
 use serde_json::json;
+use tollgate_client::admin::{NewKey, NewSource, ReviewStatus};
 use tollgate_client::verify::{self, VerifyError};
 use tollgate_client::{
     Decision, DecisionPoint, DecisionRequest, Error, Failure, Gate, Mode, OutcomeReport,
@@ -193,13 +194,7 @@ async fn override_gate_via_the_admin_api() {
     assert_eq!(err.blocked().unwrap().gate, Gate::Override);
     // Other actions are not covered.
     assert!(client.enforce(&in_band("OPEN_POSITION")).await.is_ok());
-    server
-        .admin(
-            reqwest::Method::DELETE,
-            &format!("/v1/admin/overrides/{id}"),
-            None,
-        )
-        .await;
+    server.admin_client().clear_override(&id).await.unwrap();
     assert!(client.enforce(&in_band("WIRE_TRANSFER")).await.is_ok());
 }
 
@@ -295,12 +290,13 @@ async fn signed_outcomes_are_accepted() {
     let source_key = SigningKey::from_bytes(&[7; 32]);
     let public = base64_key(&source_key);
     server
-        .admin(
-            reqwest::Method::POST,
-            "/v1/admin/sources",
-            Some(json!({"id": "agent-1", "public_key": public})),
-        )
-        .await;
+        .admin_client()
+        .add_source(&NewSource {
+            id: "agent-1".into(),
+            public_key: public,
+        })
+        .await
+        .unwrap();
     let d = client.enforce(&in_band("OPEN_POSITION")).await.unwrap();
     let report = OutcomeReport::new(
         &d.decision_id,
@@ -439,16 +435,9 @@ rules:
 async fn review_required_carries_the_review_and_an_approval_allows_once() {
     let server = Server::start().await;
     server.put_policy("treasury", 1, TREASURY);
-    let reviewer = server
-        .admin(
-            reqwest::Method::POST,
-            "/v1/admin/keys",
-            Some(json!({"environment": "live", "scopes": ["review"], "groups": ["treasury"]})),
-        )
-        .await["secret"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let mut key = NewKey::new("live", ["review"]);
+    key.groups = vec!["treasury".into()];
+    let reviewer = server.admin_client().create_key(&key).await.unwrap().secret;
     let client = server.client();
     let transfer = DecisionRequest::new("TRANSFER_FUNDS")
         .actor_id("treasury-bot", "AI_AGENT")
@@ -479,14 +468,15 @@ async fn review_required_carries_the_review_and_an_approval_allows_once() {
                 .await
         })
     };
-    let res = reqwest::Client::new()
-        .post(format!("{}/v1/reviews/{review_id}/approve", server.url))
-        .bearer_auth(&reviewer)
-        .json(&json!({"comment": "ok"}))
-        .send()
+    let review = server
+        .builder()
+        .api_key(&reviewer)
+        .build()
+        .unwrap()
+        .approve_review(&review_id, Some("ok"))
         .await
         .unwrap();
-    assert!(res.status().is_success(), "{}", res.text().await.unwrap());
+    assert_eq!(review.status, ReviewStatus::Approved);
     let state = waiting.await.unwrap().unwrap();
     assert!(state.resolved && state.is_approved(), "{:?}", state.raw);
     // The approved action is allowed once, with a grant.

@@ -77,7 +77,7 @@ async fn https_with_a_private_ca() {
         async move {
             let (parts, body) = req.into_parts();
             let bytes = axum::body::to_bytes(body, 1 << 20).await.unwrap();
-            let mut fwd = reqwest::Client::new()
+            let mut fwd = common::http()
                 .request(parts.method.clone(), format!("{plain}{}", parts.uri))
                 .body(bytes.to_vec());
             for (k, v) in &parts.headers {

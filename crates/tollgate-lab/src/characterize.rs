@@ -1,5 +1,5 @@
 //! The characterisation probes: black-box HTTP probes of the DeAlgo characterisation
-//! table against a running Tollgate (quality.md, "The lab").
+//! table against a running Tollgate (docs/quality.md, "The lab").
 //!
 //! Only the public HTTP API is used: `POST /v1/decisions` with an API key, the policy
 //! named by `policy_refs: ["csc-default"]`, and the verdict's `status`, `gate` and

@@ -66,6 +66,9 @@ pub(crate) enum KeysCommand {
         /// The data directory.
         #[arg(long, env = "TOLLGATE_DATA_DIR")]
         data_dir: PathBuf,
+        /// Print JSON: `{"verifier_keys", "jwks", "pem"}`.
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -108,6 +111,10 @@ pub(crate) struct ExportArgs {
     /// Output file (default: standard output, without metadata).
     #[arg(short, long)]
     output: Option<PathBuf>,
+    /// Print a JSON summary `{"tenant", "entries", "output", "meta"}` (needs
+    /// `--output`: without it standard output is the ledger itself).
+    #[arg(long, requires = "output")]
+    json: bool,
 }
 
 #[derive(Debug, Args)]
@@ -136,6 +143,10 @@ pub(crate) struct DossierArgs {
     /// Output file (default: standard output).
     #[arg(short, long)]
     output: Option<PathBuf>,
+    /// Print JSON: the dossier itself, or with `--output` a summary
+    /// `{"tenant", "seq", "tree_size", "output"}`.
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(Debug, Args)]
@@ -146,6 +157,9 @@ pub(crate) struct CheckpointArgs {
     /// The tenant.
     #[arg(long)]
     tenant: String,
+    /// Print JSON: `{"tenant", "size", "root", "checkpoint"}` (the signed note as text).
+    #[arg(long)]
+    json: bool,
 }
 
 /// What `export` writes beside the entries.
@@ -169,17 +183,26 @@ pub(crate) fn run(cmd: AuditCommand) -> anyhow::Result<ExitCode> {
 }
 
 pub(crate) fn run_keys(cmd: KeysCommand) -> anyhow::Result<ExitCode> {
-    let KeysCommand::Show { data_dir } = cmd;
+    let KeysCommand::Show { data_dir, json } = cmd;
     let keys = data_dir_keys(&data_dir)?;
     if keys.is_empty() {
         bail!("no signing key in `{}`", data_dir.display());
     }
-    for k in &keys {
-        println!("{}", k.to_vkey());
-    }
     let jwks = Jwks {
         keys: keys.iter().map(|k| Jwk::from_key(&k.key)).collect(),
     };
+    if json {
+        let v = serde_json::json!({
+            "verifier_keys": keys.iter().map(NoteVerifier::to_vkey).collect::<Vec<_>>(),
+            "jwks": jwks,
+            "pem": keys.iter().map(|k| public_key_pem(&k.key)).collect::<Vec<_>>(),
+        });
+        println!("{}", serde_json::to_string_pretty(&v)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    for k in &keys {
+        println!("{}", k.to_vkey());
+    }
     println!("{}", serde_json::to_string_pretty(&jwks)?);
     for k in &keys {
         print!("{}", public_key_pem(&k.key));
@@ -193,8 +216,16 @@ fn open_store(data_dir: &Path, signer: Option<NoteSigner>) -> anyhow::Result<Sql
         bail!("no ledger database at `{}`", db.display());
     }
     let mut cfg = SqliteConfig::in_dir(data_dir);
-    cfg.signer = signer;
-    SqliteStore::open(cfg).with_context(|| format!("opening `{}`", db.display()))
+    // Without a signer nothing is written: read-only, so it works beside a running
+    // server (which holds the data directory's write lock).
+    let opened = match signer {
+        None => SqliteStore::open_read_only(cfg),
+        Some(signer) => {
+            cfg.signer = Some(signer);
+            SqliteStore::open(cfg)
+        }
+    };
+    opened.with_context(|| format!("opening `{}`", db.display()))
 }
 
 /// The signer of a data directory, creating its key (mode 0600) on first use.
@@ -457,11 +488,21 @@ fn export(a: ExportArgs) -> anyhow::Result<ExitCode> {
             },
         };
         fs::write(sidecar(path), serde_json::to_vec_pretty(&meta)?)?;
-        eprintln!(
-            "exported {n} entries of `{}` to `{}` (+ .meta.json)",
-            a.tenant,
-            path.display()
-        );
+        if a.json {
+            let v = serde_json::json!({
+                "tenant": a.tenant,
+                "entries": n,
+                "output": path,
+                "meta": sidecar(path),
+            });
+            println!("{v}");
+        } else {
+            eprintln!(
+                "exported {n} entries of `{}` to `{}` (+ .meta.json)",
+                a.tenant,
+                path.display()
+            );
+        }
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -483,7 +524,17 @@ fn checkpoint(a: CheckpointArgs) -> anyhow::Result<ExitCode> {
         })?;
     }
     let cp = store.issue_checkpoint(&a.tenant, &now_rfc3339()).wait()?;
-    print!("{}", cp.to_text()?);
+    if a.json {
+        let v = serde_json::json!({
+            "tenant": a.tenant,
+            "size": cp.checkpoint.size,
+            "root": cp.checkpoint.root.to_hex(),
+            "checkpoint": cp.to_text()?,
+        });
+        println!("{v}");
+    } else {
+        print!("{}", cp.to_text()?);
+    }
     Ok(ExitCode::SUCCESS)
 }
 
@@ -512,7 +563,18 @@ fn dossier(a: DossierArgs) -> anyhow::Result<ExitCode> {
     };
     let text = serde_json::to_string_pretty(&d)?;
     match &a.output {
-        Some(p) => fs::write(p, text + "\n")?,
+        Some(p) => {
+            fs::write(p, text + "\n")?;
+            if a.json {
+                let v = serde_json::json!({
+                    "tenant": a.tenant,
+                    "seq": a.seq,
+                    "tree_size": cp.checkpoint.size,
+                    "output": p,
+                });
+                println!("{v}");
+            }
+        }
         None => println!("{text}"),
     }
     Ok(ExitCode::SUCCESS)

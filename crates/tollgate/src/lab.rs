@@ -1,4 +1,4 @@
-//! `tollgate lab …`: the experiments of quality.md.
+//! `tollgate lab …`: the experiments of docs/quality.md.
 
 use std::process::ExitCode;
 

@@ -3,6 +3,7 @@
 #![allow(clippy::print_stdout, reason = "a CLI prints its results")]
 
 mod audit;
+mod gateway;
 mod lab;
 mod policy;
 mod remote;
@@ -60,6 +61,11 @@ On first start the log names a 0600 file with a bootstrap admin key and a test d
     /// The lab: reproduce the published figures.
     #[command(subcommand)]
     Lab(lab::LabCommand),
+    /// The MCP gateway: agents' tool calls pass Tollgate before any tool server.
+    #[command(after_help = "Examples:
+  tollgate gateway --config gateway.toml            # streamable HTTP at http://<listen>/mcp
+  tollgate gateway --config gateway.toml --stdio    # for Claude Desktop / VS Code (mcp.json)")]
+    Gateway(gateway::GatewayArgs),
 }
 
 fn main() -> ExitCode {
@@ -77,6 +83,7 @@ fn main() -> ExitCode {
         Command::Policy(cmd) => policy::run(cmd),
         Command::Audit(cmd) => audit::run(cmd),
         Command::Lab(cmd) => lab::run(cmd),
+        Command::Gateway(args) => gateway::run(args),
     };
     match result {
         Ok(code) => code,

@@ -8,8 +8,11 @@ use std::sync::Arc;
 
 use anyhow::{Context as _, bail};
 use clap::Subcommand;
-use serde_json::{Value, json};
+use serde::Serialize;
+use serde_json::json;
 use sha2::{Digest as _, Sha256};
+use tollgate_client::Error;
+use tollgate_client::admin::{Outcome, PublishPolicy, Published, ReplayPolicy};
 use tollgate_core::policy::testing::{parse_test_file, run_tests};
 use tollgate_core::{CompiledPolicy, PolicyFormat, compile_policy};
 
@@ -28,6 +31,9 @@ Exit status: 0 all valid, 1 a policy is invalid, 2 error.")]
         /// Policy files (YAML, TOML or JSON).
         #[arg(required = true)]
         files: Vec<PathBuf>,
+        /// Print JSON: `{"ok", "files": [{"file", "ok", "policy_id", "rules", "issues"}]}`.
+        #[arg(long)]
+        json: bool,
     },
     /// Run policy test files (`NAME.test.yaml` next to `NAME.yaml`), like `opa test`.
     #[command(after_help = "Examples:
@@ -38,6 +44,9 @@ Exit status: 0 all cases pass, 1 a case fails, 2 error.")]
         /// Test files, or folders to search for `*.test.yaml`.
         #[arg(required = true)]
         paths: Vec<PathBuf>,
+        /// Print JSON: `{"passed", "failed", "files": [{"file", "cases"}]}`.
+        #[arg(long)]
+        json: bool,
     },
     /// Publish a policy file as a new version (nothing if the newest has the same text).
     #[command(after_help = "Example:
@@ -182,21 +191,22 @@ Exit status: 0 applied (or nothing to do), 1 a policy is invalid, 2 error.")]
 
 pub(crate) fn run(cmd: PolicyCommand) -> anyhow::Result<ExitCode> {
     match cmd {
-        PolicyCommand::Validate { files } => validate(&files),
-        PolicyCommand::Test { paths } => test(&paths),
+        PolicyCommand::Validate { files, json } => validate(&files, json),
+        PolicyCommand::Test { paths, json } => test(&paths, json),
         PolicyCommand::Publish {
             file,
             activate,
             environment,
             remote,
         } => {
-            let text = read(&file)?;
-            let v = remote.call(
-                reqwest::Method::POST,
-                "/v1/admin/policies",
-                Some(json!({"text": text, "activate": activate, "environment": environment})),
-            )?;
-            remote.print(&v, publish_line);
+            let publish = PublishPolicy {
+                text: read(&file)?,
+                activate,
+                environment: Some(environment),
+                ..PublishPolicy::default()
+            };
+            let v = remote.run(|c| async move { c.publish_policy(&publish).await })?;
+            remote.print(&v, publish_line)?;
             Ok(ExitCode::SUCCESS)
         }
         PolicyCommand::Activate {
@@ -214,12 +224,11 @@ pub(crate) fn run(cmd: PolicyCommand) -> anyhow::Result<ExitCode> {
             let version = match to {
                 Some(v) => v,
                 None => {
-                    let show = remote.call(
-                        reqwest::Method::GET,
-                        &format!("/v1/admin/policies/{id}"),
-                        None,
-                    )?;
-                    let active = show["active"][&environment].as_u64().with_context(|| {
+                    let show = remote.run(|c| {
+                        let id = id.clone();
+                        async move { c.policy(&id).await }
+                    })?;
+                    let active = *show.active.get(&environment).with_context(|| {
                         format!("`{id}` has no active version in {environment}")
                     })?;
                     if active <= 1 {
@@ -231,21 +240,22 @@ pub(crate) fn run(cmd: PolicyCommand) -> anyhow::Result<ExitCode> {
             activate(&remote, &id, version, &environment)
         }
         PolicyCommand::List { remote } => {
-            let v = remote.call(reqwest::Method::GET, "/v1/admin/policies", None)?;
+            let v = remote.run(|c| async move { c.policies().await })?;
             remote.print(&v, |v| {
                 let mut out = vec!["ID\tVERSIONS\tLIVE\tTEST\tCANDIDATE(live)".to_owned()];
-                for p in v["policies"].as_array().into_iter().flatten() {
+                let n = |x: Option<u64>| x.map_or("-".to_owned(), |x| x.to_string());
+                for p in &v.policies {
                     out.push(format!(
                         "{}\t{}\t{}\t{}\t{}",
-                        p["policy_id"].as_str().unwrap_or("?"),
-                        p["versions"],
-                        p["active"]["live"],
-                        p["active"]["test"],
-                        p["candidate"]["live"],
+                        p.policy_id,
+                        p.versions,
+                        n(p.active.live),
+                        n(p.active.test),
+                        n(p.candidate.live),
                     ));
                 }
                 out.join("\n")
-            });
+            })?;
             Ok(ExitCode::SUCCESS)
         }
         PolicyCommand::Show {
@@ -253,15 +263,35 @@ pub(crate) fn run(cmd: PolicyCommand) -> anyhow::Result<ExitCode> {
             version,
             remote,
         } => {
-            let path = match version {
-                Some(n) => format!("/v1/admin/policies/{id}/versions/{n}"),
-                None => format!("/v1/admin/policies/{id}"),
-            };
-            let v = remote.call(reqwest::Method::GET, &path, None)?;
-            remote.print(&v, |v| match version {
-                Some(_) => v["text"].as_str().unwrap_or("").to_owned(),
-                None => serde_json::to_string_pretty(v).unwrap_or_default(),
-            });
+            match version {
+                Some(n) => {
+                    let v = remote.run(|c| async move { c.policy_version(&id, n).await })?;
+                    remote.print(&v, |v| v.text.clone())?;
+                }
+                None => {
+                    let v = remote.run(|c| async move { c.policy(&id).await })?;
+                    remote.print(&v, |v| {
+                        let n = |x: Option<u64>| x.map_or("-".to_owned(), |x| x.to_string());
+                        let mut out = vec![format!(
+                            "{}: active live {}, test {}; candidate live {}, test {}",
+                            v.policy_id,
+                            n(v.active.live),
+                            n(v.active.test),
+                            n(v.candidate.live),
+                            n(v.candidate.test)
+                        )];
+                        for ver in &v.versions {
+                            out.push(format!(
+                                "  {}\t{}\t{}",
+                                ver.version,
+                                ver.created_at.as_deref().unwrap_or("?"),
+                                ver.text_sha256
+                            ));
+                        }
+                        out.join("\n")
+                    })?;
+                }
+            }
             Ok(ExitCode::SUCCESS)
         }
         PolicyCommand::Diff {
@@ -270,20 +300,13 @@ pub(crate) fn run(cmd: PolicyCommand) -> anyhow::Result<ExitCode> {
             to,
             remote,
         } => {
-            let v = remote.call(
-                reqwest::Method::GET,
-                &format!("/v1/admin/policies/{id}/diff?from={from}&to={to}"),
-                None,
-            )?;
+            let v = remote.run(|c| async move { c.policy_diff(&id, from, to).await })?;
             remote.print(&v, |v| {
                 format!(
-                    "rules added: {}\nrules removed: {}\nrules changed: {}\n\n{}",
-                    v["rules"]["added"],
-                    v["rules"]["removed"],
-                    v["rules"]["changed"],
-                    v["text_diff"].as_str().unwrap_or("")
+                    "rules added: {:?}\nrules removed: {:?}\nrules changed: {:?}\n\n{}",
+                    v.rules.added, v.rules.removed, v.rules.changed, v.text_diff
                 )
-            });
+            })?;
             Ok(ExitCode::SUCCESS)
         }
         PolicyCommand::Candidate {
@@ -293,28 +316,24 @@ pub(crate) fn run(cmd: PolicyCommand) -> anyhow::Result<ExitCode> {
             environment,
             remote,
         } => {
-            let path = format!("/v1/admin/policies/{id}/candidate");
             if stop {
-                remote.call(
-                    reqwest::Method::DELETE,
-                    &format!("{path}?environment={environment}"),
-                    None,
+                remote.run(|c| {
+                    let (id, env) = (id.clone(), environment.clone());
+                    async move { c.stop_candidate(&id, &env).await }
+                })?;
+                remote.print(
+                    &json!({"policy_id": id, "environment": environment, "stopped": true}),
+                    |_| format!("candidate of {id} stopped"),
                 )?;
-                remote.print(&json!({"policy_id": id, "stopped": true}), |_| {
-                    format!("candidate of {id} stopped")
-                });
             } else {
-                let v = remote.call(
-                    reqwest::Method::POST,
-                    &path,
-                    Some(json!({"version": version, "environment": environment})),
-                )?;
+                let version = version.context("give the candidate version, or --stop")?;
+                let v = remote.run(|c| {
+                    let (id, env) = (id.clone(), environment.clone());
+                    async move { c.start_candidate(&id, version, &env).await }
+                })?;
                 remote.print(&v, |v| {
-                    format!(
-                        "{id}@{} runs as a candidate in {environment}",
-                        v["candidate"]
-                    )
-                });
+                    format!("{id}@{} runs as a candidate in {environment}", v.candidate)
+                })?;
             }
             Ok(ExitCode::SUCCESS)
         }
@@ -323,27 +342,26 @@ pub(crate) fn run(cmd: PolicyCommand) -> anyhow::Result<ExitCode> {
             environment,
             remote,
         } => {
-            let v = remote.call(
-                reqwest::Method::GET,
-                &format!("/v1/admin/policies/{id}/candidate/report?environment={environment}"),
-                None,
-            )?;
+            let v = remote.run(|c| {
+                let id = id.clone();
+                async move { c.candidate_report(&id, &environment).await }
+            })?;
             remote.print(&v, |v| {
-                flips_text(
-                    &format!(
-                        "{id}@{} beside @{} since {}: {} evaluated, {} would change",
-                        v["candidate_version"],
-                        v["active_version"],
-                        v["since"].as_str().unwrap_or("?"),
-                        v["evaluated"],
-                        v["changed"]
-                    ),
-                    &v["changes"],
-                    &v["decisions"],
-                    "active",
-                    "candidate",
-                )
-            });
+                let mut out = vec![format!(
+                    "{id}@{} beside @{} since {}: {} evaluated, {} would change",
+                    v.candidate_version, v.active_version, v.since, v.evaluated, v.changed
+                )];
+                changes_text(&mut out, &v.changes);
+                for d in &v.decisions {
+                    out.push(flip_line(
+                        d.decision_id.as_deref(),
+                        d.seq,
+                        &d.active,
+                        &d.candidate,
+                    ));
+                }
+                out.join("\n")
+            })?;
             Ok(ExitCode::SUCCESS)
         }
         PolicyCommand::Replay {
@@ -353,23 +371,27 @@ pub(crate) fn run(cmd: PolicyCommand) -> anyhow::Result<ExitCode> {
             until,
             remote,
         } => {
-            let v = remote.call(
-                reqwest::Method::POST,
-                &format!("/v1/admin/policies/{id}/replay"),
-                Some(json!({"version": version, "since": since, "until": until})),
-            )?;
+            let replay = ReplayPolicy {
+                version,
+                since,
+                until,
+                ..ReplayPolicy::default()
+            };
+            let v = remote.run(|c| {
+                let id = id.clone();
+                async move { c.replay_policy(&id, &replay).await }
+            })?;
             remote.print(&v, |v| {
-                flips_text(
-                    &format!(
-                        "{id}@{version} over {} recorded decisions ({} reproduced as recorded): {} flips",
-                        v["replayed"], v["reproduced"], v["flipped"]
-                    ),
-                    &v["changes"],
-                    &v["flips"],
-                    "before",
-                    "after",
-                )
-            });
+                let mut out = vec![format!(
+                    "{id}@{version} over {} recorded decisions ({} reproduced as recorded): {} flips",
+                    v.replayed, v.reproduced, v.flipped
+                )];
+                changes_text(&mut out, &v.changes);
+                for d in &v.flips {
+                    out.push(flip_line(d.decision_id.as_deref(), d.seq, &d.before, &d.after));
+                }
+                out.join("\n")
+            })?;
             Ok(ExitCode::SUCCESS)
         }
         PolicyCommand::Apply {
@@ -393,34 +415,95 @@ fn format_of(path: &Path, text: &str) -> PolicyFormat {
         .unwrap_or_else(|| PolicyFormat::detect(text))
 }
 
-fn compile_file(path: &Path) -> anyhow::Result<Result<CompiledPolicy, String>> {
+/// A compiled policy, or its problems (each with the path inside the document).
+fn compile_file(path: &Path) -> anyhow::Result<Result<CompiledPolicy, Vec<String>>> {
     let text = read(path)?;
-    Ok(compile_policy(&text, format_of(path, &text)).map_err(|e| {
-        e.issues
-            .iter()
-            .map(|i| format!("  {}: {i}", path.display()))
-            .collect::<Vec<_>>()
-            .join("\n")
-    }))
+    Ok(compile_policy(&text, format_of(path, &text))
+        .map_err(|e| e.issues.iter().map(ToString::to_string).collect()))
 }
 
-fn validate(files: &[PathBuf]) -> anyhow::Result<ExitCode> {
-    let mut bad = 0;
-    for f in files {
-        match compile_file(f)? {
-            Ok(p) => println!(
-                "ok    {} ({} rules, id {})",
-                f.display(),
-                p.document().rules.len(),
-                p.id()
-            ),
-            Err(issues) => {
-                bad += 1;
-                println!("FAIL  {}\n{issues}", f.display());
-            }
-        }
+fn issues_text(path: &Path, issues: &[String]) -> String {
+    issues
+        .iter()
+        .map(|i| format!("  {}: {i}", path.display()))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// One file of `validate` (and the invalid files of `apply`).
+#[derive(Debug, Serialize)]
+struct FileCheck {
+    file: PathBuf,
+    ok: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    policy_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    rules: Option<usize>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    issues: Vec<String>,
+}
+
+fn check(f: &Path) -> anyhow::Result<(FileCheck, Option<CompiledPolicy>)> {
+    Ok(match compile_file(f)? {
+        Ok(p) => (
+            FileCheck {
+                file: f.to_owned(),
+                ok: true,
+                policy_id: Some(p.id().to_owned()),
+                rules: Some(p.document().rules.len()),
+                issues: Vec::new(),
+            },
+            Some(p),
+        ),
+        Err(issues) => (
+            FileCheck {
+                file: f.to_owned(),
+                ok: false,
+                policy_id: None,
+                rules: None,
+                issues,
+            },
+            None,
+        ),
+    })
+}
+
+fn check_text(c: &FileCheck) -> String {
+    if c.ok {
+        format!(
+            "ok    {} ({} rules, id {})",
+            c.file.display(),
+            c.rules.unwrap_or(0),
+            c.policy_id.as_deref().unwrap_or("?")
+        )
+    } else {
+        format!(
+            "FAIL  {}\n{}",
+            c.file.display(),
+            issues_text(&c.file, &c.issues)
+        )
     }
-    Ok(if bad == 0 {
+}
+
+fn print_json<T: Serialize>(value: &T) -> anyhow::Result<()> {
+    println!("{}", serde_json::to_string_pretty(value)?);
+    Ok(())
+}
+
+fn validate(files: &[PathBuf], json: bool) -> anyhow::Result<ExitCode> {
+    let mut checks = Vec::new();
+    for f in files {
+        let (c, _) = check(f)?;
+        if !json {
+            println!("{}", check_text(&c));
+        }
+        checks.push(c);
+    }
+    let ok = checks.iter().all(|c| c.ok);
+    if json {
+        print_json(&json!({"ok": ok, "files": checks}))?;
+    }
+    Ok(if ok {
         ExitCode::SUCCESS
     } else {
         ExitCode::from(FAILED)
@@ -478,7 +561,28 @@ fn policies_for(test: &Path, named: &[String]) -> anyhow::Result<Vec<PathBuf>> {
     )
 }
 
-fn test(paths: &[PathBuf]) -> anyhow::Result<ExitCode> {
+#[derive(Debug, Serialize)]
+struct StepFailureJson {
+    step: usize,
+    expected: String,
+    actual: String,
+}
+
+#[derive(Debug, Serialize)]
+struct CaseJson {
+    name: String,
+    steps: usize,
+    ok: bool,
+    failures: Vec<StepFailureJson>,
+}
+
+#[derive(Debug, Serialize)]
+struct TestFileJson {
+    file: PathBuf,
+    cases: Vec<CaseJson>,
+}
+
+fn test(paths: &[PathBuf], json: bool) -> anyhow::Result<ExitCode> {
     let mut files = Vec::new();
     for p in paths {
         if p.is_dir() {
@@ -491,6 +595,7 @@ fn test(paths: &[PathBuf]) -> anyhow::Result<ExitCode> {
         bail!("no test files found (they are named NAME.test.yaml)");
     }
     let (mut passed, mut failed) = (0, 0);
+    let mut report = Vec::new();
     for f in &files {
         let spec =
             parse_test_file(&read(f)?).map_err(|e| anyhow::anyhow!("{}: {e}", f.display()))?;
@@ -498,31 +603,66 @@ fn test(paths: &[PathBuf]) -> anyhow::Result<ExitCode> {
         for p in policies_for(f, &spec.policies)? {
             match compile_file(&p)? {
                 Ok(c) => policies.push(Arc::new(c)),
-                Err(issues) => bail!("{} does not compile:\n{issues}", p.display()),
+                Err(issues) => bail!(
+                    "{} does not compile:\n{}",
+                    p.display(),
+                    issues_text(&p, &issues)
+                ),
             }
         }
-        println!("{}", f.display());
+        if !json {
+            println!("{}", f.display());
+        }
+        let mut cases = Vec::new();
         for case in run_tests(&spec, &policies) {
-            if case.failures.is_empty() {
+            let ok = case.failures.is_empty();
+            if ok {
                 passed += 1;
-                let plural = if case.steps == 1 { "" } else { "s" };
-                println!("  ok    {} ({} step{plural})", case.name, case.steps);
             } else {
                 failed += 1;
-                println!("  FAIL  {}", case.name);
-                for fail in &case.failures {
-                    println!("        step {}: expected {}", fail.step, fail.expected);
-                    println!(
-                        "        {:>w$}   actual {}",
-                        "",
-                        fail.actual,
-                        w = digits(fail.step)
-                    );
+            }
+            if !json {
+                if ok {
+                    let plural = if case.steps == 1 { "" } else { "s" };
+                    println!("  ok    {} ({} step{plural})", case.name, case.steps);
+                } else {
+                    println!("  FAIL  {}", case.name);
+                    for fail in &case.failures {
+                        println!("        step {}: expected {}", fail.step, fail.expected);
+                        println!(
+                            "        {:>w$}   actual {}",
+                            "",
+                            fail.actual,
+                            w = digits(fail.step)
+                        );
+                    }
                 }
             }
+            cases.push(CaseJson {
+                name: case.name,
+                steps: case.steps,
+                ok,
+                failures: case
+                    .failures
+                    .into_iter()
+                    .map(|f| StepFailureJson {
+                        step: f.step,
+                        expected: f.expected,
+                        actual: f.actual,
+                    })
+                    .collect(),
+            });
         }
+        report.push(TestFileJson {
+            file: f.clone(),
+            cases,
+        });
     }
-    println!("{passed} passed, {failed} failed");
+    if json {
+        print_json(&json!({"passed": passed, "failed": failed, "files": report}))?;
+    } else {
+        println!("{passed} passed, {failed} failed");
+    }
     Ok(if failed == 0 {
         ExitCode::SUCCESS
     } else {
@@ -534,52 +674,66 @@ fn digits(n: usize) -> usize {
     n.to_string().len()
 }
 
-fn publish_line(v: &Value) -> String {
-    let id = v["policy_id"].as_str().unwrap_or("?");
-    let version = &v["version"];
-    match (v["published"].as_bool(), v["activated"].as_bool()) {
-        (Some(true), Some(true)) => format!("{id}: published and activated version {version}"),
-        (Some(true), _) => format!("{id}: published version {version}"),
-        (_, Some(true)) => format!("{id}: activated version {version} (text unchanged)"),
-        _ => format!("{id}: unchanged (version {version})"),
+fn publish_line(v: &Published) -> String {
+    let (id, version) = (&v.policy_id, v.version);
+    match (v.published, v.activated) {
+        (true, true) => format!("{id}: published and activated version {version}"),
+        (true, false) => format!("{id}: published version {version}"),
+        (false, true) => format!("{id}: activated version {version} (text unchanged)"),
+        (false, false) => format!("{id}: unchanged (version {version})"),
     }
 }
 
 fn activate(remote: &Remote, id: &str, version: u64, env: &str) -> anyhow::Result<ExitCode> {
-    let v = remote.call(
-        reqwest::Method::POST,
-        &format!("/v1/admin/policies/{id}/activate"),
-        Some(json!({"version": version, "environment": env})),
-    )?;
+    let v = remote.run(|c| async move { c.activate_policy(id, version, env).await })?;
     remote.print(&v, |v| {
-        if v["changed"] == json!(true) {
+        if v.changed {
             format!("{id}@{version} is active in {env}")
         } else {
             format!("{id}@{version} was already active in {env}")
         }
-    });
+    })?;
     Ok(ExitCode::SUCCESS)
 }
 
-fn flips_text(head: &str, changes: &Value, list: &Value, a: &str, b: &str) -> String {
-    let mut out = vec![head.to_owned()];
-    if let Some(m) = changes.as_object() {
-        for (k, n) in m {
-            out.push(format!("  {k}: {n}"));
-        }
+fn changes_text(out: &mut Vec<String>, changes: &std::collections::BTreeMap<String, u64>) {
+    for (k, n) in changes {
+        out.push(format!("  {k}: {n}"));
     }
-    for d in list.as_array().into_iter().flatten() {
-        out.push(format!(
-            "  {} #{}  {} {:?} -> {} {:?}",
-            d["decision_id"].as_str().unwrap_or("?"),
-            d["seq"],
-            d[a]["status"].as_str().unwrap_or("?"),
-            d[a]["reason_codes"],
-            d[b]["status"].as_str().unwrap_or("?"),
-            d[b]["reason_codes"],
-        ));
-    }
-    out.join("\n")
+}
+
+fn flip_line(decision_id: Option<&str>, seq: u64, a: &Outcome, b: &Outcome) -> String {
+    format!(
+        "  {} #{seq}  {} {:?} -> {} {:?}",
+        decision_id.unwrap_or("?"),
+        a.status.as_str(),
+        a.reason_codes,
+        b.status.as_str(),
+        b.reason_codes,
+    )
+}
+
+/// One file of `apply`: what was (or, in a dry run, would be) done.
+#[derive(Debug, Serialize)]
+struct Applied {
+    file: PathBuf,
+    policy_id: String,
+    /// Dry run: `unchanged`, `activate`, `publish`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    plan: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    result: Option<Published>,
+}
+
+#[derive(Debug, Serialize)]
+struct ApplyReport {
+    environment: String,
+    dry_run: bool,
+    ok: bool,
+    invalid: Vec<FileCheck>,
+    files: Vec<Applied>,
+    changed: usize,
+    unchanged: usize,
 }
 
 fn apply(
@@ -589,24 +743,43 @@ fn apply(
     activate: bool,
     dry_run: bool,
 ) -> anyhow::Result<ExitCode> {
+    let json = remote.json();
     let files = files_in(dir, is_policy_file)?;
     if files.is_empty() {
         bail!("no policy files in {}", dir.display());
     }
+    let mut report = ApplyReport {
+        environment: env.to_owned(),
+        dry_run,
+        ok: true,
+        invalid: Vec::new(),
+        files: Vec::new(),
+        changed: 0,
+        unchanged: 0,
+    };
     // Validate everything first: an invalid file publishes nothing.
     let mut compiled = Vec::new();
-    let mut bad = 0;
     for f in &files {
-        match compile_file(f)? {
-            Ok(p) => compiled.push((f, p.id().to_owned(), read(f)?)),
-            Err(issues) => {
-                bad += 1;
-                println!("FAIL  {}\n{issues}", f.display());
+        match check(f)? {
+            (_, Some(p)) => compiled.push((f, p.id().to_owned(), read(f)?)),
+            (c, None) => {
+                if !json {
+                    println!("{}", check_text(&c));
+                }
+                report.invalid.push(c);
             }
         }
     }
-    if bad > 0 {
-        println!("{bad} invalid policy file(s): nothing applied");
+    if !report.invalid.is_empty() {
+        report.ok = false;
+        if json {
+            print_json(&report)?;
+        } else {
+            println!(
+                "{} invalid policy file(s): nothing applied",
+                report.invalid.len()
+            );
+        }
         return Ok(ExitCode::from(FAILED));
     }
     let mut ids = std::collections::BTreeSet::new();
@@ -615,51 +788,64 @@ fn apply(
             bail!("{}: policy id `{id}` appears in two files", f.display());
         }
     }
-    let (mut changed, mut unchanged) = (0, 0);
-    for (f, id, text) in &compiled {
+    for (f, id, text) in compiled {
         if dry_run {
             let sha = hex::encode(Sha256::digest(text.as_bytes()));
-            let plan = match remote.call(
-                reqwest::Method::GET,
-                &format!("/v1/admin/policies/{id}"),
-                None,
-            ) {
+            let shown = remote.try_run(|c| {
+                let id = id.clone();
+                async move { c.policy(&id).await }
+            })?;
+            let (plan, line) = match shown {
                 Ok(show) => {
-                    let versions = show["versions"].as_array().cloned().unwrap_or_default();
-                    let same = versions
-                        .last()
-                        .is_some_and(|v| v["text_sha256"].as_str() == Some(sha.as_str()));
-                    let newest = versions.last().map(|v| v["version"].clone());
-                    match (
-                        same,
-                        activate && show["active"][env] != newest.unwrap_or(Value::Null),
-                    ) {
-                        (true, false) => "unchanged",
-                        (true, true) => "would activate the newest version",
-                        (false, _) => "would publish a new version",
+                    let newest = show.versions.last();
+                    let same = newest.is_some_and(|v| v.text_sha256 == sha);
+                    let active = show.active.get(env).copied();
+                    match (same, activate && active != newest.map(|v| v.version)) {
+                        (true, false) => ("unchanged", "unchanged"),
+                        (true, true) => ("activate", "would activate the newest version"),
+                        (false, _) => ("publish", "would publish a new version"),
                     }
                 }
-                Err(e) if e.to_string().starts_with("404") => "would publish version 1",
-                Err(e) => return Err(e),
+                Err(Error::NotFound) => ("publish", "would publish version 1"),
+                Err(e) => return Err(remote.error(e)),
             };
-            println!("{}: {id}: {plan}", f.display());
+            if !json {
+                println!("{}: {id}: {line}", f.display());
+            }
+            report.files.push(Applied {
+                file: f.clone(),
+                policy_id: id,
+                plan: Some(plan),
+                result: None,
+            });
             continue;
         }
-        let v = remote.call(
-            reqwest::Method::POST,
-            "/v1/admin/policies",
-            Some(json!({"text": text, "activate": activate, "environment": env})),
-        )?;
-        let did = v["published"] == json!(true) || v["activated"] == json!(true);
-        if did {
-            changed += 1;
+        let publish = PublishPolicy {
+            text,
+            activate,
+            environment: Some(env.to_owned()),
+            ..PublishPolicy::default()
+        };
+        let v = remote.run(|c| async move { c.publish_policy(&publish).await })?;
+        if v.published || v.activated {
+            report.changed += 1;
         } else {
-            unchanged += 1;
+            report.unchanged += 1;
         }
-        println!("{}: {}", f.display(), publish_line(&v));
+        if !json {
+            println!("{}: {}", f.display(), publish_line(&v));
+        }
+        report.files.push(Applied {
+            file: f.clone(),
+            policy_id: id,
+            plan: None,
+            result: Some(v),
+        });
     }
-    if !dry_run {
-        println!("{changed} changed, {unchanged} unchanged");
+    if json {
+        print_json(&report)?;
+    } else if !dry_run {
+        println!("{} changed, {} unchanged", report.changed, report.unchanged);
     }
     Ok(ExitCode::SUCCESS)
 }

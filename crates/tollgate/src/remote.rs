@@ -3,9 +3,12 @@
 
 use std::process::ExitCode;
 
-use anyhow::{Context as _, bail};
+use anyhow::{Context as _, anyhow};
 use clap::{Args, Subcommand};
-use serde_json::{Map, Value, json};
+use serde::Serialize;
+use serde_json::{Value, json};
+use tollgate_client::admin::{NewKey, NewOverride, NewSource, NewTenant, Review, ReviewStatus};
+use tollgate_client::{Client, DecisionPoint as _, DecisionRequest, Error, Failure, Mode};
 
 /// Where the server is and which key to use.
 #[derive(Debug, Args, Clone)]
@@ -32,48 +35,86 @@ pub(crate) struct Remote {
 }
 
 impl Remote {
-    pub(crate) fn call(
-        &self,
-        method: reqwest::Method,
-        path: &str,
-        body: Option<Value>,
-    ) -> anyhow::Result<Value> {
+    /// Runs one call of the SDK's client (`tollgate-client`) to completion.
+    pub(crate) fn run<T, F, Fut>(&self, call: F) -> anyhow::Result<T>
+    where
+        F: FnOnce(Client) -> Fut,
+        Fut: Future<Output = Result<T, Error>>,
+    {
+        self.try_run(call)?.map_err(|e| self.error(e))
+    }
+
+    /// Like [`Remote::run`], but hands back the SDK's error for the caller to match.
+    pub(crate) fn try_run<T, F, Fut>(&self, call: F) -> anyhow::Result<Result<T, Error>>
+    where
+        F: FnOnce(Client) -> Fut,
+        Fut: Future<Output = Result<T, Error>>,
+    {
         let key = self
             .api_key
             .as_deref()
             .context("no API key: pass --api-key or set TOLLGATE_API_KEY")?;
-        let client = reqwest::blocking::Client::new();
-        let url = format!("{}{path}", self.url.trim_end_matches('/'));
-        let mut req = client.request(method, &url).bearer_auth(key);
-        if let Some(b) = body {
-            req = req.json(&b);
-        }
-        let res = req
-            .send()
-            .with_context(|| format!("cannot reach {url}: is `tollgate serve` running?"))?;
-        let status = res.status();
-        let text = res.text().unwrap_or_default();
-        let value: Value = serde_json::from_str(&text).unwrap_or(Value::String(text.clone()));
-        if !status.is_success() {
-            let message = value["message"].as_str().unwrap_or(&text);
-            let detail = value
-                .get("detail")
-                .map(|d| format!(" {d}"))
-                .unwrap_or_default();
-            bail!("{status}: {message}{detail}");
-        }
-        Ok(value)
+        let client = Client::builder()
+            .base_url(&self.url)
+            .api_key(key)
+            .build()
+            .map_err(|e| anyhow!("{e}"))?;
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .context("starting the async runtime")?;
+        Ok(runtime.block_on(call(client)))
     }
 
-    pub(crate) fn print(&self, value: &Value, text: impl FnOnce(&Value) -> String) {
+    /// An SDK error as the CLI reports it.
+    pub(crate) fn error(&self, e: Error) -> anyhow::Error {
+        match e {
+            Error::Unavailable(f @ (Failure::Transport(_) | Failure::Timeout)) => {
+                anyhow!(
+                    "cannot reach {}: is `tollgate serve` running? ({f})",
+                    self.url
+                )
+            }
+            Error::Blocked(b) if b.is_fail_closed() => match &b.failure {
+                Some(Failure::Transport(_) | Failure::Timeout) => anyhow!(
+                    "cannot reach {}: is `tollgate serve` running? ({})",
+                    self.url,
+                    b.explanation
+                ),
+                _ => anyhow!("no verdict: {}", b.explanation),
+            },
+            Error::Invalid {
+                message, detail, ..
+            } if !detail.is_null() => anyhow!("invalid request: {message} {detail}"),
+            e => anyhow!("{e}"),
+        }
+    }
+
+    /// Prints `value` as one JSON document with `--json`, else as `text` makes it.
+    pub(crate) fn print<T: Serialize>(
+        &self,
+        value: &T,
+        text: impl FnOnce(&T) -> String,
+    ) -> anyhow::Result<()> {
         if self.json {
-            println!(
-                "{}",
-                serde_json::to_string_pretty(value).unwrap_or_default()
-            );
+            println!("{}", serde_json::to_string_pretty(value)?);
         } else {
             println!("{}", text(value));
         }
+        Ok(())
+    }
+
+    /// Whether `--json` was given.
+    pub(crate) fn json(&self) -> bool {
+        self.json
+    }
+}
+
+fn lines<T>(list: &[T], f: impl Fn(&T) -> String) -> String {
+    if list.is_empty() {
+        "(none)".to_owned()
+    } else {
+        list.iter().map(f).collect::<Vec<_>>().join("\n")
     }
 }
 
@@ -115,45 +156,28 @@ pub(crate) fn tenants(cmd: TenantsCommand) -> anyhow::Result<ExitCode> {
             shadow,
             remote,
         } => {
-            let mut body = json!({"id": id});
-            if let Some(n) = name {
-                body["name"] = json!(n);
-            }
-            if let Some(q) = monthly_quota {
-                body["monthly_quota"] = json!(q);
-            }
-            if let Some(s) = shadow {
-                body["shadow"] = json!(s);
-            }
-            let v = remote.call(reqwest::Method::POST, "/v1/admin/tenants", Some(body))?;
-            remote.print(&v, |v| {
-                format!("tenant {} ready", v["id"].as_str().unwrap_or("?"))
-            });
+            let new = NewTenant {
+                id,
+                name,
+                monthly_quota,
+                shadow,
+            };
+            let t = remote.run(|c| async move { c.put_tenant(&new).await })?;
+            remote.print(&t, |t| format!("tenant {} ready", t.id))?;
         }
         TenantsCommand::List { remote } => {
-            let v = remote.call(reqwest::Method::GET, "/v1/admin/tenants", None)?;
-            remote.print(&v, |v| {
-                lines(&v["tenants"], |t| {
+            let tenants = remote.run(|c| async move { c.tenants().await })?;
+            remote.print(&json!({ "tenants": tenants }), |_| {
+                lines(&tenants, |t| {
                     format!(
                         "{}\t{} decisions this month\tshadow={}",
-                        t["id"].as_str().unwrap_or("?"),
-                        t["usage_this_month"],
-                        t["shadow"]
+                        t.id, t.usage_this_month, t.shadow
                     )
                 })
-            });
+            })?;
         }
     }
     Ok(ExitCode::SUCCESS)
-}
-
-fn lines(list: &Value, f: impl Fn(&Value) -> String) -> String {
-    let items: Vec<String> = list.as_array().into_iter().flatten().map(f).collect();
-    if items.is_empty() {
-        "(none)".to_owned()
-    } else {
-        items.join("\n")
-    }
 }
 
 #[derive(Debug, Subcommand)]
@@ -165,11 +189,15 @@ pub(crate) enum ApiKeysCommand {
         /// The data directory.
         #[arg(long, env = "TOLLGATE_DATA_DIR")]
         data_dir: std::path::PathBuf,
+        /// Print JSON: `{"verifier_keys", "jwks", "pem"}`.
+        #[arg(long)]
+        json: bool,
     },
     /// Create an API key; its secret is printed once.
     #[command(after_help = "Examples:
   tollgate keys create --env live --scope decide --scope outcomes --name trading-bot
   tollgate keys create --tenant acme --env test --expires-in-days 30
+  tollgate keys create --env live --scope review --group treasury --name alice
   tollgate keys create --import dealgo_sk_test_abc123... --env test   # keep an existing key")]
     Create {
         /// Tenant (operator key only; default: the key's own).
@@ -181,6 +209,10 @@ pub(crate) enum ApiKeysCommand {
         /// Scope (repeatable): decide, outcomes, review, admin.
         #[arg(long = "scope", default_value = "decide")]
         scopes: Vec<String>,
+        /// Reviewer group (repeatable): the key's votes count on reviews whose rule
+        /// names this group among its approvers.
+        #[arg(long = "group")]
+        groups: Vec<String>,
         /// A label.
         #[arg(long)]
         name: Option<String>,
@@ -216,75 +248,61 @@ pub(crate) enum ApiKeysCommand {
 
 pub(crate) fn api_keys(cmd: ApiKeysCommand) -> anyhow::Result<ExitCode> {
     match cmd {
-        ApiKeysCommand::Show { data_dir } => {
-            return crate::audit::run_keys(crate::audit::KeysCommand::Show { data_dir });
+        ApiKeysCommand::Show { data_dir, json } => {
+            return crate::audit::run_keys(crate::audit::KeysCommand::Show { data_dir, json });
         }
         ApiKeysCommand::Create {
             tenant,
             environment,
             scopes,
+            groups,
             name,
             expires_in_days,
             secret,
             remote,
         } => {
-            let mut body = json!({"environment": environment, "scopes": scopes});
-            if let Some(t) = tenant {
-                body["tenant"] = json!(t);
-            }
-            if let Some(n) = name {
-                body["name"] = json!(n);
-            }
-            if let Some(d) = expires_in_days {
-                body["expires_in_s"] = json!(d.saturating_mul(86_400));
-            }
-            if let Some(s) = secret {
-                body["secret"] = json!(s);
-            }
-            let v = remote.call(reqwest::Method::POST, "/v1/admin/keys", Some(body))?;
-            remote.print(&v, |v| {
+            let mut new = NewKey::new(environment, scopes);
+            new.tenant = tenant;
+            new.name = name;
+            new.expires_in_s = expires_in_days.map(|d| d.saturating_mul(86_400));
+            new.secret = secret;
+            new.groups = groups;
+            let k = remote.run(|c| async move { c.create_key(&new).await })?;
+            remote.print(&k, |k| {
+                let groups = if k.key.groups.is_empty() {
+                    String::new()
+                } else {
+                    format!(", groups {:?}", k.key.groups)
+                };
                 format!(
-                    "created {} ({} {}, scopes {})\nsecret (shown once): {}",
-                    v["id"].as_str().unwrap_or("?"),
-                    v["tenant"].as_str().unwrap_or("?"),
-                    v["environment"].as_str().unwrap_or("?"),
-                    v["scopes"],
-                    v["secret"].as_str().unwrap_or("?")
+                    "created {} ({} {}, scopes {:?}{groups})\nsecret (shown once): {}",
+                    k.key.id, k.key.tenant, k.key.environment, k.key.scopes, k.secret
                 )
-            });
+            })?;
         }
         ApiKeysCommand::List { tenant, remote } => {
-            let path = match tenant {
-                Some(t) => format!("/v1/admin/keys?tenant={t}"),
-                None => "/v1/admin/keys".to_owned(),
-            };
-            let v = remote.call(reqwest::Method::GET, &path, None)?;
-            remote.print(&v, |v| {
-                lines(&v["keys"], |k| {
+            let keys = remote.run(|c| async move { c.keys(tenant.as_deref()).await })?;
+            remote.print(&json!({ "keys": keys }), |_| {
+                lines(&keys, |k| {
                     format!(
-                        "{}\t{}\t{}\t{}\t{}",
-                        k["id"].as_str().unwrap_or("?"),
-                        k["environment"].as_str().unwrap_or("?"),
-                        k["scopes"],
-                        k["name"].as_str().unwrap_or(""),
-                        if k["revoked_at"].is_null() {
+                        "{}\t{}\t{:?}\t{:?}\t{}\t{}",
+                        k.id,
+                        k.environment,
+                        k.scopes,
+                        k.groups,
+                        k.name,
+                        if k.revoked_at.is_none() {
                             "active"
                         } else {
                             "revoked"
                         }
                     )
                 })
-            });
+            })?;
         }
         ApiKeysCommand::Revoke { id, remote } => {
-            let v = remote.call(
-                reqwest::Method::POST,
-                &format!("/v1/admin/keys/{id}/revoke"),
-                Some(json!({})),
-            )?;
-            remote.print(&v, |v| {
-                format!("revoked {}", v["id"].as_str().unwrap_or("?"))
-            });
+            let k = remote.run(|c| async move { c.revoke_key(&id).await })?;
+            remote.print(&k, |k| format!("revoked {}", k.id))?;
         }
     }
     Ok(ExitCode::SUCCESS)
@@ -318,33 +336,28 @@ pub(crate) fn sources(cmd: SourcesCommand) -> anyhow::Result<ExitCode> {
             public_key,
             remote,
         } => {
-            let key = match public_key.strip_prefix('@') {
+            let public_key = match public_key.strip_prefix('@') {
                 Some(path) => {
                     std::fs::read_to_string(path).with_context(|| format!("reading {path}"))?
                 }
                 None => public_key,
             };
-            let v = remote.call(
-                reqwest::Method::POST,
-                "/v1/admin/sources",
-                Some(json!({"id": id, "public_key": key})),
-            )?;
-            remote.print(&v, |v| {
-                format!("source {} registered", v["id"].as_str().unwrap_or("?"))
-            });
+            let new = NewSource { id, public_key };
+            let s = remote.run(|c| async move { c.add_source(&new).await })?;
+            remote.print(&s, |s| format!("source {} registered", s.id))?;
         }
         SourcesCommand::List { remote } => {
-            let v = remote.call(reqwest::Method::GET, "/v1/admin/sources", None)?;
-            remote.print(&v, |v| {
-                lines(&v["sources"], |s| {
+            let sources = remote.run(|c| async move { c.sources().await })?;
+            remote.print(&json!({ "sources": sources }), |_| {
+                lines(&sources, |s| {
                     format!(
                         "{}\t{}\t{} outcomes",
-                        s["id"].as_str().unwrap_or("?"),
-                        s["public_key"].as_str().unwrap_or("?"),
-                        s["outcomes"]
+                        s.id,
+                        s.public_key,
+                        s.outcomes.unwrap_or(0)
                     )
                 })
-            });
+            })?;
         }
     }
     Ok(ExitCode::SUCCESS)
@@ -393,37 +406,31 @@ pub(crate) fn overrides(cmd: OverrideCommand) -> anyhow::Result<ExitCode> {
             reason,
             remote,
         } => {
-            let mut body = json!({"scope": scope, "reason": reason});
-            if let Some(v) = value {
-                body["value"] = json!(v);
-            }
-            let v = remote.call(reqwest::Method::POST, "/v1/admin/overrides", Some(body))?;
-            remote.print(&v, |v| {
-                format!("override {} engaged", v["id"].as_str().unwrap_or("?"))
-            });
+            let new = NewOverride {
+                scope,
+                value,
+                reason,
+            };
+            let o = remote.run(|c| async move { c.set_override(&new).await })?;
+            remote.print(&o, |o| format!("override {} engaged", o.id))?;
         }
         OverrideCommand::Clear { id, remote } => {
-            let v = remote.call(
-                reqwest::Method::DELETE,
-                &format!("/v1/admin/overrides/{id}"),
-                None,
-            )?;
-            remote.print(&v, |v| {
-                format!("override {} cleared", v["id"].as_str().unwrap_or("?"))
-            });
+            let o = remote.run(|c| async move { c.clear_override(&id).await })?;
+            remote.print(&o, |o| format!("override {} cleared", o.id))?;
         }
         OverrideCommand::List { remote } => {
-            let v = remote.call(reqwest::Method::GET, "/v1/admin/overrides", None)?;
-            remote.print(&v, |v| {
-                lines(&v["overrides"], |o| {
+            let list = remote.run(|c| async move { c.overrides().await })?;
+            remote.print(&json!({ "overrides": list }), |_| {
+                lines(&list, |o| {
                     format!(
-                        "{}\t{}\t{}",
-                        o["id"].as_str().unwrap_or("?"),
-                        o["scope"],
-                        o["reason"].as_str().unwrap_or("")
+                        "{}\t{} {}\t{}",
+                        o.id,
+                        o.scope.scope,
+                        o.scope.value.as_deref().unwrap_or(""),
+                        o.reason
                     )
                 })
-            });
+            })?;
         }
     }
     Ok(ExitCode::SUCCESS)
@@ -470,52 +477,55 @@ fn typed(v: &str) -> Value {
     serde_json::from_str::<Value>(v)
         .ok()
         .filter(|x| x.is_number() || x.is_boolean())
-        .unwrap_or_else(|| json!(v))
+        .unwrap_or_else(|| Value::String(v.to_owned()))
 }
 
 pub(crate) fn decide(a: DecideArgs) -> anyhow::Result<ExitCode> {
-    let mut action = Map::new();
-    action.insert("type".into(), json!(a.action_type));
+    let mode: Mode = serde_json::from_value(Value::String(a.mode.clone()))
+        .map_err(|_| anyhow!("--mode `{}`: use enforce, shadow or dry_run", a.mode))?;
+    let mut request = DecisionRequest::new(a.action_type).mode(mode);
     for (k, v) in a.fields {
-        action.insert(k, typed(&v));
+        request = request.action_field(k, typed(&v));
     }
-    let mut signals = Map::new();
     for (k, v) in a.signals {
         let n: f64 = v
             .parse()
             .with_context(|| format!("signal `{k}` is not a number"))?;
-        signals.insert(k, json!(n));
+        request = request.signal(k, n);
     }
-    let mut body =
-        json!({"action": action, "signals": signals, "mode": a.mode, "policy_refs": a.policies});
+    for p in a.policies {
+        request = request.policy(p);
+    }
     if let Some(actor) = a.actor {
-        body["actor"] = json!({"id": actor});
+        request = request.actor(json!({ "id": actor }));
     }
     if let Some(s) = a.source {
-        body["source"] = json!(s);
+        request = request.source(s);
     }
-    let v = a
-        .remote
-        .call(reqwest::Method::POST, "/v1/decisions", Some(body))?;
-    a.remote.print(&v, |v| {
+    let d = a.remote.run(|c| async move { c.decide(&request).await })?;
+    // The response as the server sent (and signed) it.
+    a.remote.print(&d.raw, |_| {
         let mut s = format!(
-            "{} at gate {} {}\n{}",
-            v["status"].as_str().unwrap_or("?"),
-            v["gate"].as_str().unwrap_or("?"),
-            v["reason_codes"],
-            v["explanation"].as_str().unwrap_or("")
+            "{} at gate {} {:?}\n{}",
+            d.status.as_str(),
+            d.gate.as_str(),
+            d.reason_codes,
+            d.explanation
         );
-        if let Some(ms) = v["retry_after_ms"].as_u64() {
+        if let Some(ms) = d.retry_after_ms {
             s.push_str(&format!("\nretry after {ms} ms"));
+        }
+        if let Some(r) = &d.review_id {
+            s.push_str(&format!("\nreview {r}"));
         }
         s.push_str(&format!(
             "\ndecision {}\ndossier {}",
-            v["decision_id"].as_str().unwrap_or("?"),
-            v["dossier_url"].as_str().unwrap_or("?")
+            d.decision_id,
+            d.dossier_url.as_deref().unwrap_or("?")
         ));
         s
-    });
-    Ok(if v["status"] == "ALLOW" {
+    })?;
+    Ok(if d.is_allowed() {
         ExitCode::SUCCESS
     } else {
         ExitCode::from(1)
@@ -561,51 +571,42 @@ pub(crate) enum ReviewCommand {
     },
 }
 
-fn review_line(r: &Value) -> String {
+fn review_line(r: &Review) -> String {
     format!(
         "{}\t{}\t{}\trule {}\t{} approval(s)\texpires {}",
-        r["review_id"].as_str().unwrap_or("?"),
-        r["status"].as_str().unwrap_or("?"),
-        r["decision_id"].as_str().unwrap_or("?"),
-        r["rule"].as_str().unwrap_or("?"),
-        r["approvals"].as_array().map_or(0, Vec::len),
-        r["expires_at"].as_str().unwrap_or("?")
+        r.review_id,
+        r.status.as_str(),
+        r.decision_id.as_deref().unwrap_or("?"),
+        r.rule.as_deref().unwrap_or("?"),
+        r.approvals.as_ref().map_or(0, Vec::len),
+        r.expires_at.as_deref().unwrap_or("?")
     )
 }
 
 pub(crate) fn reviews(cmd: ReviewCommand) -> anyhow::Result<ExitCode> {
     match cmd {
         ReviewCommand::List { status, remote } => {
-            let v = remote.call(
-                reqwest::Method::GET,
-                &format!("/v1/reviews?status={status}"),
-                None,
-            )?;
-            remote.print(&v, |v| lines(&v["reviews"], review_line));
+            let status: ReviewStatus = status.parse().map_err(|e| remote.error(e))?;
+            let list = remote.run(|c| async move { c.reviews(Some(status)).await })?;
+            remote.print(&json!({ "reviews": list }), |_| lines(&list, review_line))?;
         }
         ReviewCommand::Approve {
             id,
             comment,
             remote,
         } => {
-            let v = remote.call(
-                reqwest::Method::POST,
-                &format!("/v1/reviews/{id}/approve"),
-                Some(json!({"comment": comment})),
-            )?;
-            remote.print(&v, review_line);
+            let r =
+                remote.run(|c| async move { c.approve_review(&id, comment.as_deref()).await })?;
+            remote.print(&r, review_line)?;
         }
         ReviewCommand::Reject {
             id,
             comment,
             remote,
         } => {
-            let v = remote.call(
-                reqwest::Method::POST,
-                &format!("/v1/reviews/{id}/reject"),
-                Some(json!({"comment": comment})),
-            )?;
-            remote.print(&v, review_line);
+            let r =
+                remote.run(|c| async move { c.reject_review(&id, comment.as_deref()).await })?;
+            remote.print(&r, review_line)?;
         }
     }
     Ok(ExitCode::SUCCESS)

@@ -200,3 +200,51 @@ fn help_shows_examples() {
     let o = tollgate(&["audit", "verify"]);
     assert_eq!(o.status.code(), Some(2));
 }
+
+/// While another process writes a data directory (a running server holds its lock),
+/// the read-only commands work on it, and `audit checkpoint`, which writes, fails
+/// naming the directory; once the writer is gone it works.
+#[test]
+fn audit_reads_a_data_dir_another_process_is_writing() {
+    let dir = data_dir();
+    let writer = SqliteStore::open(SqliteConfig::in_dir(dir.path())).unwrap();
+    writer
+        .append(EntryDraft {
+            tenant: "acme".into(),
+            time: "2026-11-21T12:00:01Z".into(),
+            kind: EntryKind::Decision,
+            body: json!({ "i": 50, "verdict": "ALLOW" }),
+        })
+        .unwrap();
+    let o = tollgate(&["audit", "verify", "--data-dir", p(dir.path())]);
+    assert!(o.status.success(), "{o:?}");
+    assert!(stdout(&o).starts_with("OK: 51 entries"), "{}", stdout(&o));
+    let o = tollgate(&["keys", "show", "--data-dir", p(dir.path())]);
+    assert!(o.status.success(), "{o:?}");
+
+    let checkpoint = || {
+        tollgate(&[
+            "audit",
+            "checkpoint",
+            "--data-dir",
+            p(dir.path()),
+            "--tenant",
+            "acme",
+        ])
+    };
+    let o = checkpoint();
+    assert!(!o.status.success(), "{o:?}");
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("in use by another Tollgate process") && err.contains(p(dir.path())),
+        "{err}"
+    );
+    drop(writer);
+    let o = checkpoint();
+    assert!(o.status.success(), "{o:?}");
+    assert!(
+        stdout(&o).starts_with("tollgate/acme\n51\n"),
+        "{}",
+        stdout(&o)
+    );
+}

@@ -1,4 +1,4 @@
-//! The open-connection bound (quality.md, overload and memory): past
+//! The open-connection bound (docs/quality.md, overload and memory): past
 //! `TOLLGATE_MAX_CONNECTIONS`, a new connection is answered 503 with `Retry-After` and
 //! closed; the connections already open keep working, and a closed one frees its slot.
 //! An admitted connection gives its slot back when its client sends headers too slowly

@@ -1,4 +1,4 @@
-//! Graceful shutdown under load (quality.md, Reliability): SIGTERM while decisions are
+//! Graceful shutdown under load (docs/quality.md, Reliability): SIGTERM while decisions are
 //! in flight → the process exits 0, every decision a client received a 2xx for is in
 //! the ledger, and the ledger verifies.
 

@@ -8,7 +8,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use axum::Router;
-use serde_json::{Value, json};
+use serde_json::Value;
+use tollgate_client::admin::NewOverride;
 use tollgate_client::{Client, ClientBuilder, DecisionRequest};
 use tollgate_server::{App, AppState, BOOTSTRAP_FILE, Config};
 
@@ -62,18 +63,9 @@ impl Server {
         self.builder().build().unwrap()
     }
 
-    /// An admin API call.
-    pub async fn admin(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> Value {
-        let http = reqwest::Client::new();
-        let mut req = http
-            .request(method, format!("{}{}", self.url, path))
-            .bearer_auth(&self.admin);
-        if let Some(b) = body {
-            req = req.json(&b);
-        }
-        let res = req.send().await.unwrap();
-        assert!(res.status().is_success(), "{path}: {}", res.status());
-        res.json().await.unwrap()
+    /// A client of this server with the admin key (the SDK's operator API).
+    pub fn admin_client(&self) -> Client {
+        self.builder().api_key(&self.admin).build().unwrap()
     }
 
     /// Stores a policy version for tenant `default` (publishing through the API is
@@ -99,14 +91,16 @@ impl Server {
 
     /// Engages a kill switch on an action type; returns its id.
     pub async fn kill_switch(&self, action_type: &str, reason: &str) -> String {
-        let r = self
-            .admin(
-                reqwest::Method::POST,
-                "/v1/admin/overrides",
-                Some(json!({"scope": "action_type", "value": action_type, "reason": reason})),
-            )
-            .await;
-        r["id"].as_str().unwrap().to_owned()
+        let o = self
+            .admin_client()
+            .set_override(&NewOverride {
+                scope: "action_type".into(),
+                value: Some(action_type.into()),
+                reason: reason.into(),
+            })
+            .await
+            .unwrap();
+        o.id
     }
 }
 
@@ -123,6 +117,15 @@ pub fn in_band(action: &str) -> DecisionRequest {
         .signal("volatility", 0.05)
         .signal("confidence", 0.95)
         .source("agent-1")
+}
+
+/// A bare reqwest client for calls that are not the SDK's (stubs, proxies). The SDK
+/// chooses rustls with no provider of its own and installs *ring* when a `Client` is
+/// built; a bare reqwest client built before that would find none, so install it here
+/// too: each test must pass alone, whatever ran before it.
+pub fn http() -> reqwest::Client {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    reqwest::Client::new()
 }
 
 /// An address nothing listens on.
