@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# One report of every performance figure of quality.md: the engine criterion medians,
+# One report of every performance figure of docs/quality.md: the engine criterion medians,
 # the ledger benchmarks and the HTTP table (bench/run.sh), each printed with the goals
 # beside it, then one summary table of goals and figures.
 # Usage: bench/report.sh [--quick]
@@ -44,7 +44,7 @@ bench/run.sh --seconds "$secs" >"$out/http.txt"
 cat "$out/http.txt"
 echo
 
-echo "## Goals (quality.md, performance) and figures of this report"
+echo "## Goals (docs/quality.md, performance) and figures of this report"
 echo
 python3 - "$out" <<'PY'
 import re, sys, pathlib
@@ -74,7 +74,7 @@ if m:
     v = float(m.group(2))
     rows.append((f"ledger verify ({int(m.group(1)):,} entries, from the store)", "≥ 200,000 entries/s",
                  f"{v:,.0f}/s", "yes" if v >= 200000 else "**no**"))
-goal = http.split("| goal (quality.md) | bar | measured | met |")
+goal = http.split("| goal (docs/quality.md) | bar | measured | met |")
 if len(goal) == 2:
     for line in goal[1].strip().splitlines()[1:]:
         cells = [c.strip() for c in line.strip().strip("|").split("|")]
