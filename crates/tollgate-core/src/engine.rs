@@ -638,7 +638,7 @@ fn effective_signals<'r>(
 /// on first need) otherwise.
 struct Evaluator<'a> {
     env: fast::Env<'a>,
-    needed: crate::expr::VarSet,
+    needed: crate::vars::VarSet,
     cel: Option<Activation<'a>>,
 }
 
@@ -647,7 +647,7 @@ impl<'a> Evaluator<'a> {
         request: &'a DecisionRequest,
         signals: &'a [(&'a str, f64)],
         now: UnixMillis,
-        needed: crate::expr::VarSet,
+        needed: crate::vars::VarSet,
         history: &'a [(crate::history::HistoryCall, f64)],
     ) -> Self {
         Self {

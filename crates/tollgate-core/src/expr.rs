@@ -11,6 +11,7 @@ use serde_json::Value as Json;
 
 use crate::request::DecisionRequest;
 use crate::time::UnixMillis;
+use crate::vars::{VARIABLES, VarSet};
 
 /// Longest condition accepted, in bytes.
 pub(crate) const MAX_EXPRESSION_LEN: usize = 4096;
@@ -33,27 +34,6 @@ pub(crate) const MAX_COMPREHENSIONS: usize = 8;
 // evaluation does work linear in (expression size x request size). Without these
 // rules `l.all(x, l.all(y, l.all(z, ...)))` or `l.map(x, l).map(y, y + y)` grows
 // polynomially with the request, which a policy author could use to stall the engine.
-
-/// The variables a condition may use, as bits so a policy can record which it needs.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub(crate) struct VarSet(u16);
-
-/// Variables known to conditions, in bit order.
-pub(crate) const VARIABLES: [&str; 8] = [
-    "actor", "action", "context", "signals", "source", "intent", "tenant", "now",
-];
-
-impl VarSet {
-    pub(crate) fn insert(&mut self, index: usize) {
-        self.0 |= 1 << index;
-    }
-    pub(crate) fn union(self, other: VarSet) -> VarSet {
-        VarSet(self.0 | other.0)
-    }
-    pub(crate) fn contains(self, index: usize) -> bool {
-        self.0 & (1 << index) != 0
-    }
-}
 
 static ENV: LazyLock<Arc<Env>> = LazyLock::new(|| Arc::new(Env::stdlib()));
 

@@ -100,7 +100,7 @@ pub(crate) enum Fast<'a> {
 
 use Fast::{Sure, Unsure};
 
-const VARS: [&str; 8] = crate::expr::VARIABLES;
+const VARS: [&str; 8] = crate::vars::VARIABLES;
 
 /// Translates a CEL AST into a native expression, or `None` if any part of it is
 /// outside the subset.
@@ -469,9 +469,10 @@ mod tests {
     use serde_json::json;
 
     use super::{Fast, V, eval};
-    use crate::expr::{Activation, VarSet, compile};
+    use crate::expr::{Activation, compile};
     use crate::request::DecisionRequest;
     use crate::time::UnixMillis;
+    use crate::vars::VarSet;
 
     fn leaf() -> impl Strategy<Value = String> {
         prop::sample::select(vec![

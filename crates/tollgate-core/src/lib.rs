@@ -45,6 +45,7 @@ pub mod policy;
 pub mod request;
 pub mod throttle;
 pub mod time;
+mod vars;
 pub mod verdict;
 
 pub use adaptive::OutcomeRecord;

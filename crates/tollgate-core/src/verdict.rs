@@ -10,16 +10,8 @@ use crate::request::Mode;
 /// types, in `tollgate-api`. The engine produces `Status::SERVED` and `Gate::SERVED` only.
 pub use tollgate_api::{Gate, Status};
 
-/// Identifies one compiled policy version.
-#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
-pub struct PolicyStamp {
-    /// The policy id.
-    pub id: Arc<str>,
-    /// The immutable version number.
-    pub version: u32,
-    /// Hex SHA-256 of the policy text as published.
-    pub text_sha256: Arc<str>,
-}
+/// Identifies one compiled policy version (defined with the policies).
+pub use crate::policy::PolicyStamp;
 
 /// What a review-opening rule asks the server to open.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

@@ -7,10 +7,10 @@ use std::time::Duration;
 use super::document::{
     AdaptiveDoc, BandDoc, DefaultEffect, Effect, OnError, PolicyDocument, RuleDoc, ThrottleDoc,
 };
-use super::{PolicyError, PolicyIssue};
-use crate::expr::{self, CompiledExpr, VarSet};
+use super::{PolicyError, PolicyIssue, PolicyStamp};
+use crate::expr::{self, CompiledExpr};
 use crate::throttle::Gcra;
-use crate::verdict::PolicyStamp;
+use crate::vars::{VARIABLES, VarSet};
 
 /// Largest bucket capacity accepted.
 pub(crate) const MAX_CAPACITY: u32 = 1_000_000;
@@ -91,7 +91,7 @@ fn guards(node: &crate::fast::Node, out: &mut Vec<Guard>) {
     use crate::fast::{CmpOp, Lit, Node, StrFn};
     let full_path = |var: &u8, fields: &[String]| -> Option<Vec<String>> {
         // Signals are numbers and `now` an int: only string fields are indexed.
-        let root = crate::expr::VARIABLES.get(usize::from(*var))?;
+        let root = VARIABLES.get(usize::from(*var))?;
         if matches!(*root, "signals" | "now") {
             return None;
         }

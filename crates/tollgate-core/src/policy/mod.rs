@@ -7,8 +7,9 @@ mod document;
 pub mod testing;
 
 use std::fmt;
+use std::sync::Arc;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 pub use builtin::{CSC_DEFAULT_ID, CSC_DEFAULT_TEXT, csc_default};
 pub use compile::{AdaptiveSettings, CompiledPolicy, SignalRange};
@@ -148,4 +149,15 @@ pub fn parse_policy(text: &str, format: PolicyFormat) -> Result<PolicyDocument, 
 pub fn compile_policy(text: &str, format: PolicyFormat) -> Result<CompiledPolicy, PolicyError> {
     let doc = parse_policy(text, format)?;
     CompiledPolicy::compile(doc, crate::digest::sha256_hex(text.as_bytes()))
+}
+
+/// Identifies one compiled policy version.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct PolicyStamp {
+    /// The policy id.
+    pub id: Arc<str>,
+    /// The immutable version number.
+    pub version: u32,
+    /// Hex SHA-256 of the policy text as published.
+    pub text_sha256: Arc<str>,
 }
