@@ -14,6 +14,7 @@ mod entry;
 mod hash;
 mod keys;
 pub mod merkle;
+pub mod tiles;
 mod verify;
 
 pub use checkpoint::{

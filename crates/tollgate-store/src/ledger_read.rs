@@ -7,11 +7,15 @@
 //! `tollgate_ledger::Verifier`, and the `seq`, `kind` and `time` columns are checked
 //! against the hashed bytes.
 //!
+//! Where the backend stores tlog tiles covering the tree asked about, proofs read
+//! O(log n) tiles instead of every entry hash up to the tree size.
+//!
 //! INVARIANT: the proofs and `verify` hold O(log n) memory however long the ledger
 //! is: entry hashes and rows are consumed one at a time from the backend's stream
 //! (`merkle::RangeRoots` keeps one hash per level; the verifier a compact range).
 
 use tollgate_ledger::merkle;
+use tollgate_ledger::tiles::{self, TileError, TileSource};
 use tollgate_ledger::{
     Hash, NoteVerifier, Problem, SignedCheckpoint, Verified, Verifier, VerifyFailure,
 };
@@ -34,6 +38,24 @@ pub trait LedgerRead {
         tenant: &str,
         visit: &mut dyn FnMut(StoredRow) -> Result<(), StoreError>,
     ) -> Result<(), StoreError>;
+
+    /// How many leaves the stored tiles cover; 0 (the default) for a backend without
+    /// tiles, whose proofs then read the entry hashes.
+    fn read_tiled_size(&self, tenant: &str) -> Result<u64, StoreError> {
+        let _ = tenant;
+        Ok(0)
+    }
+
+    /// The stored data of tile `(level, index)`, `None` if there is none.
+    fn read_tile(
+        &self,
+        tenant: &str,
+        level: u8,
+        index: u64,
+    ) -> Result<Option<Vec<u8>>, StoreError> {
+        let _ = (tenant, level, index);
+        Ok(None)
+    }
 
     /// Calls `visit` with the stored `entry_hash` of every entry with
     /// `0 <= seq < size`, in seq order; stops at the first error `visit` returns.
@@ -64,6 +86,9 @@ pub fn inclusion_proof<R: LedgerRead + ?Sized>(
     seq: u64,
     size: u64,
 ) -> Result<Vec<Hash>, StoreError> {
+    if size <= store.read_tiled_size(tenant)? {
+        return tiles::inclusion_proof(&TilesOf { store, tenant }, seq, size).map_err(tile_error);
+    }
     let ranges =
         merkle::inclusion_ranges(seq, size).map_err(|e| StoreError::OutOfRange(e.to_string()))?;
     range_roots(store, tenant, size, ranges)
@@ -76,9 +101,34 @@ pub fn consistency_proof<R: LedgerRead + ?Sized>(
     from: u64,
     to: u64,
 ) -> Result<Vec<Hash>, StoreError> {
+    if to <= store.read_tiled_size(tenant)? {
+        return tiles::consistency_proof(&TilesOf { store, tenant }, from, to).map_err(tile_error);
+    }
     let ranges =
         merkle::consistency_ranges(from, to).map_err(|e| StoreError::OutOfRange(e.to_string()))?;
     range_roots(store, tenant, to, ranges)
+}
+
+/// A backend's tiles of one tenant, as `tiles::TileSource`.
+struct TilesOf<'a, R: ?Sized> {
+    store: &'a R,
+    tenant: &'a str,
+}
+
+impl<R: LedgerRead + ?Sized> TileSource for TilesOf<'_, R> {
+    fn tile(&self, level: u8, index: u64) -> Result<Option<Vec<u8>>, String> {
+        self.store
+            .read_tile(self.tenant, level, index)
+            .map_err(|e| e.to_string())
+    }
+}
+
+fn tile_error(e: TileError) -> StoreError {
+    match e {
+        TileError::OutOfRange(m) => StoreError::OutOfRange(m),
+        TileError::Source(m) => StoreError::Backend(m),
+        other => StoreError::Corrupt(other.to_string()),
+    }
 }
 
 /// The roots of `ranges` (see `merkle::inclusion_ranges`) over the tenant's first

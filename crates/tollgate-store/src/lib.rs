@@ -63,6 +63,9 @@ pub enum StoreError {
     /// An append failed earlier in its batch; the whole batch was rolled back.
     #[error("the append batch failed: {0}")]
     BatchFailed(String),
+    /// This backend does not provide the feature.
+    #[error("this store does not support {0}")]
+    Unsupported(&'static str),
     /// Another process holds the data directory's write lock.
     #[error(
         "the data directory `{}` is in use by another Tollgate process (it holds `{}`); stop that process or use another data directory",
@@ -232,6 +235,21 @@ pub trait LedgerStore: Send + Sync + Debug {
 
     /// Consistency proof from the tree of `from` entries to the tree of `to` entries.
     fn consistency_proof(&self, tenant: &str, from: u64, to: u64) -> Result<Vec<Hash>, StoreError>;
+
+    /// How many leaves the tenant's stored tlog-tiles cover (the size of the last
+    /// checkpoint whose tiles were written). `Unsupported` where a backend keeps none.
+    fn tiled_size(&self, tenant: &str) -> Result<u64, StoreError> {
+        let _ = tenant;
+        Err(StoreError::Unsupported("tlog tiles"))
+    }
+
+    /// The stored data of tlog tile `(level, index)`, at the widest width it has grown
+    /// to (a narrower partial tile is its prefix). `Unsupported` where a backend keeps
+    /// none.
+    fn tile(&self, tenant: &str, level: u8, index: u64) -> Result<Option<Vec<u8>>, StoreError> {
+        let _ = (tenant, level, index);
+        Err(StoreError::Unsupported("tlog tiles"))
+    }
 
     /// Verifies the tenant's stored ledger with `keys` as the trusted checkpoint keys.
     /// The outer error is a failure to read; the inner one a ledger that does not verify.

@@ -173,6 +173,14 @@ impl LedgerStore for SqliteStore {
     ) -> Result<Result<Verified, VerifyFailure>, StoreError> {
         ledger_read::verify(self, tenant, keys)
     }
+
+    fn tiled_size(&self, tenant: &str) -> Result<u64, StoreError> {
+        self.read_tiled_size(tenant)
+    }
+
+    fn tile(&self, tenant: &str, level: u8, index: u64) -> Result<Option<Vec<u8>>, StoreError> {
+        self.read_tile(tenant, level, index)
+    }
 }
 
 impl LedgerRead for SqliteStore {
@@ -219,6 +227,19 @@ impl LedgerRead for SqliteStore {
             c.execute_batch("COMMIT")?;
             result
         })
+    }
+
+    fn read_tiled_size(&self, tenant: &str) -> Result<u64, StoreError> {
+        self.with_conn(|c| super::tiles::tiled_size(c, tenant))
+    }
+
+    fn read_tile(
+        &self,
+        tenant: &str,
+        level: u8,
+        index: u64,
+    ) -> Result<Option<Vec<u8>>, StoreError> {
+        self.with_conn(|c| super::tiles::read_tile(c, tenant, level, index))
     }
 
     fn read_entry_hashes(

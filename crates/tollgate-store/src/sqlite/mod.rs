@@ -19,6 +19,7 @@ mod ledger;
 mod policies;
 mod records;
 mod schema;
+mod tiles;
 mod writer;
 
 use std::fs::File;

@@ -88,6 +88,15 @@ CREATE INDEX history_by_time ON history (tenant, at_ms);
 CREATE INDEX history_by_actor ON history (tenant, actor, at_ms);
 CREATE INDEX history_by_source ON history (tenant, source, at_ms);
 "#,
+    // v4: the Merkle tree as C2SP tlog-tiles (one row per tile; a partial tile is
+    // widened in place), written with each checkpoint up to `tiled_size`.
+    r#"
+CREATE TABLE ledger_tiles (
+    tenant TEXT NOT NULL, level INTEGER NOT NULL, idx INTEGER NOT NULL, data BLOB NOT NULL,
+    PRIMARY KEY (tenant, level, idx)
+) WITHOUT ROWID;
+ALTER TABLE ledger_heads ADD COLUMN tiled_size INTEGER NOT NULL DEFAULT 0;
+"#,
 ];
 
 pub(super) fn migrate(conn: &mut Connection) -> Result<(), StoreError> {

@@ -47,21 +47,24 @@ pub(super) struct TenantState {
     pub(super) size: u64,
     pub(super) last_hash: Hash,
     pub(super) range: CompactRange,
+    /// How many leaves the stored tiles cover (grown to `size` at each checkpoint).
+    pub(super) tiled: u64,
 }
 
 pub(super) fn load_state(conn: &Connection, tenant: &str) -> Result<TenantState, StoreError> {
-    let row: Option<(i64, Vec<u8>, Vec<u8>)> = conn
+    let row: Option<(i64, Vec<u8>, Vec<u8>, i64)> = conn
         .query_row(
-            "SELECT size, last_hash, peaks FROM ledger_heads WHERE tenant = ?1",
+            "SELECT size, last_hash, peaks, tiled_size FROM ledger_heads WHERE tenant = ?1",
             [tenant],
-            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
         )
         .optional()?;
-    let Some((size, last, peaks)) = row else {
+    let Some((size, last, peaks, tiled)) = row else {
         return Ok(TenantState {
             size: 0,
             last_hash: Hash::ZERO,
             range: CompactRange::new(),
+            tiled: 0,
         });
     };
     let size = to_u64(size)?;
@@ -75,6 +78,7 @@ pub(super) fn load_state(conn: &Connection, tenant: &str) -> Result<TenantState,
         size,
         last_hash,
         range,
+        tiled: to_u64(tiled)?,
     })
 }
 
@@ -299,6 +303,10 @@ impl Writer {
                             outcomes.push(Outcome::Checkpoint(Err(StoreError::NoSigner)));
                             continue;
                         };
+                        // The tiles cover the tree this checkpoint signs, in the
+                        // same transaction: a served checkpoint always has its tiles.
+                        super::tiles::grow(&tx, tenant, st.tiled, st.size)?;
+                        st.tiled = st.size;
                         let cp = Checkpoint {
                             origin: format!("{}/{}", self.log_name, tenant),
                             size: st.size,
@@ -315,8 +323,8 @@ impl Writer {
                 }
             }
             let mut head = tx.prepare_cached(
-                "INSERT INTO ledger_heads (tenant, size, last_hash, peaks) VALUES (?1, ?2, ?3, ?4)
-                 ON CONFLICT (tenant) DO UPDATE SET size = excluded.size, last_hash = excluded.last_hash, peaks = excluded.peaks",
+                "INSERT INTO ledger_heads (tenant, size, last_hash, peaks, tiled_size) VALUES (?1, ?2, ?3, ?4, ?5)
+                 ON CONFLICT (tenant) DO UPDATE SET size = excluded.size, last_hash = excluded.last_hash, peaks = excluded.peaks, tiled_size = excluded.tiled_size",
             )?;
             for (tenant, st) in &dirty {
                 let peaks: Vec<u8> = st.range.peaks().iter().flat_map(|h| h.0).collect();
@@ -324,7 +332,8 @@ impl Writer {
                     tenant,
                     to_i64(st.size)?,
                     st.last_hash.0.as_slice(),
-                    peaks
+                    peaks,
+                    to_i64(st.tiled)?
                 ])?;
             }
         }

@@ -465,3 +465,97 @@ pub fn long_ledgers_stream_and_stopped_reads_end<B: Backend>() {
     }
     assert_eq!(s.verify("a", &keys()).unwrap().unwrap().entries, N);
 }
+
+/// The tlog tiles: written with each checkpoint up to its size (in the checkpoint's
+/// transaction, so a stored checkpoint always has its tiles), kept across reopen, and
+/// proofs from them equal proofs computed from every entry hash, inside and beyond
+/// the tiled size.
+pub fn tiles_cover_each_checkpoint<B: Backend>() {
+    use tollgate_ledger::tiles;
+    const N: u64 = 700;
+    let backend = B::create();
+    let leaves: Vec<Hash>;
+    {
+        let s = backend.open(Some(signer()));
+        assert_eq!(s.tiled_size("a").unwrap(), 0);
+        let mut acks = Vec::new();
+        for i in 0..N {
+            acks.push(s.submit(draft("a", i)));
+            if i == 0 || i == 299 {
+                for a in acks.drain(..) {
+                    a.wait().unwrap();
+                }
+                checkpoint_now(&s, "a", "2026-11-21T12:01:00Z");
+                assert_eq!(s.tiled_size("a").unwrap(), i + 1);
+            }
+        }
+        for a in acks {
+            a.wait().unwrap();
+        }
+        settle(&s);
+        // Beyond the last checkpoint: no tiles yet, proofs still answer (by scan).
+        assert_eq!(s.tiled_size("a").unwrap(), 300);
+        leaves = s
+            .range("a", 0, N)
+            .unwrap()
+            .iter()
+            .map(|e| e.entry_hash)
+            .collect();
+        let lh = merkle::leaf_hashes(&leaves);
+        assert_eq!(
+            s.inclusion_proof("a", 5, N).unwrap(),
+            merkle::inclusion_proof(&lh, 5).unwrap()
+        );
+        checkpoint_now(&s, "a", "2026-11-21T12:02:00Z");
+        assert_eq!(s.tiled_size("a").unwrap(), N);
+    }
+    let s = backend.open(Some(signer()));
+    assert_eq!(s.tiled_size("a").unwrap(), N, "tiles survive a reopen");
+    let lh = merkle::leaf_hashes(&leaves);
+    // Level 0 holds the leaf hashes; the partial level 1 tile the roots of full tiles.
+    let t0 = s.tile("a", 0, 1).unwrap().unwrap();
+    assert_eq!(t0.len(), 256 * 32);
+    assert_eq!(&t0[..32], &lh[256].0);
+    let t1 = s.tile("a", 1, 0).unwrap().unwrap();
+    assert_eq!(t1.len(), 2 * 32, "700 leaves: two full level-0 tiles");
+    assert_eq!(&t1[32..], &merkle::root_of_leaf_hashes(&lh[256..512]).0[..]);
+    let t0_last = s.tile("a", 0, 2).unwrap().unwrap();
+    assert_eq!(t0_last.len(), (N as usize - 512) * 32);
+    assert!(s.tile("a", 0, 3).unwrap().is_none());
+    assert!(s.tile("b", 0, 0).unwrap().is_none());
+    for (seq, size) in [
+        (0, 1),
+        (0, 300),
+        (299, 300),
+        (17, 512),
+        (600, N),
+        (N - 1, N),
+    ] {
+        let th = &lh[..size as usize];
+        assert_eq!(
+            s.inclusion_proof("a", seq, size).unwrap(),
+            merkle::inclusion_proof(th, seq).unwrap(),
+            "inclusion {seq} in {size}"
+        );
+    }
+    for (old, new) in [(1, 300), (300, N), (256, 512), (1, N)] {
+        assert_eq!(
+            s.consistency_proof("a", old, new).unwrap(),
+            merkle::consistency_proof(&lh[..new as usize], old).unwrap(),
+            "consistency {old} to {new}"
+        );
+    }
+    assert_eq!(
+        tiles::root(&TilesOfStore(&s), N).unwrap(),
+        s.latest_checkpoint("a").unwrap().unwrap().checkpoint.root
+    );
+    assert!(s.inclusion_proof("a", N, N).is_err());
+}
+
+struct TilesOfStore<'a, S>(&'a S);
+
+impl<S: Store> tollgate_ledger::tiles::TileSource for TilesOfStore<'_, S> {
+    fn tile(&self, level: u8, index: u64) -> Result<Option<Vec<u8>>, String> {
+        self.0.tile("a", level, index).map_err(|e| e.to_string())
+    }
+}
