@@ -302,6 +302,14 @@ impl LedgerStore for PgStore {
     ) -> Result<Result<Verified, VerifyFailure>, StoreError> {
         ledger_read::verify(self, tenant, keys)
     }
+
+    fn tiled_size(&self, tenant: &str) -> Result<u64, StoreError> {
+        self.read_tiled_size(tenant)
+    }
+
+    fn tile(&self, tenant: &str, level: u8, index: u64) -> Result<Option<Vec<u8>>, StoreError> {
+        self.read_tile(tenant, level, index)
+    }
 }
 
 impl LedgerRead for PgStore {
@@ -329,6 +337,29 @@ impl LedgerRead for PgStore {
             read_row,
             visit,
         )
+    }
+
+    fn read_tiled_size(&self, tenant: &str) -> Result<u64, StoreError> {
+        let sizes = self.rows(
+            "SELECT size FROM ledger_tile_heads WHERE tenant = $1",
+            params![tenant.to_owned()],
+            |r| r.try_get::<_, i64>(0).map_err(db),
+        )?;
+        to_u64(sizes.first().copied().unwrap_or(0))
+    }
+
+    fn read_tile(
+        &self,
+        tenant: &str,
+        level: u8,
+        index: u64,
+    ) -> Result<Option<Vec<u8>>, StoreError> {
+        let data = self.rows(
+            "SELECT data FROM ledger_tiles WHERE tenant = $1 AND level = $2 AND idx = $3",
+            params![tenant.to_owned(), i16::from(level), to_i64(index)?],
+            |r| r.try_get::<_, Vec<u8>>(0).map_err(db),
+        )?;
+        Ok(data.into_iter().next())
     }
 
     fn read_entry_hashes(

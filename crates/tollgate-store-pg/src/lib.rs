@@ -6,6 +6,7 @@ mod ledger;
 mod records;
 mod schema;
 mod sequencer;
+mod tiles;
 
 use std::future::Future;
 use std::sync::Arc;

@@ -102,6 +102,16 @@ CREATE INDEX history_by_time ON history (tenant, at_ms);
 CREATE INDEX history_by_actor ON history (tenant, actor, at_ms);
 CREATE INDEX history_by_source ON history (tenant, source, at_ms);
 "#,
+    // v4: the Merkle tree as C2SP tlog-tiles (one row per tile; a partial tile is
+    // widened in place), grown with each checkpoint; `ledger_tile_heads.size` is how
+    // many leaves they cover.
+    r#"
+CREATE TABLE ledger_tiles (
+    tenant TEXT NOT NULL, level SMALLINT NOT NULL, idx BIGINT NOT NULL, data BYTEA NOT NULL,
+    PRIMARY KEY (tenant, level, idx)
+);
+CREATE TABLE ledger_tile_heads (tenant TEXT PRIMARY KEY, size BIGINT NOT NULL);
+"#,
 ];
 
 pub(crate) async fn migrate(pool: &Pool) -> Result<(), StoreError> {

@@ -367,6 +367,8 @@ pub(crate) async fn sign_checkpoint(
         Some(r) => state_from_row(&r)?,
         None => TenantState::empty(),
     };
+    // The tiles cover the tree this checkpoint signs, in the same transaction.
+    crate::tiles::grow(tx, tenant, st.size).await?;
     let cp = Checkpoint {
         origin: format!("{log_name}/{tenant}"),
         size: st.size,

@@ -162,13 +162,6 @@ impl Backend for Sqlite {
 
 tollgate_store::store_suite!(Sqlite, 96);
 
-/// Tiles are written with each checkpoint; proofs from them equal proofs from all
-/// entry hashes (the same function runs against PostgreSQL once it keeps tiles).
-#[test]
-fn tiles_cover_each_checkpoint() {
-    tollgate_store::testkit::tiles_cover_each_checkpoint::<Sqlite>();
-}
-
 /// A ledger written before tiles existed (schema v3: no tiles, `tiled_size` 0) gets
 /// all its tiles at its next checkpoint, and its proofs do not change.
 #[test]

@@ -240,6 +240,13 @@ macro_rules! store_suite {
             $crate::testkit::proofs_from_the_store_verify_against_its_checkpoints::<$b>();
         }
         #[test]
+        fn tiles_cover_each_checkpoint() {
+            if !<$b as $crate::testkit::Backend>::available() {
+                return;
+            }
+            $crate::testkit::tiles_cover_each_checkpoint::<$b>();
+        }
+        #[test]
         fn reopen_continues_the_chain() {
             if !<$b as $crate::testkit::Backend>::available() {
                 return;
