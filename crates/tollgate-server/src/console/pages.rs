@@ -29,19 +29,26 @@ use crate::service::{Caller, Error, auth};
 /// Rows per page of the stream.
 pub(crate) const PAGE_SIZE: usize = 50;
 
-/// Refuses a POST whose `Origin` is another site's (defence in depth beside the CSRF
-/// token and `SameSite=Strict`).
+/// Refuses a POST that a browser says came from another site (defence in depth beside
+/// the CSRF token and `SameSite=Strict`): `Sec-Fetch-Site` other than `same-origin`,
+/// or an `Origin` naming another host. (With `Referrer-Policy: no-referrer` a
+/// browser sends `Origin: null` for the console's own forms; `Sec-Fetch-Site` still
+/// tells.)
 pub(crate) fn same_origin(headers: &HeaderMap) -> Result<(), PageError> {
-    let Some(origin) = headers.get(header::ORIGIN).and_then(|v| v.to_str().ok()) else {
-        return Ok(());
-    };
-    let host = headers
-        .get(header::HOST)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or_default();
-    let origin_host = origin.split_once("://").map_or("", |(_, h)| h);
-    if origin_host.is_empty() || origin_host != host {
+    let get = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+    if let Some(site) = get("sec-fetch-site")
+        && site != "same-origin"
+    {
         return Err(PageError::Csrf);
+    }
+    if let Some(origin) = get("origin")
+        && origin != "null"
+    {
+        let host = get("host").unwrap_or_default();
+        let origin_host = origin.split_once("://").map_or("", |(_, h)| h);
+        if origin_host.is_empty() || origin_host != host {
+            return Err(PageError::Csrf);
+        }
     }
     Ok(())
 }
