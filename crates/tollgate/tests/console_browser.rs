@@ -61,7 +61,7 @@ fn console_scenarios_in_chromium() {
         .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
-    println!("{stdout}");
+    eprintln!("{stdout}");
     assert!(
         out.status.success(),
         "the console's browser scenarios failed:\n{stdout}\n{stderr}"
@@ -73,8 +73,18 @@ fn console_scenarios_in_chromium() {
         "{summary}"
     );
     for page in [
-        "login", "overview", "decisions", "decision", "reviews", "policies", "policy",
-        "policy-confirm", "overrides", "keys", "ledger", "not-found",
+        "login",
+        "overview",
+        "decisions",
+        "decision",
+        "reviews",
+        "policies",
+        "policy",
+        "policy-confirm",
+        "overrides",
+        "keys",
+        "ledger",
+        "not-found",
     ] {
         assert!(
             shots.join(format!("{page}.png")).exists(),

@@ -25,7 +25,10 @@ pub struct Asset {
 }
 
 fn asset(name: &'static str, ext: &'static str, bytes: &'static [u8]) -> Asset {
-    let hash: String = hex::encode(Sha256::digest(bytes)).chars().take(16).collect();
+    let hash: String = hex::encode(Sha256::digest(bytes))
+        .chars()
+        .take(16)
+        .collect();
     let url = format!("/console/assets/{name}.{hash}.{ext}");
     Asset {
         name,
@@ -81,10 +84,7 @@ pub async fn serve(Path(file): Path<String>) -> Response {
     (
         [
             (header::CONTENT_TYPE, content_type),
-            (
-                header::CACHE_CONTROL,
-                "public, max-age=31536000, immutable",
-            ),
+            (header::CACHE_CONTROL, "public, max-age=31536000, immutable"),
         ],
         a.bytes,
     )

@@ -424,11 +424,7 @@ pub(crate) async fn clear_override(
     body: Bytes,
 ) -> Result<Response, PageError> {
     checked_form(&user, &headers, &body)?;
-    state
-        .app
-        .service()
-        .clear_override(&user.caller, id)
-        .await?;
+    state.app.service().clear_override(&user.caller, id).await?;
     Ok(Redirect::to("/console/overrides?done=cleared").into_response())
 }
 
@@ -591,11 +587,7 @@ pub(crate) async fn verify(
     body: Bytes,
 ) -> Result<Response, PageError> {
     checked_form(&user, &headers, &body)?;
-    let v = state
-        .app
-        .service_arc()
-        .verify_ledger(&user.caller)
-        .await?;
+    let v = state.app.service_arc().verify_ledger(&user.caller).await?;
     let ok = v["ok"] == json!(true);
     let text = if ok {
         format!(

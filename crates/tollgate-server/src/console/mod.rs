@@ -70,7 +70,10 @@ pub fn router<S>(app: AppState) -> Router<S> {
         .route("/policies", get(manage::policies))
         .route("/policies/{id}", get(manage::policy))
         .route("/policies/{id}/activate", post(manage::activate))
-        .route("/overrides", get(manage::overrides).post(manage::set_override))
+        .route(
+            "/overrides",
+            get(manage::overrides).post(manage::set_override),
+        )
         .route("/overrides/{id}/clear", post(manage::clear_override))
         .route("/keys", get(manage::keys).post(manage::create_key))
         .route("/keys/{id}/revoke", post(manage::revoke_key))
@@ -91,7 +94,10 @@ frame-ancestors 'none'";
 
 async fn headers(mut response: Response) -> Response {
     let h = response.headers_mut();
-    h.insert(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static(CSP));
+    h.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(CSP),
+    );
     h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
     h.insert(
         header::REFERRER_POLICY,
@@ -183,12 +189,12 @@ impl IntoResponse for PageError {
 /// console's decision page; API clients get JSON exactly as before.
 pub async fn html_to_console(request: Request, next: Next) -> Response {
     if prefers_html(request.headers())
-        && let Some(id) = request
-            .uri()
-            .path()
-            .rsplit('/')
-            .next()
-            .filter(|id| !id.is_empty() && id.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-'))
+        && let Some(id) = request.uri().path().rsplit('/').next().filter(|id| {
+            !id.is_empty()
+                && id
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+        })
     {
         return Redirect::to(&format!("/console/decisions/{id}")).into_response();
     }

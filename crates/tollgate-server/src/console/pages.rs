@@ -19,8 +19,8 @@ use tollgate_api::{Gate, Status};
 use super::session::{COOKIE, User, csrf_ok};
 use super::text::Text;
 use super::views::{
-    self, Bar, CandidateView, Chrome, DecisionPage, DecisionsPage, FilterView, GateView,
-    LoginPage, OverviewPage, RowFragment, RowView, StepView, Tick, status_class,
+    self, Bar, CandidateView, Chrome, DecisionPage, DecisionsPage, FilterView, GateView, LoginPage,
+    OverviewPage, RowFragment, RowView, StepView, Tick, status_class,
 };
 use super::{ConsoleState, PageError};
 use crate::service::console::{DecisionFilter, DecisionRow};
@@ -393,7 +393,14 @@ pub(crate) async fn stream(
     let start = resume.or(q.after).unwrap_or(0);
     let filter = q.filter();
     let feed = futures_util::stream::unfold(
-        (state, user, filter, start, tokio::time::Instant::now(), Vec::<Event>::new()),
+        (
+            state,
+            user,
+            filter,
+            start,
+            tokio::time::Instant::now(),
+            Vec::<Event>::new(),
+        ),
         |(state, user, filter, mut next, started, mut queue)| async move {
             loop {
                 if let Some(e) = queue.pop() {
@@ -418,7 +425,12 @@ pub(crate) async fn stream(
                     let html = RowFragment { row: row_view(r) }
                         .to_string_lossy()
                         .replace('\n', "");
-                    queue.push(Event::default().event("row").id(next.to_string()).data(html));
+                    queue.push(
+                        Event::default()
+                            .event("row")
+                            .id(next.to_string())
+                            .data(html),
+                    );
                 }
             }
         },
@@ -597,7 +609,12 @@ pub(crate) async fn decision(
         policies: v
             .policies
             .iter()
-            .map(|p| Text::of(format!("{}@{} (sha-256 {})", p.id, p.version, p.text_sha256)))
+            .map(|p| {
+                Text::of(format!(
+                    "{}@{} (sha-256 {})",
+                    p.id, p.version, p.text_sha256
+                ))
+            })
             .collect(),
         candidates: body
             .candidates
@@ -642,7 +659,11 @@ pub(crate) async fn proof(
     user: User,
     Path(id): Path<String>,
 ) -> Result<Response, PageError> {
-    let p = state.app.service().decision_proof(&user.caller, &id).await?;
+    let p = state
+        .app
+        .service()
+        .decision_proof(&user.caller, &id)
+        .await?;
     let body = json!({
         "decision_id": id,
         "seq": p.dossier.entry.seq,

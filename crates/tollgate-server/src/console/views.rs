@@ -455,3 +455,11 @@ impl PolicyPage {
         self.active.is_some_and(|a| *version < a)
     }
 }
+
+impl RowView {
+    /// `MM-DD HH:MM:SS` of the row's time (the full time is the cell's title).
+    pub(crate) fn short_time(&self) -> String {
+        let t = self.time.get(5..19).unwrap_or(&self.time);
+        t.replacen('T', " ", 1)
+    }
+}
