@@ -84,8 +84,10 @@
 
   // A signed-note verifier key: name+hex(key id)+base64(0x01 || Ed25519 key).
   async function parseVkey(v) {
-    var parts = v.split('+');
-    if (parts.length !== 3) throw new Error('malformed verifier key');
+    // name+id+key: the name and id have no '+', the base64 key may.
+    var a = v.indexOf('+'), b = a < 0 ? -1 : v.indexOf('+', a + 1);
+    if (a < 0 || b < 0) throw new Error('malformed verifier key');
+    var parts = [v.slice(0, a), v.slice(a + 1, b), v.slice(b + 1)];
     var blob = fromB64(parts[2]);
     if (blob.length !== 33 || blob[0] !== 1) throw new Error('not an Ed25519 verifier key');
     var key = blob.slice(1);
