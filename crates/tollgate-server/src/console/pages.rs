@@ -169,6 +169,9 @@ const CHART_SLOT: u32 = 10;
 const CHART_BASE: u32 = 190;
 const CHART_HEIGHT: u64 = 170;
 
+/// The most ledger entries the chart reads back (a busier hour is shown in part).
+const CHART_MAX_ENTRIES: u64 = 10_000;
+
 /// Statuses in the chart, bottom to top, with their CSS class.
 const CHART_STATUSES: [(&str, &str); 4] = [
     ("ALLOW", "s-allow"),
@@ -184,7 +187,7 @@ pub(crate) async fn overview(
 ) -> Result<Response, PageError> {
     let service = state.app.service();
     let caller = &user.caller;
-    let minutes = service.decisions_per_minute(caller, 60, 50_000)?;
+    let (minutes, truncated) = service.decisions_per_minute(caller, 60, CHART_MAX_ENTRIES)?;
     let peak = minutes
         .iter()
         .map(|m| m.by_status.values().sum::<u64>())
@@ -246,6 +249,7 @@ pub(crate) async fn overview(
         open_reviews,
         overrides,
         head,
+        truncated,
         checkpoint_size: checkpoint.as_ref().map(|c| c.checkpoint.size),
         checkpoint_time: Text::of(
             checkpoint

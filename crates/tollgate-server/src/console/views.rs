@@ -145,6 +145,8 @@ pub(crate) struct OverviewPage {
     pub(crate) open_reviews: usize,
     pub(crate) overrides: usize,
     pub(crate) head: u64,
+    /// The chart covers only the newest entries of a busier hour.
+    pub(crate) truncated: bool,
     pub(crate) checkpoint_size: Option<u64>,
     pub(crate) checkpoint_time: Text,
 }

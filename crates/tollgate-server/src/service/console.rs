@@ -228,13 +228,14 @@ impl DecisionService {
     }
 
     /// Decisions per minute by status over the last `minutes` minutes (oldest first),
-    /// reading back at most `max_entries` entries.
+    /// reading back at most `max_entries` entries; `true` when that bound cut the
+    /// walk short (older minutes are then undercounted).
     pub fn decisions_per_minute(
         &self,
         caller: &Caller,
         minutes: u32,
         max_entries: u64,
-    ) -> Result<Vec<MinuteCounts>, Error> {
+    ) -> Result<(Vec<MinuteCounts>, bool), Error> {
         let now = self.now_ms();
         let mut out: Vec<MinuteCounts> = (0..i64::from(minutes))
             .rev()
@@ -263,7 +264,7 @@ impl DecisionService {
             }
             end = from;
         }
-        Ok(out)
+        Ok((out, end > 0 && scanned >= max_entries))
     }
 
     /// The ledger part of a decision's dossier and its typed body: the entry with its
