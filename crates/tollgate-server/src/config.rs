@@ -92,6 +92,10 @@ pub struct Config {
     /// node's public key is recorded in the store and published in the JWKS), or
     /// share one through this setting (`TOLLGATE_SIGNING_KEY_FILE`).
     pub signing_key_file: Option<PathBuf>,
+    /// A console session ends after this long without a request (seconds).
+    pub console_session_idle_s: u64,
+    /// A console session ends this long after sign-in, however busy (seconds).
+    pub console_session_max_s: u64,
 }
 
 /// Where state lives.
@@ -197,6 +201,8 @@ impl Default for Config {
             redis_url: None,
             redis_key_prefix: "tollgate:".to_owned(),
             assume_shared_store: false,
+            console_session_idle_s: 8 * 3600,
+            console_session_max_s: 12 * 3600,
         }
     }
 }
@@ -297,6 +303,8 @@ impl Config {
             "TOLLGATE_THROTTLE" => self.throttle = parse(name, value)?,
             "TOLLGATE_REDIS_URL" => self.redis_url = Some(value.to_owned()),
             "TOLLGATE_REDIS_KEY_PREFIX" => self.redis_key_prefix = value.to_owned(),
+            "TOLLGATE_CONSOLE_SESSION_IDLE_S" => self.console_session_idle_s = parse(name, value)?,
+            "TOLLGATE_CONSOLE_SESSION_MAX_S" => self.console_session_max_s = parse(name, value)?,
             _ => {}
         }
         Ok(())

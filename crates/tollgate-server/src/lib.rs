@@ -10,6 +10,7 @@ pub mod admission;
 pub mod clock;
 pub mod compat;
 pub mod config;
+pub mod console;
 mod jwt;
 pub mod listener;
 pub mod metrics;
@@ -26,6 +27,7 @@ use axum::Router;
 use axum::error_handling::HandleErrorLayer;
 use axum::extract::DefaultBodyLimit;
 use axum::http::{StatusCode, header};
+use axum::middleware::from_fn;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post};
 use tower::ServiceBuilder;
@@ -44,8 +46,15 @@ pub fn router(state: AppState) -> Router {
     let config = state.config().clone();
     Router::new()
         .route("/v1/decisions", post(native::decide))
-        .route("/v1/decisions/{id}", get(native::get_decision))
-        .route("/v1/dossiers/{id}", get(native::dossier))
+        // A browser following a decision link gets the console's page (HTML).
+        .route(
+            "/v1/decisions/{id}",
+            get(native::get_decision).route_layer(from_fn(console::html_to_console)),
+        )
+        .route(
+            "/v1/dossiers/{id}",
+            get(native::dossier).route_layer(from_fn(console::html_to_console)),
+        )
         .route("/v1/decisions/{id}/wait", get(reviews::wait))
         .route("/v1/reviews", get(reviews::list))
         .route("/v1/reviews/{id}", get(reviews::get))
@@ -113,6 +122,7 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/audit/export", get(audit::export))
         .route("/v1/audit/consistency", get(audit::consistency))
         .route("/v1/audit/checkpoint", get(audit::checkpoint))
+        .nest("/console", console::router(state.clone()))
         .fallback(|| async { ApiError::NotFound })
         .layer(axum::middleware::map_response(json_errors))
         .layer(DefaultBodyLimit::max(config.max_body_bytes))
@@ -156,7 +166,8 @@ async fn json_errors(response: Response) -> Response {
         .headers()
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.starts_with("application/json"));
+        .is_some_and(|v| v.starts_with("application/json") || v.starts_with("text/html"));
+    // The console's error pages are HTML and stay so.
     if status.as_u16() < 400 || is_json {
         return response;
     }

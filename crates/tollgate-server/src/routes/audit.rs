@@ -47,7 +47,7 @@ const EXPORT_PAGE: u64 = 100;
     security(("bearer" = []))
 )]
 pub async fn export(State(state): State<AppState>, caller: Caller) -> Result<Response, Error> {
-    caller.require("admin")?;
+    caller.require_view("admin")?;
     let tenant = caller.tenant().to_owned();
     let size = state.service().ledger_size(&tenant)?;
     // Streamed a page at a time: memory stays bounded however long the ledger is. A

@@ -27,6 +27,20 @@ fn valid_id(id: &str) -> bool {
 /// The tenant an admin call acts on: its own, or any for the operator.
 pub(crate) fn target_tenant(caller: &Caller, requested: Option<&str>) -> Result<String, Error> {
     caller.require("admin")?;
+    tenant_of(caller, requested)
+}
+
+/// The tenant an admin *read* looks at (`admin` or `read` keys): its own, or any for
+/// the operator.
+pub(crate) fn target_tenant_view(
+    caller: &Caller,
+    requested: Option<&str>,
+) -> Result<String, Error> {
+    caller.require_view("admin")?;
+    tenant_of(caller, requested)
+}
+
+fn tenant_of(caller: &Caller, requested: Option<&str>) -> Result<String, Error> {
     match requested {
         None => Ok(caller.tenant().to_owned()),
         Some(t) if t == caller.tenant() => Ok(t.to_owned()),
@@ -179,7 +193,7 @@ impl DecisionService {
 
     /// `GET /v1/admin/tenants`: every tenant for the operator, else the caller's own.
     pub async fn list_tenants(&self, caller: &Caller) -> Result<Value, Error> {
-        caller.require("admin")?;
+        caller.require_view("admin")?;
         let tenants: Vec<Value> = self
             .store()
             .tenants()?
@@ -242,7 +256,7 @@ impl DecisionService {
 
     /// `GET /v1/admin/keys`: the tenant's keys (never secrets).
     pub async fn list_keys(&self, caller: &Caller, q: TenantQuery) -> Result<Value, Error> {
-        let tenant = target_tenant(caller, q.tenant.as_deref())?;
+        let tenant = target_tenant_view(caller, q.tenant.as_deref())?;
         let keys: Vec<Value> = self
             .store()
             .api_keys(&tenant)?
@@ -326,7 +340,7 @@ impl DecisionService {
 
     /// `GET /v1/admin/sources`.
     pub async fn list_sources(&self, caller: &Caller) -> Result<Value, Error> {
-        caller.require("admin")?;
+        caller.require_view("admin")?;
         let sources: Vec<Value> = self
             .store()
             .sources(caller.tenant())?
@@ -409,7 +423,7 @@ impl DecisionService {
 
     /// `GET /v1/admin/overrides`.
     pub async fn list_overrides(&self, caller: &Caller) -> Result<Value, Error> {
-        caller.require("admin")?;
+        caller.require_view("admin")?;
         let list: Vec<Value> = self
             .store()
             .overrides(caller.tenant())?

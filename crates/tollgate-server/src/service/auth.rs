@@ -8,7 +8,10 @@ use crate::service::DecisionService;
 use crate::service::Error;
 
 /// Scopes a key may hold.
-pub const SCOPES: [&str; 4] = ["decide", "outcomes", "review", "admin"];
+///
+/// `read` sees everything of its tenant that `review` and `admin` keys can read (the
+/// GET endpoints, the console's pages) and changes nothing.
+pub const SCOPES: [&str; 5] = ["decide", "outcomes", "review", "admin", "read"];
 
 /// A freshly generated key: the secret is shown once and never stored.
 #[derive(Debug)]
@@ -137,6 +140,23 @@ impl Caller {
     /// Fails with 403 unless the key has `scope` (`admin` implies every scope).
     pub fn require(&self, scope: &'static str) -> Result<(), Error> {
         if self.key.scopes.iter().any(|s| s == scope || s == "admin") {
+            Ok(())
+        } else {
+            Err(Error::Forbidden(scope))
+        }
+    }
+
+    /// Whether the key may change what `scope` governs (`admin` implies every scope;
+    /// `read` implies none).
+    pub fn can(&self, scope: &str) -> bool {
+        self.key.scopes.iter().any(|s| s == scope || s == "admin")
+    }
+
+    /// Fails with 403 unless the key may *read* what `scope` governs: it has `scope`,
+    /// `admin` or `read`. For GET endpoints only; anything that changes state uses
+    /// [`Caller::require`].
+    pub fn require_view(&self, scope: &'static str) -> Result<(), Error> {
+        if self.can(scope) || self.key.scopes.iter().any(|s| s == "read") {
             Ok(())
         } else {
             Err(Error::Forbidden(scope))

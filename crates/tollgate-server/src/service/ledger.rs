@@ -4,7 +4,7 @@
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
-use tollgate_ledger::{Dossier, EntryDraft, EntryKind, NoteVerifier, SignedCheckpoint};
+use tollgate_ledger::{EntryDraft, EntryKind, NoteVerifier, SignedCheckpoint};
 
 use crate::clock::rfc3339;
 use crate::service::records::DecisionEntryBody;
@@ -185,25 +185,7 @@ impl DecisionService {
     /// verifier keys, and the decision's reviews and outcomes.
     pub async fn dossier(&self, caller: &Caller, id: &str) -> Result<Value, Error> {
         let tenant = caller.tenant().to_owned();
-        let (entry, body) = self.decision(&tenant, id)?;
-        let store = self.store();
-        let checkpoint = match store.latest_checkpoint(&tenant)? {
-            Some(c) if c.checkpoint.size > entry.seq => c,
-            _ => self.checkpoint_now(&tenant).await?,
-        };
-        let size = checkpoint.checkpoint.size;
-        let proof = store.inclusion_proof(&tenant, entry.seq, size)?;
-        let ledger = Dossier {
-            inclusion_proof: proof,
-            checkpoint: checkpoint.to_text().map_err(Error::internal)?,
-            verifier_keys: self
-                .note_verifiers()
-                .iter()
-                .map(NoteVerifier::to_vkey)
-                .collect(),
-            jwks: Some(self.jwks()),
-            entry: entry.clone(),
-        };
+        let (ledger, body) = self.decision_dossier(caller, id).await?;
         let mut out = serde_json::to_value(&ledger).map_err(Error::internal)?;
         if let Some(obj) = out.as_object_mut() {
             obj.insert("decision_id".into(), json!(id));
@@ -222,7 +204,7 @@ impl DecisionService {
         self: &std::sync::Arc<Self>,
         caller: &Caller,
     ) -> Result<Value, Error> {
-        caller.require("admin")?;
+        caller.require_view("admin")?;
         let keys: Vec<NoteVerifier> = self.note_verifiers();
         let st = std::sync::Arc::clone(self);
         let tenant = caller.tenant().to_owned();

@@ -19,6 +19,7 @@
 pub mod admin;
 pub mod auth;
 pub mod body;
+pub mod console;
 pub mod decide;
 pub mod error;
 pub mod grants;

@@ -209,7 +209,7 @@ impl DecisionService {
         caller: &Caller,
         status: Option<&str>,
     ) -> Result<Vec<Value>, Error> {
-        caller.require("review")?;
+        caller.require_view("review")?;
         let mut out = Vec::new();
         for r in self.store().reviews(caller.tenant(), None)? {
             let r = self.refresh(r).await?;
@@ -222,7 +222,7 @@ impl DecisionService {
 
     /// One review of the caller's tenant.
     pub async fn review(&self, caller: &Caller, id: &str) -> Result<Value, Error> {
-        caller.require("review")?;
+        caller.require_view("review")?;
         Ok(view(&load(self, caller, id).await?))
     }
 

@@ -92,7 +92,7 @@ impl DecisionService {
         id: String,
         q: ReportQuery,
     ) -> Result<Value, Error> {
-        let tenant = target_tenant(caller, q.tenant.as_deref())?;
+        let tenant = target_tenant_view(caller, q.tenant.as_deref())?;
         let env = environment(q.environment.as_deref())?;
         let a = activation(self, &tenant, &env, &id)?.ok_or(Error::NotFound)?;
         let (Some(version), Some(since)) = (a.candidate, a.candidate_since_ms) else {

@@ -231,7 +231,7 @@ impl DecisionService {
 
     /// `GET /v1/admin/policies`: every policy with its versions and what is active.
     pub async fn list(&self, caller: &Caller, q: TenantQuery) -> Result<Value, Error> {
-        let tenant = target_tenant(caller, q.tenant.as_deref())?;
+        let tenant = target_tenant_view(caller, q.tenant.as_deref())?;
         let store = self.store();
         let mut out = Vec::new();
         for id in store.policy_ids(&tenant)? {
@@ -249,7 +249,7 @@ impl DecisionService {
 
     /// `GET /v1/admin/policies/{id}`: one policy's versions and activations.
     pub async fn show(&self, caller: &Caller, id: String, q: TenantQuery) -> Result<Value, Error> {
-        let tenant = target_tenant(caller, q.tenant.as_deref())?;
+        let tenant = target_tenant_view(caller, q.tenant.as_deref())?;
         if self.store().policy_versions(&tenant, &id)?.is_empty() {
             return Err(Error::NotFound);
         }
@@ -263,7 +263,7 @@ impl DecisionService {
         (id, version): (String, u64),
         q: TenantQuery,
     ) -> Result<Value, Error> {
-        let tenant = target_tenant(caller, q.tenant.as_deref())?;
+        let tenant = target_tenant_view(caller, q.tenant.as_deref())?;
         let r = stored_version(self, &tenant, &id, version)?.ok_or(Error::NotFound)?;
         Ok(json!({
             "policy_id": r.policy_id,
@@ -277,7 +277,7 @@ impl DecisionService {
     /// `GET /v1/admin/policies/{id}/diff?from=A&to=B`: rules added, removed and changed,
     /// and a unified diff of the texts.
     pub async fn diff(&self, caller: &Caller, id: String, q: DiffQuery) -> Result<Value, Error> {
-        let tenant = target_tenant(caller, q.tenant.as_deref())?;
+        let tenant = target_tenant_view(caller, q.tenant.as_deref())?;
         let a = stored_version(self, &tenant, &id, q.from)?.ok_or(Error::NotFound)?;
         let b = stored_version(self, &tenant, &id, q.to)?.ok_or(Error::NotFound)?;
         let rules = |r: &PolicyRecord| -> BTreeMap<String, Value> {

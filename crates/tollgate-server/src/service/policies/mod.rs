@@ -26,7 +26,7 @@ use tollgate_store::{PolicyActivation, PolicyRecord};
 
 use crate::clock::rfc3339;
 use crate::service::Error;
-use crate::service::admin::target_tenant;
+use crate::service::admin::{target_tenant, target_tenant_view};
 use crate::service::auth::Caller;
 use crate::service::{DecisionService, Written, lock_error};
 
