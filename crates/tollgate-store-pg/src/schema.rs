@@ -102,6 +102,21 @@ CREATE INDEX history_by_time ON history (tenant, at_ms);
 CREATE INDEX history_by_actor ON history (tenant, actor, at_ms);
 CREATE INDEX history_by_source ON history (tenant, source, at_ms);
 "#,
+    // v3: notification and SIEM delivery (docs/notifications.md): sinks, a cursor per
+    // sink over its tenant's ledger, and the rows of entries in retry or dead.
+    r#"
+CREATE TABLE notify_sinks (tenant TEXT NOT NULL, id TEXT NOT NULL, body TEXT NOT NULL, PRIMARY KEY (tenant, id));
+CREATE TABLE notify_cursors (
+    tenant TEXT NOT NULL, sink_id TEXT NOT NULL, next_seq BIGINT NOT NULL, updated_ms BIGINT NOT NULL,
+    PRIMARY KEY (tenant, sink_id)
+);
+CREATE TABLE notify_deliveries (
+    tenant TEXT NOT NULL, sink_id TEXT NOT NULL, seq BIGINT NOT NULL, state TEXT NOT NULL,
+    body TEXT NOT NULL,
+    PRIMARY KEY (tenant, sink_id, seq)
+);
+CREATE INDEX notify_deliveries_by_state ON notify_deliveries (tenant, state);
+"#,
 ];
 
 pub(crate) async fn migrate(pool: &Pool) -> Result<(), StoreError> {

@@ -4,6 +4,7 @@
 mod ack;
 pub mod keyfile;
 pub mod ledger_read;
+mod notify;
 mod read_cache;
 mod records;
 mod sqlite;
@@ -14,6 +15,7 @@ use std::fmt::Debug;
 
 pub use ack::{Ack, AckSender, ack_channel};
 pub use ledger_read::LedgerRead;
+pub use notify::*;
 pub use records::*;
 pub use sqlite::{SqliteConfig, SqliteStore};
 
@@ -451,6 +453,7 @@ pub trait Store:
     + ReviewStore
     + QuotaStore
     + HistoryStore
+    + NotifyStore
 {
 }
 
@@ -465,5 +468,6 @@ impl<T> Store for T where
         + ReviewStore
         + QuotaStore
         + HistoryStore
+        + NotifyStore
 {
 }
