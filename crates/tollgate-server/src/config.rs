@@ -92,6 +92,9 @@ pub struct Config {
     /// node's public key is recorded in the store and published in the JWKS), or
     /// share one through this setting (`TOLLGATE_SIGNING_KEY_FILE`).
     pub signing_key_file: Option<PathBuf>,
+    /// Delivery of notifications and the SIEM stream (`[notify]`, `TOLLGATE_NOTIFY_*`;
+    /// docs/notifications.md).
+    pub notify: crate::notify::NotifyConfig,
 }
 
 /// Where state lives.
@@ -197,6 +200,7 @@ impl Default for Config {
             redis_url: None,
             redis_key_prefix: "tollgate:".to_owned(),
             assume_shared_store: false,
+            notify: crate::notify::NotifyConfig::default(),
         }
     }
 }
@@ -297,6 +301,14 @@ impl Config {
             "TOLLGATE_THROTTLE" => self.throttle = parse(name, value)?,
             "TOLLGATE_REDIS_URL" => self.redis_url = Some(value.to_owned()),
             "TOLLGATE_REDIS_KEY_PREFIX" => self.redis_key_prefix = value.to_owned(),
+            n if n.starts_with("TOLLGATE_NOTIFY_") => {
+                self.notify
+                    .apply_env(n, value)
+                    .map_err(|message| ConfigError::Env {
+                        name: n.to_owned(),
+                        message,
+                    })?;
+            }
             _ => {}
         }
         Ok(())
