@@ -22,7 +22,8 @@ pub(crate) enum NotifyCommand {
         /// webhook, slack, cloudevents or splunk_hec.
         kind: String,
         /// Where deliveries go.
-        url: String,
+        #[arg(value_name = "URL")]
+        endpoint: String,
         /// A label for people.
         #[arg(long)]
         name: Option<String>,
@@ -91,7 +92,7 @@ pub(crate) fn run(cmd: NotifyCommand) -> anyhow::Result<ExitCode> {
     match cmd {
         NotifyCommand::Add {
             kind,
-            url,
+            endpoint,
             name,
             events,
             token,
@@ -100,7 +101,7 @@ pub(crate) fn run(cmd: NotifyCommand) -> anyhow::Result<ExitCode> {
         } => {
             let new = NewSink {
                 kind,
-                url,
+                url: endpoint,
                 name,
                 events: (!events.is_empty()).then_some(events),
                 token,

@@ -360,6 +360,8 @@ async fn sink_round(
             Err(SendError(msg)) => {
                 metrics.notify_failed.get_or_create(&labels).inc();
                 let now = service.now_ms();
+                // One jitter for the chunk: entries that failed together retry together.
+                let jitter = jitter();
                 for e in chunk {
                     let mut row = rows.get(&e.seq).cloned().unwrap_or(DeliveryRecord {
                         tenant: sink.tenant.clone(),
@@ -383,7 +385,7 @@ async fn sink_round(
                     } else {
                         DeliveryState::Pending
                     };
-                    let delay = config.backoff_ms(row.attempts, jitter());
+                    let delay = config.backoff_ms(row.attempts, jitter);
                     row.next_attempt_ms =
                         now.saturating_add(i64::try_from(delay).unwrap_or(i64::MAX));
                     row.last_error = Some(msg.clone());
