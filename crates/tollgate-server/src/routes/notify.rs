@@ -149,6 +149,7 @@ pub async fn list_deliveries(
     params(("sink" = String, Path), ("seq" = u64, Path)),
     responses(
         (status = 200, body = Object),
+        (status = 400, description = "`seq` is not a ledger position", body = Object),
         (status = 401, body = Object),
         (status = 403, body = Object),
         (status = 404, body = Object),
