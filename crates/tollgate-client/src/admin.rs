@@ -13,6 +13,9 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+mod notify;
+pub use notify::{AddedSink, Delivery, NewSink, RemovedSink, Sink, SinkTest};
+
 use crate::client::{Body, Client, path_segment};
 use crate::decision::{Gate, Status};
 use crate::error::{Error, Failure};

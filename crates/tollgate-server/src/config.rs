@@ -96,6 +96,9 @@ pub struct Config {
     pub console_session_idle_s: u64,
     /// A console session ends this long after sign-in, however busy (seconds).
     pub console_session_max_s: u64,
+    /// Delivery of notifications and the SIEM stream (`[notify]`, `TOLLGATE_NOTIFY_*`;
+    /// docs/notifications.md).
+    pub notify: crate::notify::NotifyConfig,
 }
 
 /// Where state lives.
@@ -203,6 +206,7 @@ impl Default for Config {
             assume_shared_store: false,
             console_session_idle_s: 8 * 3600,
             console_session_max_s: 12 * 3600,
+            notify: crate::notify::NotifyConfig::default(),
         }
     }
 }
@@ -305,6 +309,14 @@ impl Config {
             "TOLLGATE_REDIS_KEY_PREFIX" => self.redis_key_prefix = value.to_owned(),
             "TOLLGATE_CONSOLE_SESSION_IDLE_S" => self.console_session_idle_s = parse(name, value)?,
             "TOLLGATE_CONSOLE_SESSION_MAX_S" => self.console_session_max_s = parse(name, value)?,
+            n if n.starts_with("TOLLGATE_NOTIFY_") => {
+                self.notify
+                    .apply_env(n, value)
+                    .map_err(|message| ConfigError::Env {
+                        name: n.to_owned(),
+                        message,
+                    })?;
+            }
             _ => {}
         }
         Ok(())

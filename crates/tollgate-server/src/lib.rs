@@ -14,6 +14,7 @@ pub mod console;
 mod jwt;
 pub mod listener;
 pub mod metrics;
+pub mod notify;
 pub mod openapi;
 pub mod request_id;
 pub mod routes;
@@ -39,7 +40,7 @@ pub use service::Error as ApiError;
 pub use service::auth;
 pub use state::AppState;
 
-use routes::{admin, audit, grants, native, outcomes, policies, reviews};
+use routes::{admin, audit, grants, native, notify as notify_routes, outcomes, policies, reviews};
 
 /// The whole HTTP API on one router.
 pub fn router(state: AppState) -> Router {
@@ -118,6 +119,7 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/v1/admin/policies/{id}/replay", post(policies::replay))
         .route("/v1/admin/shadow", post(policies::shadow))
+        .merge(notify_routes::routes())
         .route("/v1/audit/verify", get(audit::verify))
         .route("/v1/audit/export", get(audit::export))
         .route("/v1/audit/consistency", get(audit::consistency))

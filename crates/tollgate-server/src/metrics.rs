@@ -5,6 +5,7 @@ use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::encoding::text::encode;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
@@ -13,6 +14,14 @@ pub(crate) struct DecisionLabels {
     pub(crate) status: String,
     pub(crate) gate: String,
     pub(crate) environment: String,
+}
+
+/// Labels of the per-sink delivery metrics.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub(crate) struct SinkLabels {
+    pub(crate) tenant: String,
+    pub(crate) sink: String,
+    pub(crate) kind: String,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -31,6 +40,14 @@ pub struct Metrics {
     pub(crate) idempotent_replays: Counter,
     /// Follow-ups of a recorded decision that failed (logged; the verdict stands).
     pub(crate) apply_failures: Counter,
+    /// Ledger entries delivered to a sink.
+    pub(crate) notify_delivered: Family<SinkLabels, Counter>,
+    /// Delivery requests to a sink that failed.
+    pub(crate) notify_failed: Family<SinkLabels, Counter>,
+    /// Entries dead-lettered for a sink.
+    pub(crate) notify_dead: Family<SinkLabels, Counter>,
+    /// Ledger entries past a sink's cursor.
+    pub(crate) notify_lag: Family<SinkLabels, Gauge>,
 }
 
 impl Metrics {
@@ -73,8 +90,36 @@ impl Metrics {
             "Follow-ups of a recorded decision that failed (approval use, review opening, source count); the verdict was answered",
             apply_failures.clone(),
         );
+        let notify_delivered = Family::<SinkLabels, Counter>::default();
+        let notify_failed = Family::<SinkLabels, Counter>::default();
+        let notify_dead = Family::<SinkLabels, Counter>::default();
+        let notify_lag = Family::<SinkLabels, Gauge>::default();
+        registry.register(
+            "notify_delivered",
+            "Ledger entries delivered to a notification or SIEM sink",
+            notify_delivered.clone(),
+        );
+        registry.register(
+            "notify_failed_attempts",
+            "Delivery requests to a sink that failed (each is retried with backoff)",
+            notify_failed.clone(),
+        );
+        registry.register(
+            "notify_dead",
+            "Ledger entries dead-lettered for a sink after its retry budget",
+            notify_dead.clone(),
+        );
+        registry.register(
+            "notify_lag_entries",
+            "Ledger entries past a sink's cursor (not yet finished)",
+            notify_lag.clone(),
+        );
         Self {
             registry,
+            notify_delivered,
+            notify_failed,
+            notify_dead,
+            notify_lag,
             decisions,
             decision_seconds,
             ledger_append_seconds,

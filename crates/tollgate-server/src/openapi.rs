@@ -15,7 +15,7 @@ use serde_json::Value;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use crate::routes::{admin, audit, grants, native, outcomes, policies, reviews};
+use crate::routes::{admin, audit, grants, native, notify, outcomes, policies, reviews};
 
 /// Said once for every operation, instead of a schema no handler uses.
 const DESCRIPTION: &str = "Decision firewall for AI agents: native and admin API.\n\n\
@@ -47,6 +47,8 @@ Every error body is `{error, message, request_id}`, with `detail` (field-level p
         policies::activate, policies::set_default, policies::set_candidate,
         policies::clear_candidate, policies::candidate_report, policies::replay,
         policies::shadow,
+        notify::add_sink, notify::list_sinks, notify::remove_sink, notify::test_sink,
+        notify::list_deliveries, notify::redeliver,
     ),
     components(schemas(tollgate_api::Status, tollgate_api::Gate, tollgate_api::Mode)),
     modifiers(&Bearer),

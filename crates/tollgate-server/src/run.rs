@@ -232,6 +232,12 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
             }
         })
     };
+    // Notification and SIEM deliveries: off the decision path, from the ledger.
+    let deliveries = state
+        .config()
+        .notify
+        .enabled
+        .then(|| crate::notify::spawn(state.service_arc().clone()));
     tracing::info!(
         %addr,
         data_dir = %state.config().data_dir.display(),
@@ -253,6 +259,9 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     )
     .await;
     ticker.abort();
+    if let Some(d) = deliveries {
+        d.abort();
+    }
     // In-flight requests are done: flush what the ticker would have.
     state.service().tick().await;
     tracing::info!("tollgate stopped");

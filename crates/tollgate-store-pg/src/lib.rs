@@ -3,6 +3,7 @@
 
 mod committer;
 mod ledger;
+mod notify;
 mod records;
 mod schema;
 mod sequencer;

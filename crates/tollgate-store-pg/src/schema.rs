@@ -112,6 +112,21 @@ CREATE TABLE ledger_tiles (
 );
 CREATE TABLE ledger_tile_heads (tenant TEXT PRIMARY KEY, size BIGINT NOT NULL);
 "#,
+    // Next: notification and SIEM delivery (docs/notifications.md): sinks, a cursor per
+    // sink over its tenant's ledger, and the rows of entries in retry or dead.
+    r#"
+CREATE TABLE notify_sinks (tenant TEXT NOT NULL, id TEXT NOT NULL, body TEXT NOT NULL, PRIMARY KEY (tenant, id));
+CREATE TABLE notify_cursors (
+    tenant TEXT NOT NULL, sink_id TEXT NOT NULL, next_seq BIGINT NOT NULL, updated_ms BIGINT NOT NULL,
+    PRIMARY KEY (tenant, sink_id)
+);
+CREATE TABLE notify_deliveries (
+    tenant TEXT NOT NULL, sink_id TEXT NOT NULL, seq BIGINT NOT NULL, state TEXT NOT NULL,
+    body TEXT NOT NULL,
+    PRIMARY KEY (tenant, sink_id, seq)
+);
+CREATE INDEX notify_deliveries_by_state ON notify_deliveries (tenant, state);
+"#,
 ];
 
 pub(crate) async fn migrate(pool: &Pool) -> Result<(), StoreError> {

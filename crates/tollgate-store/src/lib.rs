@@ -4,6 +4,7 @@
 mod ack;
 pub mod keyfile;
 pub mod ledger_read;
+mod notify;
 mod read_cache;
 mod records;
 mod sqlite;
@@ -14,6 +15,7 @@ use std::fmt::Debug;
 
 pub use ack::{Ack, AckSender, ack_channel};
 pub use ledger_read::LedgerRead;
+pub use notify::*;
 pub use records::*;
 pub use sqlite::{SqliteConfig, SqliteStore};
 
@@ -469,6 +471,7 @@ pub trait Store:
     + ReviewStore
     + QuotaStore
     + HistoryStore
+    + NotifyStore
 {
 }
 
@@ -483,5 +486,6 @@ impl<T> Store for T where
         + ReviewStore
         + QuotaStore
         + HistoryStore
+        + NotifyStore
 {
 }

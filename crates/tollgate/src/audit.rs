@@ -115,6 +115,11 @@ pub(crate) struct ExportArgs {
     /// `--output`: without it standard output is the ledger itself).
     #[arg(long, requires = "output")]
     json: bool,
+    /// `ledger` (the verifiable export lines, with a `.meta.json` beside a file) or
+    /// `cloudevents` (one CloudEvents 1.0 JSON event a line, as the SIEM stream sends
+    /// them; docs/notifications.md).
+    #[arg(long, default_value = "ledger", value_parser = ["ledger", "cloudevents"])]
+    format: String,
 }
 
 #[derive(Debug, Args)]
@@ -458,6 +463,35 @@ fn export(a: ExportArgs) -> anyhow::Result<ExitCode> {
     };
     let mut out = BufWriter::with_capacity(1 << 20, out);
     let mut n = 0u64;
+    if a.format == "cloudevents" {
+        let source = tollgate_server::notify::payload::source(None, &a.tenant);
+        store.scan(&a.tenant, &mut |row| {
+            let event = tollgate_server::notify::payload::cloudevent(&row.to_entry()?, &source);
+            writeln!(out, "{}", serde_json::to_string(&event)?)?;
+            n += 1;
+            Ok(())
+        })?;
+        out.flush()?;
+        drop(out);
+        if let Some(path) = &a.output {
+            if a.json {
+                let v = serde_json::json!({
+                    "tenant": a.tenant,
+                    "entries": n,
+                    "output": path,
+                    "format": "cloudevents",
+                });
+                println!("{v}");
+            } else {
+                eprintln!(
+                    "exported {n} entries of `{}` to `{}` as CloudEvents",
+                    a.tenant,
+                    path.display()
+                );
+            }
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
     store.scan(&a.tenant, &mut |row| {
         let hash = tollgate_ledger::Hash::from_slice(&row.entry_hash).ok_or_else(|| {
             tollgate_store::StoreError::Corrupt(format!("entry hash of seq {}", row.seq))

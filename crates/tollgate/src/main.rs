@@ -5,6 +5,7 @@
 mod audit;
 mod gateway;
 mod lab;
+mod notify;
 mod policy;
 mod remote;
 mod serve;
@@ -52,6 +53,9 @@ On first start the log names a 0600 file with a bootstrap admin key and a test d
     /// Human review of escalations.
     #[command(subcommand)]
     Review(remote::ReviewCommand),
+    /// Notification and SIEM sinks: add, list, test, remove, dead letters.
+    #[command(subcommand)]
+    Notify(notify::NotifyCommand),
     /// Policies: validate, test, publish, activate, roll back, diff, candidates, replay, apply.
     #[command(subcommand)]
     Policy(policy::PolicyCommand),
@@ -80,6 +84,7 @@ fn main() -> ExitCode {
         Command::Sources(cmd) => remote::sources(cmd),
         Command::Override(cmd) => remote::overrides(cmd),
         Command::Review(cmd) => remote::reviews(cmd),
+        Command::Notify(cmd) => notify::run(cmd),
         Command::Policy(cmd) => policy::run(cmd),
         Command::Audit(cmd) => audit::run(cmd),
         Command::Lab(cmd) => lab::run(cmd),

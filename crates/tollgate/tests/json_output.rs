@@ -197,6 +197,25 @@ fn every_subcommand_prints_json_with_json() {
     let o = c.json(admin, "override clear", &[&ovr], &[0]);
     assert_eq!(o["cleared"], true);
 
+    // Notification sinks (nothing listens on port 9: the test delivery fails, exit 1).
+    let a = c.json(
+        admin,
+        "notify add",
+        &["webhook", "http://127.0.0.1:9/hook", "--name", "ops"],
+        &[0],
+    );
+    let sink = a["sink"]["id"].as_str().unwrap().to_owned();
+    assert!(s(&a, "secret").starts_with("whsec_"), "{a}");
+    let l = c.json(admin, "notify list", &[], &[0]);
+    assert_eq!(l["sinks"][0]["id"], sink.as_str(), "{l}");
+    assert!(l["sinks"][0].get("secret").is_none(), "{l}");
+    let t = c.json(admin, "notify test", &[&sink], &[1]);
+    assert_eq!(t["delivered"], false, "{t}");
+    let d = c.json(admin, "notify dead", &[], &[0]);
+    assert!(d["deliveries"].is_array(), "{d}");
+    let r = c.json(admin, "notify remove", &[&sink], &[0]);
+    assert_eq!(r["removed"], true, "{r}");
+
     // Policies: local checks, then the lifecycle on the server.
     let tmp = tempfile::tempdir().unwrap();
     for f in [

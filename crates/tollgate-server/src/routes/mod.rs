@@ -8,6 +8,7 @@ pub mod error;
 pub mod extract;
 pub mod grants;
 pub mod native;
+pub mod notify;
 pub mod outcomes;
 pub mod policies;
 pub mod reviews;

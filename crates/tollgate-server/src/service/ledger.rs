@@ -137,6 +137,9 @@ impl DecisionService {
                 self.mark_dirty(&tenant);
             }
         }
+        if let Err(e) = self.expire_due_reviews().await {
+            tracing::warn!(error = %e, "review expiry sweep failed; will retry");
+        }
         if let Err(e) = self.meter.flush(self.store().as_ref()) {
             tracing::warn!(error = %e, "usage counters not flushed; will retry");
         }

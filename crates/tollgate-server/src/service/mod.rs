@@ -26,6 +26,7 @@ pub mod grants;
 pub mod idempotency;
 pub mod ledger;
 pub(crate) mod meter;
+pub mod notify;
 pub mod outcomes;
 pub mod policies;
 pub mod records;
@@ -110,6 +111,8 @@ pub struct DecisionService {
     /// Per-tenant locks over reading and extending the velocity history.
     /// Async locks: a decision awaits the throttle (Redis) while holding one.
     history_locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+    /// The HTTP client of notification and SIEM deliveries.
+    deliverer: crate::notify::Deliverer,
 }
 
 impl DecisionService {
@@ -126,7 +129,9 @@ impl DecisionService {
         let throttle =
             throttle::Throttle::from_config(&config).unwrap_or_else(throttle::Throttle::Unusable);
         let meter = meter::Meter::new(config.shared_state());
+        let deliverer = crate::notify::Deliverer::new(&config.notify);
         DecisionService {
+            deliverer,
             config,
             store,
             key: ServerKey::new(key),
@@ -163,6 +168,11 @@ impl DecisionService {
     /// This node's checkpoint verifier key (signed-note form).
     pub fn note_verifier(&self) -> &NoteVerifier {
         &self.note_verifier
+    }
+
+    /// The HTTP side of notification and SIEM deliveries.
+    pub fn deliverer(&self) -> &crate::notify::Deliverer {
+        &self.deliverer
     }
 
     /// The Prometheus metrics.

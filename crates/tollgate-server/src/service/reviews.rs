@@ -111,6 +111,37 @@ impl DecisionService {
         Ok(r)
     }
 
+    /// Resolves every pending or approved review whose time is up as expired (a
+    /// `review_resolved` entry each, so the expiry is notified), instead of waiting
+    /// for someone to read it. Run by the ticker; in a cluster only by the sequencer
+    /// node, so two nodes do not both record one expiry.
+    pub(crate) async fn expire_due_reviews(&self) -> Result<usize, Error> {
+        if !self.store().is_sequencer() {
+            return Ok(0);
+        }
+        let now = self.now_ms();
+        let mut expired = 0;
+        for tenant in self.store().tenants()? {
+            for status in [ReviewStatus::Pending, ReviewStatus::Approved] {
+                for r in self.store().reviews(&tenant.id, Some(status))? {
+                    if r.body["expires_ms"].as_i64().is_some_and(|t| t <= now) {
+                        // Re-read under the votes' lock: a vote may have just landed.
+                        let current = {
+                            let _guard = self.reviews_lock.lock().map_err(lock_error)?;
+                            self.store().review(&tenant.id, &r.id)?
+                        };
+                        if let Some(current) = current
+                            && self.refresh(current).await?.status == ReviewStatus::Expired
+                        {
+                            expired += 1;
+                        }
+                    }
+                }
+            }
+        }
+        Ok(expired)
+    }
+
     /// Takes the approval of an approved, unexpired, unused review for this request
     /// digest, if there is one: it is used up now (one use).
     ///

@@ -482,6 +482,60 @@ impl QuotaStore for FaultyStore {
     }
 }
 
+impl tollgate_store::NotifyStore for FaultyStore {
+    fn put_sink(
+        &self,
+        sink: &tollgate_store::SinkRecord,
+        start_seq: u64,
+    ) -> Result<(), StoreError> {
+        self.write("put_sink", || self.inner.put_sink(sink, start_seq))
+    }
+    fn sink(
+        &self,
+        tenant: &str,
+        id: &str,
+    ) -> Result<Option<tollgate_store::SinkRecord>, StoreError> {
+        self.inner.sink(tenant, id)
+    }
+    fn sinks(&self, tenant: Option<&str>) -> Result<Vec<tollgate_store::SinkRecord>, StoreError> {
+        self.inner.sinks(tenant)
+    }
+    fn delete_sink(&self, tenant: &str, id: &str) -> Result<bool, StoreError> {
+        self.write("delete_sink", || self.inner.delete_sink(tenant, id))
+    }
+    fn sink_cursor(
+        &self,
+        tenant: &str,
+        sink_id: &str,
+    ) -> Result<Option<tollgate_store::SinkCursor>, StoreError> {
+        self.inner.sink_cursor(tenant, sink_id)
+    }
+    fn advance_sink_cursor(&self, cursor: &tollgate_store::SinkCursor) -> Result<(), StoreError> {
+        self.write("advance_sink_cursor", || {
+            self.inner.advance_sink_cursor(cursor)
+        })
+    }
+    fn put_delivery(&self, delivery: &tollgate_store::DeliveryRecord) -> Result<(), StoreError> {
+        self.write("put_delivery", || self.inner.put_delivery(delivery))
+    }
+    fn delivery(
+        &self,
+        tenant: &str,
+        sink_id: &str,
+        seq: u64,
+    ) -> Result<Option<tollgate_store::DeliveryRecord>, StoreError> {
+        self.inner.delivery(tenant, sink_id, seq)
+    }
+    fn deliveries(
+        &self,
+        tenant: &str,
+        sink_id: Option<&str>,
+        state: Option<tollgate_store::DeliveryState>,
+    ) -> Result<Vec<tollgate_store::DeliveryRecord>, StoreError> {
+        self.inner.deliveries(tenant, sink_id, state)
+    }
+}
+
 /// A server on a fresh temporary data directory whose store is the real embedded
 /// SQLite store behind a [`FaultyStore`], with the hand-moved clock at [`T0`]; built
 /// through the public `App::on_store`. Returns the harness and the wrapper (to arm it

@@ -16,6 +16,7 @@
 mod checkpointer;
 mod connection;
 mod ledger;
+mod notify;
 mod policies;
 mod records;
 mod schema;

@@ -97,6 +97,21 @@ CREATE TABLE ledger_tiles (
 ) WITHOUT ROWID;
 ALTER TABLE ledger_heads ADD COLUMN tiled_size INTEGER NOT NULL DEFAULT 0;
 "#,
+    // v5: notification and SIEM delivery (docs/notifications.md): sinks, a cursor per
+    // sink over its tenant's ledger, and the rows of entries in retry or dead.
+    r#"
+CREATE TABLE notify_sinks (tenant TEXT NOT NULL, id TEXT NOT NULL, body TEXT NOT NULL, PRIMARY KEY (tenant, id));
+CREATE TABLE notify_cursors (
+    tenant TEXT NOT NULL, sink_id TEXT NOT NULL, next_seq INTEGER NOT NULL, updated_ms INTEGER NOT NULL,
+    PRIMARY KEY (tenant, sink_id)
+);
+CREATE TABLE notify_deliveries (
+    tenant TEXT NOT NULL, sink_id TEXT NOT NULL, seq INTEGER NOT NULL, state TEXT NOT NULL,
+    body TEXT NOT NULL,
+    PRIMARY KEY (tenant, sink_id, seq)
+);
+CREATE INDEX notify_deliveries_by_state ON notify_deliveries (tenant, state);
+"#,
 ];
 
 pub(super) fn migrate(conn: &mut Connection) -> Result<(), StoreError> {

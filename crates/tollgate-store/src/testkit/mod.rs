@@ -282,6 +282,13 @@ macro_rules! store_suite {
             $crate::testkit::records_round_trip::<$b>();
         }
         #[test]
+        fn notify_records_round_trip() {
+            if !<$b as $crate::testkit::Backend>::available() {
+                return;
+            }
+            $crate::testkit::notify_records_round_trip::<$b>();
+        }
+        #[test]
         fn quota_reservations_never_overshoot() {
             if !<$b as $crate::testkit::Backend>::available() {
                 return;

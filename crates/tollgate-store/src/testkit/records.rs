@@ -265,3 +265,110 @@ pub fn records_match_in_memory_model<B: Backend>(cases: u32) {
         panic!("{e}");
     }
 }
+
+/// Sinks, cursors and delivery rows: round trips, the cursor only moves forward and
+/// drops `delivered` rows below it, removing a sink removes its cursor and rows, and
+/// a row for a removed sink is not written.
+pub fn notify_records_round_trip<B: Backend>() {
+    use crate::{
+        DeliveryRecord, DeliveryState, NotifyStore as _, SinkCursor, SinkKind, SinkRecord,
+        SinkSecret,
+    };
+    let backend = B::create();
+    let s = backend.open(Some(signer()));
+    let sink = |tenant: &str, id: &str, kind| SinkRecord {
+        tenant: tenant.into(),
+        id: id.into(),
+        kind,
+        name: "ops".into(),
+        url: "https://hooks.example/services/T/B/x".into(),
+        secret: Some(SinkSecret::new("whsec_AAAA")),
+        events: vec!["review_opened".into()],
+        created_ms: 5,
+    };
+    let a1 = sink("a", "snk_1", SinkKind::Webhook);
+    let a2 = sink("a", "snk_2", SinkKind::Cloudevents);
+    let b1 = sink("b", "snk_1", SinkKind::SplunkHec);
+    s.put_sink(&a1, 7).unwrap();
+    s.put_sink(&a2, 0).unwrap();
+    s.put_sink(&b1, 3).unwrap();
+    assert_eq!(s.sink("a", "snk_1").unwrap(), Some(a1.clone()));
+    assert_eq!(s.sink("b", "snk_2").unwrap(), None);
+    assert_eq!(s.sinks(Some("a")).unwrap(), vec![a1.clone(), a2.clone()]);
+    assert_eq!(
+        s.sinks(None).unwrap(),
+        vec![a1.clone(), a2.clone(), b1.clone()]
+    );
+    let cursor = s.sink_cursor("a", "snk_1").unwrap().unwrap();
+    assert_eq!((cursor.next_seq, cursor.updated_ms), (7, 5));
+
+    let row = |seq: u64, state| DeliveryRecord {
+        tenant: "a".into(),
+        sink_id: "snk_1".into(),
+        seq,
+        entry_hash: format!("{seq:064x}"),
+        kind: "review_opened".into(),
+        state,
+        attempts: 2,
+        first_attempt_ms: 10,
+        next_attempt_ms: 20,
+        last_error: Some("HTTP 503".into()),
+        updated_ms: 11,
+    };
+    s.put_delivery(&row(7, DeliveryState::Pending)).unwrap();
+    s.put_delivery(&row(8, DeliveryState::Delivered)).unwrap();
+    s.put_delivery(&row(9, DeliveryState::Dead)).unwrap();
+    s.put_delivery(&row(12, DeliveryState::Delivered)).unwrap();
+    assert_eq!(
+        s.delivery("a", "snk_1", 9).unwrap(),
+        Some(row(9, DeliveryState::Dead))
+    );
+    assert_eq!(
+        s.deliveries("a", None, Some(DeliveryState::Dead)).unwrap(),
+        vec![row(9, DeliveryState::Dead)]
+    );
+    // Replacing a row changes its state.
+    let mut done = row(7, DeliveryState::Delivered);
+    done.attempts = 3;
+    s.put_delivery(&done).unwrap();
+    assert_eq!(s.delivery("a", "snk_1", 7).unwrap(), Some(done));
+
+    s.advance_sink_cursor(&SinkCursor {
+        tenant: "a".into(),
+        sink_id: "snk_1".into(),
+        next_seq: 10,
+        updated_ms: 30,
+    })
+    .unwrap();
+    let left: Vec<(u64, DeliveryState)> = s
+        .deliveries("a", Some("snk_1"), None)
+        .unwrap()
+        .into_iter()
+        .map(|d| (d.seq, d.state))
+        .collect();
+    // Delivered rows below the cursor are gone; the dead one and a delivered one past
+    // the cursor stay.
+    assert_eq!(
+        left,
+        vec![(9, DeliveryState::Dead), (12, DeliveryState::Delivered)]
+    );
+    // Backwards is ignored.
+    s.advance_sink_cursor(&SinkCursor {
+        tenant: "a".into(),
+        sink_id: "snk_1".into(),
+        next_seq: 4,
+        updated_ms: 40,
+    })
+    .unwrap();
+    assert_eq!(s.sink_cursor("a", "snk_1").unwrap().unwrap().next_seq, 10);
+
+    assert!(s.delete_sink("a", "snk_1").unwrap());
+    assert!(!s.delete_sink("a", "snk_1").unwrap());
+    assert_eq!(s.sink("a", "snk_1").unwrap(), None);
+    assert_eq!(s.sink_cursor("a", "snk_1").unwrap(), None);
+    assert!(s.deliveries("a", Some("snk_1"), None).unwrap().is_empty());
+    s.put_delivery(&row(13, DeliveryState::Pending)).unwrap();
+    assert!(s.deliveries("a", Some("snk_1"), None).unwrap().is_empty());
+    // Other sinks are untouched.
+    assert_eq!(s.sinks(None).unwrap(), vec![a2, b1]);
+}

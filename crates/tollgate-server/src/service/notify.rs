@@ -1,0 +1,308 @@
+//! Notification and SIEM sinks of a tenant (admin scope): add, list, remove, test,
+//! and the deliveries that are in retry or dead (list, redeliver). The delivery
+//! worker itself is `crate::notify`.
+
+use serde::Deserialize;
+use serde_json::{Value, json};
+use tollgate_ledger::{Entry, EntryKind, Hash};
+use tollgate_store::{DeliveryRecord, DeliveryState, SinkKind, SinkRecord, SinkSecret, redact_url};
+
+use crate::clock::rfc3339;
+use crate::notify::{NOTIFICATION_EVENTS, SendError, payload};
+use crate::service::auth::{Caller, random_id};
+use crate::service::{DecisionService, Error, Written};
+
+/// `POST /v1/admin/notify/sinks`.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NewSink {
+    /// `webhook`, `slack`, `cloudevents` or `splunk_hec`.
+    kind: String,
+    /// Where deliveries go (`http` or `https`).
+    url: String,
+    /// A label for people.
+    #[serde(default)]
+    name: Option<String>,
+    /// Ledger entry kinds to deliver; default: every kind for `cloudevents` and
+    /// `splunk_hec`, review and override events for `webhook` and `slack`.
+    #[serde(default)]
+    events: Option<Vec<String>>,
+    /// The Splunk HEC token (required for `splunk_hec`), or a bearer token for
+    /// `cloudevents`. Stored, never shown again.
+    #[serde(default)]
+    token: Option<String>,
+    /// `now` (default: entries appended from now on) or `start` (the tenant's whole
+    /// ledger first).
+    #[serde(default)]
+    from: Option<String>,
+}
+
+/// `?state=&sink=` of the delivery listing.
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct DeliveryQuery {
+    /// `pending`, `delivered` or `dead`.
+    #[serde(default)]
+    pub state: Option<String>,
+    /// Only this sink's.
+    #[serde(default)]
+    pub sink: Option<String>,
+}
+
+fn sink_view(s: &SinkRecord) -> Value {
+    let url = if s.kind == SinkKind::Slack {
+        redact_url(&s.url)
+    } else {
+        s.url.clone()
+    };
+    json!({
+        "id": s.id,
+        "kind": s.kind,
+        "name": s.name,
+        "url": url,
+        "events": s.events,
+        "has_secret": s.secret.is_some(),
+        "created_at": rfc3339(s.created_ms),
+    })
+}
+
+fn delivery_view(d: &DeliveryRecord) -> Value {
+    json!({
+        "sink_id": d.sink_id,
+        "seq": d.seq,
+        "entry_hash": d.entry_hash,
+        "kind": d.kind,
+        "state": d.state,
+        "attempts": d.attempts,
+        "first_attempt_at": rfc3339(d.first_attempt_ms),
+        "next_attempt_at": (d.state == DeliveryState::Pending).then(|| rfc3339(d.next_attempt_ms)),
+        "last_error": d.last_error,
+        "webhook_id": payload::message_id(&d.sink_id, &d.entry_hash),
+    })
+}
+
+fn bad(field: &str, msg: impl Into<String>) -> Error {
+    Error::field(&["body", field], msg, "value_error")
+}
+
+impl DecisionService {
+    /// Adds a sink; a webhook's signing secret is in this answer only.
+    pub async fn add_sink(&self, caller: &Caller, req: NewSink) -> Result<(Written, Value), Error> {
+        caller.require("admin")?;
+        let tenant = caller.tenant().to_owned();
+        let kind = SinkKind::parse(&req.kind).ok_or_else(|| {
+            Error::field(
+                &["body", "kind"],
+                "kind must be one of webhook, slack, cloudevents, splunk_hec",
+                "enum",
+            )
+        })?;
+        let url =
+            reqwest::Url::parse(&req.url).map_err(|e| bad("url", format!("not a URL: {e}")))?;
+        if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
+            return Err(bad("url", "the URL must be http or https, with a host"));
+        }
+        let events = match req.events {
+            Some(list) if !list.is_empty() => {
+                for k in &list {
+                    if k.parse::<EntryKind>().is_err() {
+                        return Err(bad(
+                            "events",
+                            format!(
+                                "`{k}` is not a ledger entry kind (decision, review_opened, review_resolved, override_set, …)"
+                            ),
+                        ));
+                    }
+                }
+                let mut list = list;
+                list.sort();
+                list.dedup();
+                list
+            }
+            _ if kind.is_siem() => EntryKind::ALL
+                .iter()
+                .map(|k| k.as_str().to_owned())
+                .collect(),
+            _ => NOTIFICATION_EVENTS
+                .iter()
+                .map(|k| k.as_str().to_owned())
+                .collect(),
+        };
+        let (secret, shown) = match kind {
+            SinkKind::Webhook => {
+                if req.token.is_some() {
+                    return Err(bad(
+                        "token",
+                        "a webhook's signing secret is generated by Tollgate",
+                    ));
+                }
+                let s = payload::new_webhook_secret().map_err(Error::internal)?;
+                (Some(SinkSecret::new(s.clone())), Some(s))
+            }
+            SinkKind::Slack => {
+                if req.token.is_some() {
+                    return Err(bad(
+                        "token",
+                        "a Slack incoming webhook takes no token (its URL is the credential)",
+                    ));
+                }
+                (None, None)
+            }
+            SinkKind::Cloudevents => (
+                req.token.filter(|t| !t.is_empty()).map(SinkSecret::new),
+                None,
+            ),
+            SinkKind::SplunkHec => {
+                let token = req.token.filter(|t| !t.is_empty()).ok_or_else(|| {
+                    Error::field(
+                        &["body", "token"],
+                        "splunk_hec needs the HEC token",
+                        "missing",
+                    )
+                })?;
+                (Some(SinkSecret::new(token)), None)
+            }
+        };
+        let start = match req.from.as_deref() {
+            None | Some("now") => self.store().head(&tenant)?.map_or(0, |h| h.size),
+            Some("start") => 0,
+            Some(_) => return Err(bad("from", "from must be `now` or `start`")),
+        };
+        let record = SinkRecord {
+            tenant: tenant.clone(),
+            id: random_id("snk")?,
+            kind,
+            name: req.name.unwrap_or_default(),
+            url: req.url,
+            secret,
+            events,
+            created_ms: self.now_ms(),
+        };
+        self.store().put_sink(&record, start)?;
+        tracing::info!(tenant, sink = %record.id, kind = %kind, "notify: sink added");
+        let mut body = json!({"sink": sink_view(&record), "cursor": start});
+        if let Some(s) = shown {
+            body["secret"] = json!(s);
+            body["note"] = json!("The signing secret is shown once: store it now.");
+        }
+        Ok((Written::Created, body))
+    }
+
+    /// The tenant's sinks, each with its cursor, lag and rows in retry or dead.
+    pub async fn list_sinks(&self, caller: &Caller) -> Result<Value, Error> {
+        caller.require("admin")?;
+        let tenant = caller.tenant();
+        let head = self.store().head(tenant)?.map_or(0, |h| h.size);
+        let rows = self.store().deliveries(tenant, None, None)?;
+        let mut out = Vec::new();
+        for s in self.store().sinks(Some(tenant))? {
+            let cursor = self
+                .store()
+                .sink_cursor(tenant, &s.id)?
+                .map_or(0, |c| c.next_seq);
+            let count = |state| {
+                rows.iter()
+                    .filter(|d| d.sink_id == s.id && d.state == state)
+                    .count()
+            };
+            let mut v = sink_view(&s);
+            v["cursor"] = json!(cursor);
+            v["lag"] = json!(head.saturating_sub(cursor));
+            v["pending"] = json!(count(DeliveryState::Pending));
+            v["dead"] = json!(count(DeliveryState::Dead));
+            out.push(v);
+        }
+        Ok(json!({"sinks": out}))
+    }
+
+    /// Removes a sink with its cursor and delivery rows.
+    pub async fn remove_sink(&self, caller: &Caller, id: &str) -> Result<Value, Error> {
+        caller.require("admin")?;
+        if !self.store().delete_sink(caller.tenant(), id)? {
+            return Err(Error::NotFound);
+        }
+        tracing::info!(tenant = caller.tenant(), sink = id, "notify: sink removed");
+        Ok(json!({"id": id, "removed": true}))
+    }
+
+    /// Sends one synthetic event (a `review_opened` whose body has `"test": true`; not
+    /// in the ledger) to a sink now and says what it answered.
+    pub async fn test_sink(&self, caller: &Caller, id: &str) -> Result<Value, Error> {
+        caller.require("admin")?;
+        let tenant = caller.tenant();
+        let sink = self.store().sink(tenant, id)?.ok_or(Error::NotFound)?;
+        let mut hash = [0u8; 32];
+        getrandom::fill(&mut hash).map_err(Error::internal)?;
+        let entry = Entry {
+            tenant: tenant.to_owned(),
+            seq: self.store().head(tenant)?.map_or(0, |h| h.size),
+            time: rfc3339(self.now_ms()),
+            kind: EntryKind::ReviewOpened,
+            body: json!({
+                "test": true,
+                "review": {
+                    "review_id": "rev_test",
+                    "status": "pending",
+                    "rule": "tollgate notify test",
+                },
+            }),
+            prev_hash: Hash::ZERO,
+            entry_hash: Hash(hash),
+        };
+        let result = self.deliverer().send(self, &sink, &[entry]).await;
+        Ok(match result {
+            Ok(status) => json!({"sink_id": id, "delivered": true, "status": status}),
+            Err(SendError(e)) => json!({"sink_id": id, "delivered": false, "error": e}),
+        })
+    }
+
+    /// The tenant's deliveries in retry or dead (`?state=dead`), optionally of one sink.
+    pub async fn list_deliveries(&self, caller: &Caller, q: DeliveryQuery) -> Result<Value, Error> {
+        caller.require("admin")?;
+        let state = match q.state.as_deref() {
+            None | Some("") => None,
+            Some(s) => Some(DeliveryState::parse(s).ok_or_else(|| {
+                Error::field(
+                    &["query", "state"],
+                    "state must be one of pending, delivered, dead",
+                    "enum",
+                )
+            })?),
+        };
+        let list: Vec<Value> = self
+            .store()
+            .deliveries(caller.tenant(), q.sink.as_deref(), state)?
+            .iter()
+            .map(delivery_view)
+            .collect();
+        Ok(json!({"deliveries": list}))
+    }
+
+    /// Puts a dead delivery back in retry, with a fresh retry budget.
+    pub async fn redeliver(
+        &self,
+        caller: &Caller,
+        sink_id: &str,
+        seq: u64,
+    ) -> Result<Value, Error> {
+        caller.require("admin")?;
+        let mut d = self
+            .store()
+            .delivery(caller.tenant(), sink_id, seq)?
+            .ok_or(Error::NotFound)?;
+        if d.state != DeliveryState::Dead {
+            return Err(Error::Conflict(format!(
+                "the delivery is {}; only a dead one is redelivered",
+                d.state
+            )));
+        }
+        let now = self.now_ms();
+        d.state = DeliveryState::Pending;
+        d.attempts = 0;
+        d.first_attempt_ms = now;
+        d.next_attempt_ms = now;
+        d.updated_ms = now;
+        self.store().put_delivery(&d)?;
+        Ok(json!({"delivery": delivery_view(&d)}))
+    }
+}
