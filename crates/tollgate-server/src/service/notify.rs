@@ -286,6 +286,10 @@ impl DecisionService {
         seq: u64,
     ) -> Result<Value, Error> {
         caller.require("admin")?;
+        // No ledger position lies beyond MAX_SEQ (nor fits the store's integer).
+        if seq > tollgate_ledger::MAX_SEQ {
+            return Err(Error::NotFound);
+        }
         let mut d = self
             .store()
             .delivery(caller.tenant(), sink_id, seq)?
