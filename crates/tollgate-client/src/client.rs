@@ -359,6 +359,10 @@ impl Client {
         if let Some(k) = idempotency_key {
             req = req.header("Idempotency-Key", k);
         }
+        #[cfg(feature = "otel")]
+        for (name, value) in crate::trace::context_headers() {
+            req = req.header(name, value);
+        }
         if let Some(b) = body {
             req = req.json(b);
         }

@@ -14,6 +14,8 @@ mod outcome;
 mod point;
 mod request;
 pub mod testing;
+#[cfg(feature = "otel")]
+mod trace;
 pub mod verify;
 
 #[cfg(feature = "blocking")]

@@ -110,6 +110,20 @@ impl Backend {
         body: Option<&Value>,
         timeout: Duration,
     ) -> Result<(StatusCode, Value), BackendError> {
+        self.json_traced(method, path, body, None, timeout).await
+    }
+
+    /// [`Backend::json`] with the caller's W3C `traceparent` (from the MCP request's
+    /// `_meta`, SEP-414) passed on, so that the decision joins the agent's trace. A
+    /// value that cannot be a header is not sent (Tollgate would ignore it anyway).
+    pub async fn json_traced(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&Value>,
+        traceparent: Option<&str>,
+        timeout: Duration,
+    ) -> Result<(StatusCode, Value), BackendError> {
         let bytes = match body {
             Some(v) => Bytes::from(
                 serde_json::to_vec(v).map_err(|e| BackendError::BadAnswer(e.to_string()))?,
@@ -119,6 +133,9 @@ impl Backend {
         let mut builder = Request::builder().method(method).uri(path);
         if body.is_some() {
             builder = builder.header(header::CONTENT_TYPE, "application/json");
+        }
+        if let Some(v) = traceparent.and_then(|t| http::HeaderValue::from_str(t).ok()) {
+            builder = builder.header("traceparent", v);
         }
         let req = builder
             .body(bytes)

@@ -384,12 +384,18 @@ impl Session {
         body
     }
 
-    async fn decide(&self, body: &Value) -> Result<Value, Gate> {
+    async fn decide(&self, body: &Value, traceparent: Option<&str>) -> Result<Value, Gate> {
         let timeout = self.shared.config.tollgate_timeout;
         match self
             .shared
             .backend
-            .json(Method::POST, "/v1/decisions", Some(body), timeout)
+            .json_traced(
+                Method::POST,
+                "/v1/decisions",
+                Some(body),
+                traceparent,
+                timeout,
+            )
             .await
         {
             Ok((StatusCode::OK, v)) => Ok(v),
@@ -415,7 +421,7 @@ impl Session {
         ctx: &RequestContext<RoleServer>,
         progress: Option<ProgressToken>,
     ) -> Gate {
-        let v = match self.decide(body).await {
+        let v = match self.decide(body, ctx.meta.get_traceparent()).await {
             Ok(v) => v,
             Err(g) => return g,
         };
@@ -495,7 +501,7 @@ impl Session {
             };
         }
         // Approved: the same request again takes the approval (one use) → ALLOW.
-        match self.decide(body).await {
+        match self.decide(body, ctx.meta.get_traceparent()).await {
             Ok(v) if v["status"] == "ALLOW" => allow(&v, "REVIEW_APPROVED"),
             Ok(v) if v["status"] == "BLOCK" => blocked(&v),
             Ok(v) => Gate::Deny {

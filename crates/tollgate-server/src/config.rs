@@ -99,6 +99,9 @@ pub struct Config {
     /// Delivery of notifications and the SIEM stream (`[notify]`, `TOLLGATE_NOTIFY_*`;
     /// docs/notifications.md).
     pub notify: crate::notify::NotifyConfig,
+    /// OpenTelemetry traces and metrics (`[otel]`, `TOLLGATE_OTEL_*`, or the standard
+    /// `OTEL_EXPORTER_OTLP_*` variables; off unless configured).
+    pub otel: crate::otel::OtelConfig,
 }
 
 /// Where state lives.
@@ -207,6 +210,7 @@ impl Default for Config {
             console_session_idle_s: 8 * 3600,
             console_session_max_s: 12 * 3600,
             notify: crate::notify::NotifyConfig::default(),
+            otel: crate::otel::OtelConfig::default(),
         }
     }
 }
@@ -309,6 +313,14 @@ impl Config {
             "TOLLGATE_REDIS_KEY_PREFIX" => self.redis_key_prefix = value.to_owned(),
             "TOLLGATE_CONSOLE_SESSION_IDLE_S" => self.console_session_idle_s = parse(name, value)?,
             "TOLLGATE_CONSOLE_SESSION_MAX_S" => self.console_session_max_s = parse(name, value)?,
+            n if n.starts_with("TOLLGATE_OTEL_") => {
+                self.otel
+                    .apply_env(n, value)
+                    .map_err(|message| ConfigError::Env {
+                        name: n.to_owned(),
+                        message,
+                    })?;
+            }
             n if n.starts_with("TOLLGATE_NOTIFY_") => {
                 self.notify
                     .apply_env(n, value)

@@ -16,6 +16,7 @@ pub mod listener;
 pub mod metrics;
 pub mod notify;
 pub mod openapi;
+pub mod otel;
 pub mod request_id;
 pub mod routes;
 mod run;
@@ -45,7 +46,7 @@ use routes::{admin, audit, grants, native, notify as notify_routes, outcomes, po
 /// The whole HTTP API on one router.
 pub fn router(state: AppState) -> Router {
     let config = state.config().clone();
-    Router::new()
+    let routes = Router::new()
         .route("/v1/decisions", post(native::decide))
         // A browser following a decision link gets the console's page (HTML).
         .route(
@@ -125,7 +126,14 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/audit/consistency", get(audit::consistency))
         .route("/v1/audit/checkpoint", get(audit::checkpoint))
         .nest("/console", console::router(state.clone()))
-        .fallback(|| async { ApiError::NotFound })
+        .fallback(|| async { ApiError::NotFound });
+    // The trace layer exists only when telemetry is on: off, it costs nothing.
+    let routes = if otel::enabled() {
+        routes.layer(from_fn(otel::propagate))
+    } else {
+        routes
+    };
+    routes
         .layer(axum::middleware::map_response(json_errors))
         .layer(DefaultBodyLimit::max(config.max_body_bytes))
         .layer(axum::middleware::from_fn_with_state(

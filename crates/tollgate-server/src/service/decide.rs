@@ -11,6 +11,7 @@ use tollgate_core::{
     evaluate_with_history,
 };
 use tollgate_ledger::{EntryDraft, EntryKind};
+use tracing::Instrument as _;
 
 use crate::clock::{month, next_month_start, rfc3339};
 use crate::metrics::DecisionLabels;
@@ -172,12 +173,19 @@ impl DecisionService {
         let started = Instant::now();
         let tenant = call.caller.tenant().to_owned();
         let mut held = Reservations::default();
-        match self.reserve_decide_append(call, started, &mut held).await {
+        let span = crate::otel::decision_span(&tenant, call.family);
+        let outcome = self
+            .reserve_decide_append(call, started, &mut held)
+            .instrument(span.clone())
+            .await;
+        match outcome {
             Ok((decided, then)) => {
+                crate::otel::record_decision(&span, &decided);
                 self.apply(&tenant, &decided, held, then).await;
                 Ok(decided)
             }
             Err(e) => {
+                crate::otel::record_error(&span, &e);
                 self.release(&tenant, held);
                 Err(e)
             }
@@ -397,6 +405,7 @@ impl DecisionService {
         self.metrics
             .decision_seconds
             .observe(then.elapsed.as_secs_f64());
+        crate::otel::record_metrics(decided, then.elapsed);
         self.metrics
             .decisions
             .get_or_create(&DecisionLabels {
@@ -464,21 +473,25 @@ impl DecisionService {
             };
             evaluate_with_history(&input, &history).map_err(|e| Error::Validation(e.errors))
         };
-        let evaluation = input(&resolved.bindings)?;
-        let mut candidate_evals = Vec::new();
-        for (i, p) in &resolved.candidates {
-            let mut policies = resolved.bindings.clone();
-            if let Some(slot) = policies.get_mut(*i) {
-                *slot = PolicyBinding::Found(Arc::clone(p));
+        let (evaluation, candidate_evals) = crate::otel::engine_span().in_scope(|| {
+            let evaluation = input(&resolved.bindings)?;
+            let mut candidate_evals = Vec::new();
+            for (i, p) in &resolved.candidates {
+                let mut policies = resolved.bindings.clone();
+                if let Some(slot) = policies.get_mut(*i) {
+                    *slot = PolicyBinding::Found(Arc::clone(p));
+                }
+                candidate_evals.push((Arc::clone(p), input(&policies)?));
             }
-            candidate_evals.push((Arc::clone(p), input(&policies)?));
-        }
+            Ok::<_, Error>((evaluation, candidate_evals))
+        })?;
         // INVARIANT: the throttle checks and takes tokens atomically (one lock in
         // memory, one script in Redis), so two requests cannot take the same token;
         // candidates only look at the buckets.
         let (decision, candidate_verdicts) = self
             .throttle
             .finish(evaluation, candidate_evals, st.now)
+            .instrument(crate::otel::throttle_span())
             .await?;
         let active = crate::service::policies::effective(&decision.verdict);
         let candidates = candidate_verdicts

@@ -40,6 +40,7 @@ impl DecisionService {
         let started = Instant::now();
         let ack = self.store().submit(draft);
         let timeout = Duration::from_millis(self.config().ledger_timeout_ms);
+        let ack = tracing::Instrument::instrument(ack, crate::otel::append_span());
         let appended = match tokio::time::timeout(timeout, ack).await {
             Ok(Ok(a)) => a,
             Ok(Err(e)) => {
