@@ -20,6 +20,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context as _, bail};
 use serde_json::{Value, json};
 
+mod integrations;
 mod load;
 mod overload;
 mod soak;
@@ -51,6 +52,10 @@ fn parse_options() -> anyhow::Result<Option<Options>> {
             }
             "soak" => {
                 soak::run(args)?;
+                return Ok(None);
+            }
+            "integrations" => {
+                integrations::run(args)?;
                 return Ok(None);
             }
             "--tollgate" => tollgate = Some(PathBuf::from(args.next().context("--tollgate PATH")?)),
