@@ -302,6 +302,9 @@ pub fn remote(base: &str, key_env: &str) -> anyhow::Result<Backend> {
     if key.trim().is_empty() {
         bail!("the API key variable `{key_env}` is empty");
     }
+    // reqwest is built without a crypto provider; building a client before one is
+    // installed panics. Installing twice is a no-op.
+    let _ = rustls::crypto::ring::default_provider().install_default();
     let client = reqwest::Client::builder()
         .pool_max_idle_per_host(64)
         .build()
@@ -311,4 +314,71 @@ pub fn remote(base: &str, key_env: &str) -> anyhow::Result<Backend> {
         base: Arc::from(base),
         key: Arc::from(key.trim()),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::http::HeaderMap;
+
+    /// A Tollgate stand-in that answers with the `traceparent` and `authorization`
+    /// headers it received.
+    async fn echo_server() -> anyhow::Result<String> {
+        let app = axum::Router::new().route(
+            "/v1/decisions",
+            axum::routing::post(|headers: HeaderMap| async move {
+                let get = |n: &str| {
+                    headers
+                        .get(n)
+                        .and_then(|v| v.to_str().ok())
+                        .map(str::to_owned)
+                };
+                axum::Json(json!({
+                    "traceparent": get("traceparent"),
+                    "authorization": get("authorization"),
+                }))
+            }),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let addr = listener.local_addr()?;
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        Ok(format!("http://{addr}"))
+    }
+
+    #[tokio::test]
+    async fn the_callers_traceparent_reaches_tollgate_and_a_bad_one_is_dropped()
+    -> anyhow::Result<()> {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let backend = Backend::Remote {
+            client: reqwest::Client::new(),
+            base: Arc::from(echo_server().await?),
+            key: Arc::from("k-123"),
+        };
+        let tp = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+        let t = Duration::from_secs(5);
+        let body = json!({});
+        let (status, v) = backend
+            .json_traced(Method::POST, "/v1/decisions", Some(&body), Some(tp), t)
+            .await?;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(v["traceparent"], tp);
+        assert_eq!(v["authorization"], "Bearer k-123");
+
+        // Without one, none is sent; one that cannot be a header value is not sent.
+        let (_, v) = backend
+            .json(Method::POST, "/v1/decisions", Some(&body), t)
+            .await?;
+        assert_eq!(v["traceparent"], Value::Null);
+        let (_, v) = backend
+            .json_traced(
+                Method::POST,
+                "/v1/decisions",
+                Some(&body),
+                Some("00-\n-x"),
+                t,
+            )
+            .await?;
+        assert_eq!(v["traceparent"], Value::Null);
+        Ok(())
+    }
 }

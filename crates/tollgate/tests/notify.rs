@@ -1,7 +1,7 @@
 //! Notifications and the SIEM stream against real receivers: a local HTTP server
 //! records what `tollgate serve` delivers, and the reference libraries from PyPI
 //! (`standardwebhooks`, `cloudevents`; installed by scripts/integration-test-deps.sh)
-//! check it. Fault tests: the sink down while Tollgate restarts (nothing lost,
+//! check it. Fault tests: the sink down for a minute with a restart of Tollgate inside it (nothing lost,
 //! duplicates only with the same id), and a sink failing forever (dead-lettered,
 //! visible in the API and the CLI, decisions answered all along).
 
@@ -407,7 +407,9 @@ fn deliveries_verify_with_the_reference_libraries_and_survive_an_outage_and_a_re
         .unwrap()
         .to_owned();
 
-    // The sinks, while nothing listens on the receiver's port.
+    // The sinks, while nothing listens on the receiver's port: the outage starts now
+    // and lasts a minute (below), with a restart of Tollgate inside it.
+    let outage_started = Instant::now();
     let hook = node.json(
         &admin,
         &["notify", "add", "webhook", &format!("{base}/hook")],
@@ -538,7 +540,20 @@ fn deliveries_verify_with_the_reference_libraries_and_survive_an_outage_and_a_re
     let d = decide(&node, &bot, "READ_DOCS", "reader-late");
     assert_eq!(d["status"], "ALLOW", "{d}");
 
-    // The sink comes back.
+    // The sink comes back after a minute down (retries kept failing all along).
+    let outage = Duration::from_secs(60);
+    if let Some(rest) = outage.checked_sub(outage_started.elapsed()) {
+        std::thread::sleep(rest);
+    }
+    let during = node.json(&admin, &["notify", "list"], &[0]);
+    assert!(
+        during["sinks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|s| s["lag"].as_u64() > Some(0) && s["dead"].as_u64() == Some(0)),
+        "after a minute down: nothing delivered, nothing dead-lettered: {during}"
+    );
     let log = Log::new(200);
     let _receiver = Receiver::start(sink_port, log.clone());
     let entries = ledger(&node.data);
