@@ -533,7 +533,7 @@ impl ReviewStore for PgStore {
         // re-evaluates its WHERE against the winner's row and matches nothing).
         let n = self.exec(
             "UPDATE reviews SET status = $3, body = $4
-             WHERE tenant = $1 AND id = $2 AND body::jsonb = $5::jsonb",
+             WHERE tenant = $1 AND id = $2 AND body::jsonb = $5::text::jsonb",
             params![
                 next.tenant.clone(),
                 next.id.clone(),
