@@ -187,7 +187,10 @@ impl HistoryGuard for PgHistoryGuard {
         self.on_conn(|c| async move {
             let out = c.batch_execute("COMMIT").await.map_err(db);
             (c, out)
-        })
+        })?;
+        // Committed: the connection goes back to the pool as it is (no rollback).
+        drop(self.conn.take());
+        Ok(())
     }
 }
 

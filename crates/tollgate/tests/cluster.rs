@@ -730,7 +730,7 @@ fn the_per_key_rate_is_one_bucket_across_nodes() {
     let Some(redis) = redis_url() else { return };
     let db = Database::create(&admin_url);
     let prefix = format!("tollgate-cluster-test:{}:", db.name);
-    let (burst, per_second) = (20u64, 10u64);
+    let (burst, per_second) = (5u64, 1u64);
     let extra = [
         ("TOLLGATE_THROTTLE", "redis".to_owned()),
         ("TOLLGATE_REDIS_URL", redis),

@@ -469,7 +469,7 @@ impl DecisionService {
             Some(self.store().lock_history(tenant, &scope)?)
         };
         let history = match guard.as_mut() {
-            Some(g) => load_history(g.as_mut(), request, &scopes, st.now.as_millis() - window)?,
+            Some(g) => load_history(g.as_mut(), request, &scopes, st.now, window)?,
             None => Vec::new(),
         };
         let input = |policies: &'_ [PolicyBinding]| -> Result<tollgate_core::Evaluation, Error> {
@@ -541,15 +541,23 @@ impl DecisionService {
     }
 }
 
-/// The tenant's recorded actions since `since_ms` that the scopes read, through the
-/// decision's history guard.
+/// The tenant's recorded actions of the last `window` ms before `now` that the scopes
+/// read, through the decision's history guard.
+///
+/// An event recorded by a decision that took its time after this one's but got the
+/// guard first carries a time after `now`, which the engine's windows `(now - window,
+/// now]` would leave out: this decision is serialised after it, so it must count it.
+/// Such events are passed at `now` (recorded before this decision, as far as the
+/// limit is concerned); without this, concurrent decisions could overshoot a limit.
 fn load_history(
     guard: &mut dyn tollgate_store::HistoryGuard,
     request: &DecisionRequest,
     scopes: &[tollgate_core::Scope],
-    since_ms: i64,
+    now: tollgate_core::UnixMillis,
+    window: i64,
 ) -> Result<Vec<tollgate_core::HistoryEvent>, Error> {
     use tollgate_core::Scope;
+    let since_ms = now.as_millis() - window;
     let records = if scopes.contains(&Scope::Tenant) {
         guard.history(since_ms, None, None)?
     } else {
@@ -568,7 +576,7 @@ fn load_history(
     Ok(records
         .into_iter()
         .map(|r| tollgate_core::HistoryEvent {
-            at: tollgate_core::UnixMillis(r.at_ms),
+            at: tollgate_core::UnixMillis(r.at_ms.min(now.as_millis())),
             actor: r.actor,
             source: r.source,
             values: r.values,
