@@ -530,8 +530,10 @@ fn permits_never_exceed_one_shared_bucket() {
 }
 
 /// A policy with a 24-hour `history.sum` limit (transfers of actor `payer`: 1,000 in
-/// all) and a `history.count` limit (pings of actor `pinger`: 25), and a rule whose
-/// review needs two approvals.
+/// all) and a `history.count` limit (pings of actor `pinger`: 25), a rule whose
+/// review needs two approvals, and a bucket too large to refuse anything (so every
+/// decision takes a Redis round trip between reading the history and recording its
+/// event, as in production).
 const EXACT: &str = r#"id: exact
 rules:
   - name: daily-sum
@@ -547,6 +549,8 @@ rules:
     effect: review
     reason_code: NEEDS_TWO
     review: {approvers: [treasury], expires_in: 1h, min_approvals: 2}
+throttle:
+  - {key: [tenant], capacity: 1000000, refill_every: 1s}
 "#;
 
 fn post(url: &str, key: &str, body: &Value) -> (u16, Value) {
@@ -579,8 +583,15 @@ fn status_gate(body: &Value) -> String {
 #[test]
 fn velocity_limits_and_reviews_are_exact_across_nodes() {
     let Some(admin_url) = pg_url() else { return };
+    let Some(redis) = redis_url() else { return };
     let db = Database::create(&admin_url);
-    let (nodes, admin, test) = cluster(&db, &[]);
+    let prefix = format!("tollgate-cluster-test:{}:", db.name);
+    let extra = [
+        ("TOLLGATE_THROTTLE", "redis".to_owned()),
+        ("TOLLGATE_REDIS_URL", redis),
+        ("TOLLGATE_REDIS_KEY_PREFIX", prefix),
+    ];
+    let (nodes, admin, test) = cluster(&db, &extra);
     let urls: Vec<String> = nodes.iter().map(|n| n.url.clone()).collect();
     let (code, body) = post(
         &format!("{}/v1/admin/policies", urls[0]),
