@@ -3,7 +3,9 @@
 //!
 //! Selected by `TOLLGATE_TEST_POSTGRES_URL` (a server URL; each test creates its own
 //! database and drops it). Unset: the tests print that they are skipped — except
-//! under `CI=true`, where a missing service fails them.
+//! under `CI=true`, where a missing service fails them. `TOLLGATE_TEST_BIN` runs
+//! another `tollgate` binary than the one cargo built (for a target directory shared
+//! by several checkouts, where `target/debug/tollgate` is whichever was built last).
 
 mod common;
 use common::free_port;
@@ -122,21 +124,23 @@ fn start_node(db: &Database, extra: &[(&str, String)]) -> Node {
     let dir = tempfile::tempdir().unwrap();
     let port = free_port();
     let log = std::fs::File::create(dir.path().join("node.log")).unwrap();
-    let child = Command::new(env!("CARGO_BIN_EXE_tollgate"))
-        .arg("serve")
-        .env("TOLLGATE_LISTEN", format!("127.0.0.1:{port}"))
-        .env("TOLLGATE_DATA_DIR", dir.path().join("data"))
-        .env("TOLLGATE_STORE", "postgres")
-        .env("TOLLGATE_DATABASE_URL", &db.url)
-        .env("TOLLGATE_CHECKPOINT_INTERVAL_MS", "200")
-        .env("TOLLGATE_KEY_RATE_BURST", "100000")
-        .env("TOLLGATE_KEY_RATE_PER_SECOND", "100000")
-        .env("TOLLGATE_LOG", "info")
-        .envs(extra.iter().map(|(k, v)| (*k, v.as_str())))
-        .stdout(Stdio::null())
-        .stderr(log)
-        .spawn()
-        .unwrap();
+    let child = Command::new(
+        std::env::var("TOLLGATE_TEST_BIN").unwrap_or(env!("CARGO_BIN_EXE_tollgate").to_owned()),
+    )
+    .arg("serve")
+    .env("TOLLGATE_LISTEN", format!("127.0.0.1:{port}"))
+    .env("TOLLGATE_DATA_DIR", dir.path().join("data"))
+    .env("TOLLGATE_STORE", "postgres")
+    .env("TOLLGATE_DATABASE_URL", &db.url)
+    .env("TOLLGATE_CHECKPOINT_INTERVAL_MS", "200")
+    .env("TOLLGATE_KEY_RATE_BURST", "100000")
+    .env("TOLLGATE_KEY_RATE_PER_SECOND", "100000")
+    .env("TOLLGATE_LOG", "info")
+    .envs(extra.iter().map(|(k, v)| (*k, v.as_str())))
+    .stdout(Stdio::null())
+    .stderr(log)
+    .spawn()
+    .unwrap();
     let url = format!("http://127.0.0.1:{port}");
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
