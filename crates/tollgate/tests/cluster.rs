@@ -553,6 +553,11 @@ rules:
     effect: review
     reason_code: NEEDS_TWO
     review: {approvers: [treasury], expires_in: 1h, min_approvals: 2}
+  - name: board-wire
+    when: 'action.type == "BOARD_WIRE"'
+    effect: review
+    reason_code: NEEDS_SIX
+    review: {approvers: [treasury], expires_in: 1h, min_approvals: 6}
 throttle:
   - {key: [tenant], capacity: 1000000, refill_every: 1s}
 "#;
@@ -583,7 +588,8 @@ fn status_gate(body: &Value) -> String {
 /// - A wire that needs two approvals gets them from two reviewers on two nodes at
 ///   the same instant (threads released by a barrier): the review is approved with
 ///   both votes. Then 30 identical requests on all three nodes at once: exactly one
-///   is allowed by the approval (gate `review`).
+///   is allowed by the approval (gate `review`). A review that needs six approvals
+///   gets six at once over the three nodes: all six count.
 #[test]
 fn velocity_limits_and_reviews_are_exact_across_nodes() {
     let Some(admin_url) = pg_url() else { return };
@@ -656,8 +662,8 @@ fn velocity_limits_and_reviews_are_exact_across_nodes() {
     assert_eq!(sums_allowed * 10, 1000, "transfers allowed: {sums_allowed}");
     assert_eq!(pings_allowed, 25, "pings allowed");
 
-    // Reviews: two reviewer keys of group `treasury`.
-    let reviewers: Vec<String> = (0..2)
+    // Reviews: six reviewer keys of group `treasury`.
+    let reviewers: Vec<String> = (0..6)
         .map(|_| {
             let (code, body) = post(
                 &format!("{}/v1/admin/keys", urls[0]),
@@ -674,7 +680,7 @@ fn velocity_limits_and_reviews_are_exact_across_nodes() {
     assert_eq!(body["status"], "REVIEW_REQUIRED", "{body}");
     let review = body["review_id"].as_str().unwrap().to_owned();
     let barrier = Arc::new(std::sync::Barrier::new(2));
-    let votes: Vec<(u16, Value)> = reviewers
+    let votes: Vec<(u16, Value)> = reviewers[..2]
         .iter()
         .enumerate()
         .map(|(i, key)| {
@@ -730,8 +736,34 @@ fn velocity_limits_and_reviews_are_exact_across_nodes() {
     let (_, r) = get(&format!("{}/v1/reviews/{review}", urls[2]), &admin);
     assert_eq!(r["status"], "consumed", "{r}");
     assert_eq!(r["consumed_by"], by_review[0]["decision_id"], "{r}");
+
+    // Six votes at once over the three nodes on a review that needs six: none lost.
+    let board = json!({"actor": {"id": "treasurer"}, "action": {"type": "BOARD_WIRE"}, "policy_refs": ["exact"]});
+    let (code, body) = decide_body(&urls[0], &test, &board);
+    assert_eq!(code, 200, "{body}");
+    let review = body["review_id"].as_str().unwrap().to_owned();
+    let barrier = Arc::new(std::sync::Barrier::new(6));
+    let codes: Vec<u16> = reviewers
+        .iter()
+        .enumerate()
+        .map(|(i, key)| {
+            let url = format!("{}/v1/reviews/{review}/approve", urls[i % 3]);
+            let (key, barrier) = (key.clone(), barrier.clone());
+            std::thread::spawn(move || {
+                barrier.wait();
+                post(&url, &key, &json!({})).0
+            })
+        })
+        .collect::<Vec<_>>()
+        .into_iter()
+        .map(|t| t.join().unwrap())
+        .collect();
+    assert_eq!(codes, vec![200; 6]);
+    let (_, r) = get(&format!("{}/v1/reviews/{review}", urls[1]), &admin);
+    assert_eq!(r["approvals"].as_array().unwrap().len(), 6, "{r}");
+    assert_eq!(r["status"], "approved", "{r}");
     eprintln!(
-        "exact across nodes: {sums_allowed} transfers of 10 (limit 1,000) and {pings_allowed} pings (limit 25) allowed; 2 simultaneous votes on 2 nodes → approved; 1 of 30 simultaneous requests allowed by the review"
+        "exact across nodes: {sums_allowed} transfers of 10 (limit 1,000) and {pings_allowed} pings (limit 25) allowed; 2 simultaneous votes on 2 nodes → approved; 1 of 30 simultaneous requests allowed by the review; 6 simultaneous votes on 3 nodes all counted"
     );
 }
 
