@@ -2,6 +2,7 @@
 #![deny(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
 
 mod committer;
+mod history;
 mod ledger;
 mod notify;
 mod records;
@@ -147,6 +148,14 @@ impl PgStore {
     ) -> Result<T, StoreError> {
         match &self.runtime {
             Some(rt) => run_on(rt.handle(), fut),
+            None => Err(StoreError::Closed),
+        }
+    }
+
+    /// The store runtime's handle.
+    fn handle(&self) -> Result<tokio::runtime::Handle, StoreError> {
+        match &self.runtime {
+            Some(rt) => Ok(rt.handle().clone()),
             None => Err(StoreError::Closed),
         }
     }

@@ -5,10 +5,10 @@
 
 use tokio_postgres::types::ToSql;
 use tollgate_store::{
-    ApiKeyRecord, HistoryRecord, HistoryStore, IdempotencyClaim, IdempotencyStore, KeyStore,
-    OverrideStore, PolicyActivation, PolicyRecord, PolicyStore, QuotaStore, Record, ReviewRecord,
-    ReviewStatus, ReviewStore, SigningKeyRecord, SourceStore, StoreError, TenantRecord,
-    TenantStore, check_tenant,
+    ApiKeyRecord, HistoryGuard, HistoryRecord, HistoryScope, HistoryStore, IdempotencyClaim,
+    IdempotencyStore, KeyStore, OverrideStore, PolicyActivation, PolicyRecord, PolicyStore,
+    QuotaStore, Record, ReviewRecord, ReviewStatus, ReviewStore, SigningKeyRecord, SourceStore,
+    StoreError, TenantRecord, TenantStore, check_tenant,
 };
 
 use crate::{PgStore, db};
@@ -308,11 +308,31 @@ impl PolicyStore for PgStore {
     }
 }
 
+pub(crate) const ADD_HISTORY_SQL: &str = "INSERT INTO history (tenant, at_ms, actor, source, body) VALUES ($1, $2, $3, $4, $5) RETURNING id";
+
+pub(crate) const HISTORY_SQL: &str = "SELECT id, tenant, at_ms, actor, source, body FROM history
+     WHERE tenant = $1 AND at_ms >= $2
+       AND ($3 OR ($4::text IS NOT NULL AND actor = $4) OR ($5::text IS NOT NULL AND source = $5))
+     ORDER BY at_ms, id";
+
+/// A row of [`HISTORY_SQL`].
+pub(crate) fn history_row(r: &tokio_postgres::Row) -> Result<HistoryRecord, StoreError> {
+    let body: String = r.try_get(5).map_err(db)?;
+    Ok(HistoryRecord {
+        id: to_u64(r.try_get(0).map_err(db)?)?,
+        tenant: r.try_get(1).map_err(db)?,
+        at_ms: r.try_get(2).map_err(db)?,
+        actor: r.try_get(3).map_err(db)?,
+        source: r.try_get(4).map_err(db)?,
+        values: parse(&body)?,
+    })
+}
+
 impl HistoryStore for PgStore {
     fn add_history(&self, r: &HistoryRecord) -> Result<u64, StoreError> {
         check_tenant(&r.tenant)?;
         let ids = self.rows(
-            "INSERT INTO history (tenant, at_ms, actor, source, body) VALUES ($1, $2, $3, $4, $5) RETURNING id",
+            ADD_HISTORY_SQL,
             params![
                 r.tenant.clone(),
                 r.at_ms,
@@ -341,11 +361,8 @@ impl HistoryStore for PgStore {
         source: Option<&str>,
     ) -> Result<Vec<HistoryRecord>, StoreError> {
         let all = actor.is_none() && source.is_none();
-        let rows = self.rows(
-            "SELECT id, tenant, at_ms, actor, source, body FROM history
-             WHERE tenant = $1 AND at_ms >= $2
-               AND ($3 OR ($4::text IS NOT NULL AND actor = $4) OR ($5::text IS NOT NULL AND source = $5))
-             ORDER BY at_ms, id",
+        self.rows(
+            HISTORY_SQL,
             params![
                 tenant.to_owned(),
                 since_ms,
@@ -353,22 +370,24 @@ impl HistoryStore for PgStore {
                 actor.map(str::to_owned),
                 source.map(str::to_owned)
             ],
-            |r| {
-                let body: String = r.try_get(5).map_err(db)?;
-                Ok(HistoryRecord {
-                    id: to_u64(r.try_get(0).map_err(db)?)?,
-                    tenant: r.try_get(1).map_err(db)?,
-                    at_ms: r.try_get(2).map_err(db)?,
-                    actor: r.try_get(3).map_err(db)?,
-                    source: r.try_get(4).map_err(db)?,
-                    values: parse(&body)?,
-                })
-            },
-        )?;
-        Ok(rows)
+            history_row,
+        )
     }
     fn purge_history(&self, before_ms: i64) -> Result<u64, StoreError> {
         self.exec("DELETE FROM history WHERE at_ms < $1", params![before_ms])
+    }
+    fn lock_history<'a>(
+        &'a self,
+        tenant: &str,
+        scope: &HistoryScope,
+    ) -> Result<Box<dyn HistoryGuard + 'a>, StoreError> {
+        let guard = crate::history::PgHistoryGuard::begin(
+            self.handle()?,
+            self.pool.clone(),
+            tenant,
+            scope,
+        )?;
+        Ok(Box::new(guard))
     }
 }
 
@@ -498,6 +517,32 @@ impl ReviewStore for PgStore {
             ],
         )?;
         Ok(())
+    }
+    fn replace_review(
+        &self,
+        current: &ReviewRecord,
+        next: &ReviewRecord,
+    ) -> Result<bool, StoreError> {
+        if (&current.tenant, &current.id) != (&next.tenant, &next.id) {
+            return Err(StoreError::Corrupt(
+                "replace_review: another review's record".into(),
+            ));
+        }
+        // One conditional statement, so of concurrent replacements of one version
+        // exactly one matches (the row lock of the UPDATE orders them; the loser
+        // re-evaluates its WHERE against the winner's row and matches nothing).
+        let n = self.exec(
+            "UPDATE reviews SET status = $3, body = $4
+             WHERE tenant = $1 AND id = $2 AND body::jsonb = $5::text::jsonb",
+            params![
+                next.tenant.clone(),
+                next.id.clone(),
+                next.status.as_str().to_owned(),
+                json(next)?,
+                json(current)?
+            ],
+        )?;
+        Ok(n == 1)
     }
     fn review(&self, tenant: &str, id: &str) -> Result<Option<ReviewRecord>, StoreError> {
         self.body(

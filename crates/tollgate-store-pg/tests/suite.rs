@@ -282,3 +282,96 @@ fn with_database_replaces_the_path() {
     );
     assert_eq!(with_database("postgres://h", "x"), "postgres://h/x");
 }
+
+/// Two stores on one database (two nodes), 6 threads each, every thread reading an
+/// actor's history under its guard and adding an event while fewer than 100 are
+/// there: exactly 100 are added, never more. A whole-tenant guard and the actor's
+/// guard exclude each other; a guard dropped without commit keeps nothing and
+/// releases its locks.
+#[test]
+fn history_guards_spend_a_limit_exactly_across_nodes() {
+    use std::sync::{Arc, Barrier};
+    use tollgate_store::{HistoryRecord, HistoryScope, HistoryStore as _};
+    if !Pg::available() {
+        return;
+    }
+    let pg = Pg::create();
+    let nodes = [Arc::new(pg.open(None)), Arc::new(pg.open(None))];
+    let scope = HistoryScope {
+        whole_tenant: false,
+        actor: Some("bot".into()),
+        source: Some("feed".into()),
+    };
+    let event = |at_ms| HistoryRecord {
+        id: 0,
+        tenant: "t".into(),
+        at_ms,
+        actor: Some("bot".into()),
+        source: Some("feed".into()),
+        values: [("action.amount".to_owned(), 1.0)].into_iter().collect(),
+    };
+    let barrier = Arc::new(Barrier::new(12));
+    let threads: Vec<_> = (0..12)
+        .map(|t| {
+            let store = Arc::clone(&nodes[t % 2]);
+            let (barrier, scope) = (Arc::clone(&barrier), scope.clone());
+            std::thread::spawn(move || {
+                barrier.wait();
+                let mut added = 0;
+                for i in 0..30 {
+                    let mut g = store.lock_history("t", &scope).unwrap();
+                    let seen = g.history(0, Some("bot"), None).unwrap();
+                    let sum: f64 = seen.iter().map(|e| e.values["action.amount"]).sum();
+                    if sum + 1.0 <= 100.0 {
+                        g.add_history(&event(1 + i)).unwrap();
+                        added += 1;
+                    }
+                    g.commit().unwrap();
+                }
+                added
+            })
+        })
+        .collect();
+    let added: u64 = threads.into_iter().map(|t| t.join().unwrap()).sum();
+    assert_eq!(added, 100);
+    assert_eq!(
+        nodes[1].history("t", 0, Some("bot"), None).unwrap().len(),
+        100
+    );
+
+    // Dropped without commit: nothing kept, and the locks are free again at once.
+    let mut g = nodes[0].lock_history("t", &scope).unwrap();
+    g.add_history(&event(99)).unwrap();
+    drop(g);
+    let started = std::time::Instant::now();
+    let g = nodes[1].lock_history("t", &scope).unwrap();
+    assert!(started.elapsed() < std::time::Duration::from_secs(2));
+    g.commit().unwrap();
+    assert_eq!(
+        nodes[0].history("t", 0, Some("bot"), None).unwrap().len(),
+        100
+    );
+
+    // A whole-tenant reader waits for the actor's open guard on another node.
+    let held = nodes[0].lock_history("t", &scope).unwrap();
+    let other = Arc::clone(&nodes[1]);
+    let waiter = std::thread::spawn(move || {
+        let whole = HistoryScope {
+            whole_tenant: true,
+            actor: None,
+            source: None,
+        };
+        let g = other.lock_history("t", &whole).unwrap();
+        let acquired = std::time::Instant::now();
+        g.commit().unwrap();
+        acquired
+    });
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let released = std::time::Instant::now();
+    held.commit().unwrap();
+    let acquired = waiter.join().unwrap();
+    assert!(
+        acquired >= released,
+        "the whole-tenant guard was granted while the actor's guard was held"
+    );
+}

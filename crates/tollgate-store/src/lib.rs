@@ -346,9 +346,82 @@ pub trait PolicyStore: Send + Sync + Debug {
     ) -> Result<bool, StoreError>;
 }
 
+/// What one decision's velocity-history read and record touch, so a store can make
+/// the read-decide-record atomic for exactly the decisions it could conflict with.
+///
+/// A decision reads the events of its actor, its source, or the whole tenant, and
+/// records one event carrying its actor and source. So it conflicts with every
+/// decision of the same actor or the same source, and with every decision that reads
+/// the whole tenant; decisions of other actors and sources that read only their own
+/// scopes do not conflict.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct HistoryScope {
+    /// The decision reads the whole tenant's history.
+    pub whole_tenant: bool,
+    /// The request's `actor.id`, if it has one.
+    pub actor: Option<String>,
+    /// The request's `source`, if it has one.
+    pub source: Option<String>,
+}
+
+/// A read-decide-record of the velocity history held exclusive for one
+/// [`HistoryScope`] (see [`HistoryStore::lock_history`]). Dropped without
+/// [`HistoryGuard::commit`], what it added is not kept.
+pub trait HistoryGuard: Send {
+    /// As [`HistoryStore::history`], inside the guard.
+    fn history(
+        &mut self,
+        since_ms: i64,
+        actor: Option<&str>,
+        source: Option<&str>,
+    ) -> Result<Vec<HistoryRecord>, StoreError>;
+    /// As [`HistoryStore::add_history`], inside the guard: visible to others once
+    /// committed.
+    fn add_history(&mut self, record: &HistoryRecord) -> Result<u64, StoreError>;
+    /// Makes what was added durable and visible, and releases the guard.
+    fn commit(self: Box<Self>) -> Result<(), StoreError>;
+}
+
+/// The [`HistoryGuard`] of a store that one process writes (SQLite): no lock of its
+/// own, reads and writes go straight to the store. The server serialises a tenant's
+/// history in-process (its history lock), which is exact when it is the only writer.
+#[derive(Debug)]
+pub struct UnlockedHistory<'a> {
+    store: &'a dyn HistoryStore,
+    tenant: String,
+}
+
+impl<'a> UnlockedHistory<'a> {
+    /// The guard over the tenant's history in `store`.
+    pub fn new(store: &'a dyn HistoryStore, tenant: &str) -> Self {
+        UnlockedHistory {
+            store,
+            tenant: tenant.to_owned(),
+        }
+    }
+}
+
+impl HistoryGuard for UnlockedHistory<'_> {
+    fn history(
+        &mut self,
+        since_ms: i64,
+        actor: Option<&str>,
+        source: Option<&str>,
+    ) -> Result<Vec<HistoryRecord>, StoreError> {
+        self.store.history(&self.tenant, since_ms, actor, source)
+    }
+    fn add_history(&mut self, record: &HistoryRecord) -> Result<u64, StoreError> {
+        self.store.add_history(record)
+    }
+    fn commit(self: Box<Self>) -> Result<(), StoreError> {
+        Ok(())
+    }
+}
+
 /// The history velocity conditions read: permitted enforce-mode actions.
 pub trait HistoryStore: Send + Sync + Debug {
-    /// Records an action; returns its row id.
+    /// Records an action; returns its row id. (A decision records through its
+    /// [`HistoryGuard`]; this is for tools and tests.)
     fn add_history(&self, record: &HistoryRecord) -> Result<u64, StoreError>;
     /// Removes an action recorded by a decision that was then not recorded.
     fn remove_history(&self, tenant: &str, id: u64) -> Result<(), StoreError>;
@@ -363,6 +436,16 @@ pub trait HistoryStore: Send + Sync + Debug {
     ) -> Result<Vec<HistoryRecord>, StoreError>;
     /// Forgets actions before `before_ms` (older than any window); returns how many.
     fn purge_history(&self, before_ms: i64) -> Result<u64, StoreError>;
+    /// Begins one decision's read-decide-record of the tenant's history over `scope`:
+    /// until the guard is committed or dropped, no other guard over a conflicting
+    /// scope (see [`HistoryScope`]) of this tenant is granted — on every node sharing
+    /// the store. A single-process store may return [`UnlockedHistory`] and leave the
+    /// serialisation to its one process.
+    fn lock_history<'a>(
+        &'a self,
+        tenant: &str,
+        scope: &HistoryScope,
+    ) -> Result<Box<dyn HistoryGuard + 'a>, StoreError>;
 }
 
 /// Signal sources.
@@ -413,6 +496,16 @@ pub trait IdempotencyStore: Send + Sync + Debug {
 pub trait ReviewStore: Send + Sync + Debug {
     /// Creates or replaces a review.
     fn put_review(&self, review: &ReviewRecord) -> Result<(), StoreError>;
+    /// Replaces the stored review `current` by `next` (same tenant and id) only if it
+    /// is still exactly `current`, as read; `true` if it did. Atomic for every user of
+    /// the store at once — every node of a cluster: of concurrent replacements of one
+    /// version, exactly one succeeds, and the others read again and retry (a vote, the
+    /// approval's use and an expiry are never lost or applied twice).
+    fn replace_review(
+        &self,
+        current: &ReviewRecord,
+        next: &ReviewRecord,
+    ) -> Result<bool, StoreError>;
     /// One review.
     fn review(&self, tenant: &str, id: &str) -> Result<Option<ReviewRecord>, StoreError>;
     /// A tenant's reviews, optionally only those with `status`.

@@ -3,7 +3,9 @@
 //!
 //! Selected by `TOLLGATE_TEST_POSTGRES_URL` (a server URL; each test creates its own
 //! database and drops it). Unset: the tests print that they are skipped — except
-//! under `CI=true`, where a missing service fails them.
+//! under `CI=true`, where a missing service fails them. `TOLLGATE_TEST_BIN` runs
+//! another `tollgate` binary than the one cargo built (for a target directory shared
+//! by several checkouts, where `target/debug/tollgate` is whichever was built last).
 
 mod common;
 use common::free_port;
@@ -122,21 +124,23 @@ fn start_node(db: &Database, extra: &[(&str, String)]) -> Node {
     let dir = tempfile::tempdir().unwrap();
     let port = free_port();
     let log = std::fs::File::create(dir.path().join("node.log")).unwrap();
-    let child = Command::new(env!("CARGO_BIN_EXE_tollgate"))
-        .arg("serve")
-        .env("TOLLGATE_LISTEN", format!("127.0.0.1:{port}"))
-        .env("TOLLGATE_DATA_DIR", dir.path().join("data"))
-        .env("TOLLGATE_STORE", "postgres")
-        .env("TOLLGATE_DATABASE_URL", &db.url)
-        .env("TOLLGATE_CHECKPOINT_INTERVAL_MS", "200")
-        .env("TOLLGATE_KEY_RATE_BURST", "100000")
-        .env("TOLLGATE_KEY_RATE_PER_SECOND", "100000")
-        .env("TOLLGATE_LOG", "info")
-        .envs(extra.iter().map(|(k, v)| (*k, v.as_str())))
-        .stdout(Stdio::null())
-        .stderr(log)
-        .spawn()
-        .unwrap();
+    let child = Command::new(
+        std::env::var("TOLLGATE_TEST_BIN").unwrap_or(env!("CARGO_BIN_EXE_tollgate").to_owned()),
+    )
+    .arg("serve")
+    .env("TOLLGATE_LISTEN", format!("127.0.0.1:{port}"))
+    .env("TOLLGATE_DATA_DIR", dir.path().join("data"))
+    .env("TOLLGATE_STORE", "postgres")
+    .env("TOLLGATE_DATABASE_URL", &db.url)
+    .env("TOLLGATE_CHECKPOINT_INTERVAL_MS", "200")
+    .env("TOLLGATE_KEY_RATE_BURST", "100000")
+    .env("TOLLGATE_KEY_RATE_PER_SECOND", "100000")
+    .env("TOLLGATE_LOG", "info")
+    .envs(extra.iter().map(|(k, v)| (*k, v.as_str())))
+    .stdout(Stdio::null())
+    .stderr(log)
+    .spawn()
+    .unwrap();
     let url = format!("http://127.0.0.1:{port}");
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
@@ -525,6 +529,309 @@ fn permits_never_exceed_one_shared_bucket() {
     assert_eq!(permits + throttled, 60, "{statuses:?}");
     eprintln!(
         "shared bucket: {permits} permits, {throttled} throttled of 60 over 3 nodes in {} ms",
+        elapsed.as_millis()
+    );
+}
+
+/// A policy with a 24-hour `history.sum` limit (transfers of actor `payer`: 1,000 in
+/// all) and a `history.count` limit (pings of actor `pinger`: 25), a rule whose
+/// review needs two approvals, and a bucket too large to refuse anything (so every
+/// decision takes a Redis round trip between reading the history and recording its
+/// event, as in production).
+const EXACT: &str = r#"id: exact
+rules:
+  - name: daily-sum
+    when: 'action.type == "TRANSFER_FUNDS" && history.sum("actor", "action.amount", duration("24h")) + action.amount > 1000'
+    effect: block
+    reason_code: DAILY_SUM_EXCEEDED
+  - name: daily-count
+    when: 'action.type == "PING" && history.count("actor", duration("24h")) >= 25'
+    effect: block
+    reason_code: DAILY_COUNT_EXCEEDED
+  - name: big-wire
+    when: 'action.type == "WIRE" && action.amount > 10000'
+    effect: review
+    reason_code: NEEDS_TWO
+    review: {approvers: [treasury], expires_in: 1h, min_approvals: 2}
+  - name: board-wire
+    when: 'action.type == "BOARD_WIRE"'
+    effect: review
+    reason_code: NEEDS_SIX
+    review: {approvers: [treasury], expires_in: 1h, min_approvals: 6}
+throttle:
+  - {key: [tenant], capacity: 1000000, refill_every: 1s}
+"#;
+
+fn post(url: &str, key: &str, body: &Value) -> (u16, Value) {
+    let res = http().post(url).bearer_auth(key).json(body).send().unwrap();
+    let code = res.status().as_u16();
+    (code, res.json().unwrap_or(Value::Null))
+}
+
+fn decide_body(url: &str, key: &str, body: &Value) -> (u16, Value) {
+    post(&format!("{url}/v1/decisions"), key, body)
+}
+
+fn status_gate(body: &Value) -> String {
+    format!(
+        "{}/{}",
+        body["status"].as_str().unwrap_or("?"),
+        body["gate"].as_str().unwrap_or("?")
+    )
+}
+
+/// Velocity limits and a two-approval review are exact across three nodes.
+///
+/// - 3 × 6 threads send 180 transfers of 10 (demand 1,800 against a 24-hour sum of
+///   1,000) and 3 × 4 threads send 120 pings (demand 120 against a count of 25), all
+///   at once: exactly 100 transfers and exactly 25 pings are allowed.
+/// - A wire that needs two approvals gets them from two reviewers on two nodes at
+///   the same instant (threads released by a barrier): the review is approved with
+///   both votes. Then 30 identical requests on all three nodes at once: exactly one
+///   is allowed by the approval (gate `review`). A review that needs six approvals
+///   gets six at once over the three nodes: all six count.
+#[test]
+fn velocity_limits_and_reviews_are_exact_across_nodes() {
+    let Some(admin_url) = pg_url() else { return };
+    let Some(redis) = redis_url() else { return };
+    let db = Database::create(&admin_url);
+    let prefix = format!("tollgate-cluster-test:{}:", db.name);
+    let extra = [
+        ("TOLLGATE_THROTTLE", "redis".to_owned()),
+        ("TOLLGATE_REDIS_URL", redis),
+        ("TOLLGATE_REDIS_KEY_PREFIX", prefix),
+    ];
+    let (nodes, admin, test) = cluster(&db, &extra);
+    let urls: Vec<String> = nodes.iter().map(|n| n.url.clone()).collect();
+    let (code, body) = post(
+        &format!("{}/v1/admin/policies", urls[0]),
+        &admin,
+        &json!({"text": EXACT, "activate": true, "environment": "test"}),
+    );
+    assert_eq!(code, 201, "{body}");
+
+    // Velocity: all 30 threads start together.
+    let barrier = Arc::new(std::sync::Barrier::new(30));
+    let threads: Vec<_> = (0..30usize)
+        .map(|t| {
+            let url = urls[t % 3].clone();
+            let key = test.clone();
+            let barrier = barrier.clone();
+            std::thread::spawn(move || {
+                let (kind, n, body) = if t < 18 {
+                    let b = json!({"actor": {"id": "payer"}, "action": {"type": "TRANSFER_FUNDS", "amount": 10}, "policy_refs": ["exact"]});
+                    ("sum", 10, b)
+                } else {
+                    let b = json!({"actor": {"id": "pinger"}, "action": {"type": "PING"}, "policy_refs": ["exact"]});
+                    ("count", 10, b)
+                };
+                barrier.wait();
+                let mut out = Vec::new();
+                for _ in 0..n {
+                    let (code, body) = decide_body(&url, &key, &body);
+                    assert_eq!(code, 200, "{body}");
+                    out.push((kind, status_gate(&body)));
+                }
+                out
+            })
+        })
+        .collect();
+    let results: Vec<(&str, String)> = threads
+        .into_iter()
+        .flat_map(|t| t.join().unwrap())
+        .collect();
+    let count = |kind: &str, sg: &str| {
+        results
+            .iter()
+            .filter(|(k, s)| *k == kind && s == sg)
+            .count()
+    };
+    let sums_allowed = count("sum", "ALLOW/permit");
+    let pings_allowed = count("count", "ALLOW/permit");
+    assert_eq!(
+        sums_allowed + count("sum", "BLOCK/policy"),
+        180,
+        "{results:?}"
+    );
+    assert_eq!(
+        pings_allowed + count("count", "BLOCK/policy"),
+        120,
+        "{results:?}"
+    );
+    // Exact: demand exceeds both limits, so the allowed totals equal them.
+    assert_eq!(sums_allowed * 10, 1000, "transfers allowed: {sums_allowed}");
+    assert_eq!(pings_allowed, 25, "pings allowed");
+
+    // Reviews: six reviewer keys of group `treasury`.
+    let reviewers: Vec<String> = (0..6)
+        .map(|_| {
+            let (code, body) = post(
+                &format!("{}/v1/admin/keys", urls[0]),
+                &admin,
+                &json!({"environment": "test", "scopes": ["review"], "groups": ["treasury"], "name": "reviewer"}),
+            );
+            assert_eq!(code, 201, "{body}");
+            body["secret"].as_str().unwrap().to_owned()
+        })
+        .collect();
+    let wire = json!({"actor": {"id": "treasurer"}, "action": {"type": "WIRE", "amount": 50000, "to": "ACME"}, "policy_refs": ["exact"]});
+    let (code, body) = decide_body(&urls[0], &test, &wire);
+    assert_eq!(code, 200, "{body}");
+    assert_eq!(body["status"], "REVIEW_REQUIRED", "{body}");
+    let review = body["review_id"].as_str().unwrap().to_owned();
+    let barrier = Arc::new(std::sync::Barrier::new(2));
+    let votes: Vec<(u16, Value)> = reviewers[..2]
+        .iter()
+        .enumerate()
+        .map(|(i, key)| {
+            let url = format!("{}/v1/reviews/{review}/approve", urls[1 + i]);
+            let (key, barrier) = (key.clone(), barrier.clone());
+            std::thread::spawn(move || {
+                barrier.wait();
+                post(&url, &key, &json!({"comment": format!("ok {i}")}))
+            })
+        })
+        .collect::<Vec<_>>()
+        .into_iter()
+        .map(|t| t.join().unwrap())
+        .collect();
+    for (code, body) in &votes {
+        assert_eq!(*code, 200, "{body}");
+    }
+    let (code, r) = get(&format!("{}/v1/reviews/{review}", urls[0]), &admin);
+    assert_eq!(code, 200, "{r}");
+    assert_eq!(r["status"], "approved", "{r}");
+    assert_eq!(r["approvals"].as_array().unwrap().len(), 2, "{r}");
+
+    // 30 identical requests on the three nodes at once: one is allowed by the review.
+    let barrier = Arc::new(std::sync::Barrier::new(30));
+    let answers: Vec<Value> = (0..30usize)
+        .map(|t| {
+            let url = urls[t % 3].clone();
+            let (key, wire, barrier) = (test.clone(), wire.clone(), barrier.clone());
+            std::thread::spawn(move || {
+                barrier.wait();
+                let (code, body) = decide_body(&url, &key, &wire);
+                assert_eq!(code, 200, "{body}");
+                body
+            })
+        })
+        .collect::<Vec<_>>()
+        .into_iter()
+        .map(|t| t.join().unwrap())
+        .collect();
+    let by_review: Vec<&Value> = answers
+        .iter()
+        .filter(|b| status_gate(b) == "ALLOW/review")
+        .collect();
+    assert_eq!(by_review.len(), 1, "{answers:?}");
+    assert_eq!(
+        answers
+            .iter()
+            .filter(|b| b["status"] == "REVIEW_REQUIRED")
+            .count(),
+        29,
+        "{answers:?}"
+    );
+    let (_, r) = get(&format!("{}/v1/reviews/{review}", urls[2]), &admin);
+    assert_eq!(r["status"], "consumed", "{r}");
+    assert_eq!(r["consumed_by"], by_review[0]["decision_id"], "{r}");
+
+    // Six votes at once over the three nodes on a review that needs six: none lost.
+    let board = json!({"actor": {"id": "treasurer"}, "action": {"type": "BOARD_WIRE"}, "policy_refs": ["exact"]});
+    let (code, body) = decide_body(&urls[0], &test, &board);
+    assert_eq!(code, 200, "{body}");
+    let review = body["review_id"].as_str().unwrap().to_owned();
+    let barrier = Arc::new(std::sync::Barrier::new(6));
+    let codes: Vec<u16> = reviewers
+        .iter()
+        .enumerate()
+        .map(|(i, key)| {
+            let url = format!("{}/v1/reviews/{review}/approve", urls[i % 3]);
+            let (key, barrier) = (key.clone(), barrier.clone());
+            std::thread::spawn(move || {
+                barrier.wait();
+                post(&url, &key, &json!({})).0
+            })
+        })
+        .collect::<Vec<_>>()
+        .into_iter()
+        .map(|t| t.join().unwrap())
+        .collect();
+    assert_eq!(codes, vec![200; 6]);
+    let (_, r) = get(&format!("{}/v1/reviews/{review}", urls[1]), &admin);
+    assert_eq!(r["approvals"].as_array().unwrap().len(), 6, "{r}");
+    assert_eq!(r["status"], "approved", "{r}");
+    eprintln!(
+        "exact across nodes: {sums_allowed} transfers of 10 (limit 1,000) and {pings_allowed} pings (limit 25) allowed; 2 simultaneous votes on 2 nodes → approved; 1 of 30 simultaneous requests allowed by the review; 6 simultaneous votes on 3 nodes all counted"
+    );
+}
+
+/// With the throttle in Redis the per-key request rate is one bucket across the
+/// nodes: 12 threads on three nodes for about two seconds get at most burst +
+/// rate × elapsed answers that are not 429 (three per-node buckets would give
+/// three times that).
+#[test]
+fn the_per_key_rate_is_one_bucket_across_nodes() {
+    let Some(admin_url) = pg_url() else { return };
+    let Some(redis) = redis_url() else { return };
+    let db = Database::create(&admin_url);
+    let prefix = format!("tollgate-cluster-test:{}:", db.name);
+    let (burst, per_second) = (5u64, 1u64);
+    let extra = [
+        ("TOLLGATE_THROTTLE", "redis".to_owned()),
+        ("TOLLGATE_REDIS_URL", redis),
+        ("TOLLGATE_REDIS_KEY_PREFIX", prefix),
+        ("TOLLGATE_KEY_RATE_BURST", burst.to_string()),
+        ("TOLLGATE_KEY_RATE_PER_SECOND", per_second.to_string()),
+    ];
+    let (nodes, _admin, test) = cluster(&db, &extra);
+    let barrier = Arc::new(std::sync::Barrier::new(12));
+    let started = Arc::new(Mutex::new(None::<Instant>));
+    let threads: Vec<_> = (0..12usize)
+        .map(|t| {
+            let url = nodes[t % 3].url.clone();
+            let (key, barrier, started) = (test.clone(), barrier.clone(), started.clone());
+            std::thread::spawn(move || {
+                if barrier.wait().is_leader() {
+                    *started.lock().unwrap() = Some(Instant::now());
+                }
+                let until = Instant::now() + Duration::from_millis(2000);
+                let (mut ok, mut limited) = (0u64, 0u64);
+                while Instant::now() < until {
+                    let res = http()
+                        .post(format!("{url}/v1/decisions"))
+                        .bearer_auth(&key)
+                        .json(&json!({"action": {"type": "OPEN_POSITION", "n": t}}))
+                        .send()
+                        .unwrap();
+                    match res.status().as_u16() {
+                        200 => ok += 1,
+                        429 => limited += 1,
+                        other => panic!("status {other}: {}", res.text().unwrap_or_default()),
+                    }
+                }
+                (ok, limited)
+            })
+        })
+        .collect();
+    let (mut ok, mut limited) = (0, 0);
+    for t in threads {
+        let (o, l) = t.join().unwrap();
+        ok += o;
+        limited += l;
+    }
+    let elapsed = started.lock().unwrap().unwrap().elapsed();
+    // GCRA: `burst` at once, then one every 1/rate s; +1 for the instant at each end.
+    let at_most = burst + (elapsed.as_secs_f64() * per_second as f64).floor() as u64 + 1;
+    assert!(limited > 0, "the limit never applied: {ok} answered");
+    assert!(ok >= burst, "{ok} answered, fewer than the burst {burst}");
+    assert!(
+        ok <= at_most,
+        "{ok} answered over three nodes in {elapsed:?}, more than one bucket allows ({at_most})"
+    );
+    eprintln!(
+        "per-key rate across nodes: {ok} answered, {limited} limited (429) in {} ms; one bucket allows {at_most}",
         elapsed.as_millis()
     );
 }

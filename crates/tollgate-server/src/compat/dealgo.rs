@@ -647,7 +647,7 @@ pub async fn live_stimulus(
     }))
     .map_err(ApiError::internal)?;
     let caller = Caller { key };
-    state.check_key_rate("direct-runtime")?;
+    state.check_key_rate("direct-runtime").await?;
     let received = parse_object(&bytes, config.max_json_depth)?;
     let request = translate_flat(&object(received.clone()), &tenant)?;
     run(

@@ -119,7 +119,7 @@ pub(crate) async fn login(
     {
         return refuse("The console needs a key with the admin, review or read scope.");
     }
-    service.check_key_rate(&caller.key.id)?;
+    service.check_key_rate(&caller.key.id).await?;
     let id = state
         .sessions
         .open(&auth::hash_secret(form.key.trim()), service.now_ms())?;

@@ -142,7 +142,7 @@ impl FromRequestParts<ConsoleState> for User {
             state.sessions.close(id);
             return Err(PageError::SignIn);
         };
-        service.check_key_rate(&caller.key.id)?;
+        service.check_key_rate(&caller.key.id).await?;
         Ok(User {
             caller,
             csrf,

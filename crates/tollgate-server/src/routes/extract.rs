@@ -23,7 +23,7 @@ impl FromRequestParts<AppState> for Caller {
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Error> {
         let secret = bearer(parts).ok_or(Error::Unauthorized)?;
         let caller = state.service().authenticate(secret)?;
-        state.service().check_key_rate(&caller.key.id)?;
+        state.service().check_key_rate(&caller.key.id).await?;
         Ok(caller)
     }
 }

@@ -445,21 +445,32 @@ impl DecisionService {
             }
         }
         // INVARIANT: reading a tenant's history, deciding and recording the permitted
-        // action happen under the tenant's history lock, so two concurrent requests
+        // action happen under the tenant's history lock in this process and under the
+        // store's history guard for the scopes touched (on PostgreSQL a transaction
+        // holding advisory locks, so across every node), so two concurrent requests
         // cannot both spend the same remaining allowance.
         let lock = if scopes.is_empty() {
             None
         } else {
             Some(self.history_lock(tenant)?)
         };
-        let _guard = match &lock {
+        let _node_guard = match &lock {
             Some(l) => Some(l.lock().await),
             None => None,
         };
-        let history = if scopes.is_empty() {
-            Vec::new()
+        let mut guard = if scopes.is_empty() {
+            None
         } else {
-            self.load_history(tenant, request, &scopes, st.now.as_millis() - window)?
+            let scope = tollgate_store::HistoryScope {
+                whole_tenant: scopes.contains(&tollgate_core::Scope::Tenant),
+                actor: request.actor_id().map(str::to_owned),
+                source: request.source.clone(),
+            };
+            Some(self.store().lock_history(tenant, &scope)?)
+        };
+        let history = match guard.as_mut() {
+            Some(g) => load_history(g.as_mut(), request, &scopes, st.now, window)?,
+            None => Vec::new(),
         };
         let input = |policies: &'_ [PolicyBinding]| -> Result<tollgate_core::Evaluation, Error> {
             let input = DecideInput {
@@ -508,53 +519,69 @@ impl DecisionService {
                 }
             })
             .collect();
-        if let Some(e) = &decision.history_event {
-            *history_event = Some(self.store().add_history(&tollgate_store::HistoryRecord {
-                id: 0,
-                tenant: tenant.to_owned(),
-                at_ms: e.at.as_millis(),
-                actor: e.actor.clone(),
-                source: e.source.clone(),
-                values: e.values.clone(),
-            })?);
+        if let Some(mut guard) = guard {
+            let added = match &decision.history_event {
+                Some(e) => Some(guard.add_history(&tollgate_store::HistoryRecord {
+                    id: 0,
+                    tenant: tenant.to_owned(),
+                    at_ms: e.at.as_millis(),
+                    actor: e.actor.clone(),
+                    source: e.source.clone(),
+                    values: e.values.clone(),
+                })?),
+                None => None,
+            };
+            // Held until here: the event is visible to the next decision exactly when
+            // the guard's locks are released. If the commit fails with the event
+            // written after all, `release` removes it by id.
+            *history_event = added;
+            guard.commit()?;
         }
         Ok((decision, candidates))
     }
+}
 
-    /// The tenant's recorded actions since `since_ms` that the scopes read.
-    fn load_history(
-        &self,
-        tenant: &str,
-        request: &DecisionRequest,
-        scopes: &[tollgate_core::Scope],
-        since_ms: i64,
-    ) -> Result<Vec<tollgate_core::HistoryEvent>, Error> {
-        use tollgate_core::Scope;
-        let records = if scopes.contains(&Scope::Tenant) {
-            self.store().history(tenant, since_ms, None, None)?
-        } else {
-            let actor = request
-                .actor_id()
-                .filter(|_| scopes.contains(&Scope::Actor));
-            let source = request
-                .source
-                .as_deref()
-                .filter(|_| scopes.contains(&Scope::Source));
-            if actor.is_none() && source.is_none() {
-                return Ok(Vec::new());
-            }
-            self.store().history(tenant, since_ms, actor, source)?
-        };
-        Ok(records
-            .into_iter()
-            .map(|r| tollgate_core::HistoryEvent {
-                at: tollgate_core::UnixMillis(r.at_ms),
-                actor: r.actor,
-                source: r.source,
-                values: r.values,
-            })
-            .collect())
-    }
+/// The tenant's recorded actions of the last `window` ms before `now` that the scopes
+/// read, through the decision's history guard.
+///
+/// An event recorded by a decision that took its time after this one's but got the
+/// guard first carries a time after `now`, which the engine's windows `(now - window,
+/// now]` would leave out: this decision is serialised after it, so it must count it.
+/// Such events are passed at `now` (recorded before this decision, as far as the
+/// limit is concerned); without this, concurrent decisions could overshoot a limit.
+fn load_history(
+    guard: &mut dyn tollgate_store::HistoryGuard,
+    request: &DecisionRequest,
+    scopes: &[tollgate_core::Scope],
+    now: tollgate_core::UnixMillis,
+    window: i64,
+) -> Result<Vec<tollgate_core::HistoryEvent>, Error> {
+    use tollgate_core::Scope;
+    let since_ms = now.as_millis() - window;
+    let records = if scopes.contains(&Scope::Tenant) {
+        guard.history(since_ms, None, None)?
+    } else {
+        let actor = request
+            .actor_id()
+            .filter(|_| scopes.contains(&Scope::Actor));
+        let source = request
+            .source
+            .as_deref()
+            .filter(|_| scopes.contains(&Scope::Source));
+        if actor.is_none() && source.is_none() {
+            return Ok(Vec::new());
+        }
+        guard.history(since_ms, actor, source)?
+    };
+    Ok(records
+        .into_iter()
+        .map(|r| tollgate_core::HistoryEvent {
+            at: tollgate_core::UnixMillis(r.at_ms.min(now.as_millis())),
+            actor: r.actor,
+            source: r.source,
+            values: r.values,
+        })
+        .collect())
 }
 
 /// Runs a follow-up write of a recorded decision, and once more if it fails (a

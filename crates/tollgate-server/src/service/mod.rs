@@ -43,7 +43,7 @@ use std::sync::{Arc, Mutex, RwLock};
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as B64;
 use ed25519_dalek::{Signer as _, SigningKey};
-use tollgate_core::{Gcra, MemoryBuckets, Override, UnixMillis};
+use tollgate_core::{Gcra, Override, UnixMillis};
 use tollgate_ledger::{Jwk, Jwks, NoteVerifier, thumbprint};
 use tollgate_store::{ApiKeyRecord, Store};
 
@@ -96,8 +96,8 @@ pub struct DecisionService {
     meter: meter::Meter,
     /// Decision throttle buckets (keys include the tenant): memory or Redis.
     throttle: throttle::Throttle,
-    /// Per-key request-rate buckets.
-    rate: Mutex<MemoryBuckets>,
+    /// Per-key request-rate buckets: memory, or Redis beside the throttle.
+    rate: throttle::KeyRate,
     keys: RwLock<HashMap<String, ApiKeyRecord>>,
     overrides: RwLock<HashMap<String, Arc<Vec<Override>>>>,
     /// Idempotency keys being decided right now on this node.
@@ -130,6 +130,7 @@ impl DecisionService {
             throttle::Throttle::from_config(&config).unwrap_or_else(throttle::Throttle::Unusable);
         let meter = meter::Meter::new(config.shared_state());
         let deliverer = crate::notify::Deliverer::new(&config.notify);
+        let rate = throttle::KeyRate::from_config(&config);
         DecisionService {
             deliverer,
             config,
@@ -139,7 +140,7 @@ impl DecisionService {
             metrics: Metrics::new(),
             meter,
             throttle,
-            rate: Mutex::new(MemoryBuckets::new()),
+            rate,
             keys: RwLock::new(HashMap::new()),
             overrides: RwLock::new(HashMap::new()),
             inflight: Mutex::new(HashMap::new()),
@@ -245,22 +246,20 @@ impl DecisionService {
         Ok(())
     }
 
-    /// The per-key request rate limit: a GCRA bucket per key.
-    pub(crate) fn check_key_rate(&self, key_id: &str) -> Result<(), Error> {
+    /// The per-key request rate limit: a GCRA bucket per key, in this process or (in
+    /// cluster mode, with the throttle in Redis) shared by every node.
+    pub(crate) async fn check_key_rate(&self, key_id: &str) -> Result<(), Error> {
         let config = &self.config;
         let per_second = i64::from(config.key_rate_per_second.max(1));
         let gcra = Gcra {
             capacity: config.key_rate_burst.max(1),
             interval_ms: (1000 / per_second).max(1),
         };
-        let mut rate = self.rate.lock().map_err(poisoned)?;
         let demand = [tollgate_core::BucketDemand {
             key: Arc::from(key_id),
             gcra,
         }];
-        let (checks, updates) =
-            tollgate_core::throttle::check_all(&demand, &rate.read(&demand), self.now(), true);
-        rate.apply(&updates);
+        let checks = self.rate.take(&demand, self.now()).await?;
         match checks.first() {
             Some(c) if c.allowed => Ok(()),
             Some(c) => Err(Error::RateLimited {

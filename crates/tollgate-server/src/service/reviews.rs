@@ -92,23 +92,35 @@ impl DecisionService {
     }
 
     /// Expires a pending review whose time is up (recording it); returns the record as
-    /// it now is.
+    /// it now is. The expiry is a conditional replacement: if a vote or the approval's
+    /// use landed first (on any node), the review is read again, and exactly one
+    /// writer records the expiry.
     async fn refresh(&self, mut r: ReviewRecord) -> Result<ReviewRecord, Error> {
-        let expired = r.body["expires_ms"]
-            .as_i64()
-            .is_some_and(|t| t <= self.now_ms());
-        if expired && matches!(r.status, ReviewStatus::Pending | ReviewStatus::Approved) {
-            r.status = ReviewStatus::Expired;
-            r.body["resolved_ms"] = json!(self.now_ms());
-            self.store().put_review(&r)?;
-            self.record(
-                &r.tenant,
-                EntryKind::ReviewResolved,
-                json!({"review": view(&r)}),
-            )
-            .await?;
+        for _ in 0..MAX_ATTEMPTS {
+            let expired = r.body["expires_ms"]
+                .as_i64()
+                .is_some_and(|t| t <= self.now_ms());
+            if !expired || !matches!(r.status, ReviewStatus::Pending | ReviewStatus::Approved) {
+                return Ok(r);
+            }
+            let mut next = r.clone();
+            next.status = ReviewStatus::Expired;
+            next.body["resolved_ms"] = json!(self.now_ms());
+            if self.store().replace_review(&r, &next)? {
+                self.record(
+                    &next.tenant,
+                    EntryKind::ReviewResolved,
+                    json!({"review": view(&next)}),
+                )
+                .await?;
+                return Ok(next);
+            }
+            r = self
+                .store()
+                .review(&r.tenant, &r.id)?
+                .ok_or(Error::NotFound)?;
         }
-        Ok(r)
+        Err(contended())
     }
 
     /// Resolves every pending or approved review whose time is up as expired (a
@@ -145,13 +157,14 @@ impl DecisionService {
     /// Takes the approval of an approved, unexpired, unused review for this request
     /// digest, if there is one: it is used up now (one use).
     ///
-    /// INVARIANT: one approval, one use, across every node on the store. The status
-    /// change is a read-modify-write of the review record, so the lock below only
-    /// serialises this node; what makes the take single-use is the store's atomic
-    /// idempotency claim on `review-approval:<id>` (as grants use `grant:<jti>`):
-    /// exactly one claimant wins, and every other request (here or on another node)
-    /// passes over the review. The claim is released when the approval is put back,
-    /// and completed when a decision used it.
+    /// INVARIANT: one approval, one use, across every node on the store. The lock
+    /// below only serialises this node; what makes the take single-use is the store's
+    /// atomic idempotency claim on `review-approval:<id>` (as grants use
+    /// `grant:<jti>`): exactly one claimant wins, and every other request (here or on
+    /// another node) passes over the review. The claim is released when the approval
+    /// is put back, and completed when a decision used it. The status change to
+    /// `consumed` is a conditional replacement of the approved record as read, so an
+    /// expiry that landed in between is never overwritten.
     pub(crate) fn take_approval(
         &self,
         tenant: &str,
@@ -178,11 +191,21 @@ impl DecisionService {
                 .flatten()
                 .filter_map(|a| a["key_id"].as_str().map(str::to_owned))
                 .collect();
+            let approved = r.clone();
             r.status = ReviewStatus::Consumed;
-            if let Err(e) = self.store().put_review(&r) {
-                // Not taken after all: give the claim back so the approval stays usable.
-                self.store().release(tenant, &approval_claim(&r.id))?;
-                return Err(e.into());
+            match self.store().replace_review(&approved, &r) {
+                Ok(true) => {}
+                // Changed since it was read (it expired): not taken after all.
+                Ok(false) => {
+                    self.store().release(tenant, &approval_claim(&r.id))?;
+                    continue;
+                }
+                Err(e) => {
+                    // Not taken after all: give the claim back so the approval stays
+                    // usable.
+                    self.store().release(tenant, &approval_claim(&r.id))?;
+                    return Err(e.into());
+                }
             }
             let approval = Approval {
                 review_id: r.id.clone(),
@@ -289,6 +312,68 @@ fn closed(status: ReviewStatus) -> Error {
     Error::Conflict(format!("the review is {status}; it cannot change any more"))
 }
 
+/// How often a conditional replacement of a review is tried before giving up.
+const MAX_ATTEMPTS: usize = 64;
+
+fn contended() -> Error {
+    Error::Conflict("the review kept changing under this request; try again".into())
+}
+
+/// The review `r` with the caller's vote: approved once it has `min_approvals`,
+/// rejected by one rejection.
+fn vote(
+    state: &DecisionService,
+    caller: &Caller,
+    r: &ReviewRecord,
+    resolution: &Resolution,
+    approve: bool,
+) -> Result<ReviewRecord, Error> {
+    let mut r = r.clone();
+    if r.status != ReviewStatus::Pending {
+        return Err(closed(r.status));
+    }
+    let groups: Vec<String> =
+        serde_json::from_value(r.body["approver_groups"].clone()).unwrap_or_default();
+    if !groups.is_empty() && !caller.key.groups.iter().any(|g| groups.contains(g)) {
+        return Err(Error::Forbidden("review"));
+    }
+    if r.body["requested_by_key_id"] == json!(caller.key.id) {
+        return Err(Error::Unprocessable {
+            code: "self_review",
+            message: "the key that asked for the decision cannot review it".into(),
+        });
+    }
+    let vote = json!({
+        "key_id": caller.key.id,
+        "name": caller.key.name,
+        "comment": resolution.comment,
+        "at": rfc3339(state.now_ms()),
+    });
+    if approve {
+        let mut approvals = r.body["approvals"].as_array().cloned().unwrap_or_default();
+        if approvals
+            .iter()
+            .any(|a| a["key_id"] == json!(caller.key.id))
+        {
+            return Err(Error::Conflict(
+                "this key has already approved this review".into(),
+            ));
+        }
+        approvals.push(vote);
+        let needed = r.body["min_approvals"].as_u64().unwrap_or(1);
+        if approvals.len() as u64 >= needed {
+            r.status = ReviewStatus::Approved;
+            r.body["resolved_ms"] = json!(state.now_ms());
+        }
+        r.body["approvals"] = Value::Array(approvals);
+    } else {
+        r.status = ReviewStatus::Rejected;
+        r.body["rejection"] = vote;
+        r.body["resolved_ms"] = json!(state.now_ms());
+    }
+    Ok(r)
+}
+
 async fn resolve(
     state: &DecisionService,
     caller: &Caller,
@@ -299,58 +384,25 @@ async fn resolve(
     caller.require("review")?;
     // Expires the review first if its time is up.
     load(state, caller, id).await?;
+    // A vote is a conditional replacement of the review as read: of two votes at
+    // once on any nodes one lands, the other reads the review again (now with the
+    // first vote) and lands next, so no vote is lost and `min_approvals` counts
+    // every one. The lock only spares this node's votes the retry.
     let r = {
         let _guard = state.reviews_lock.lock().map_err(lock_error)?;
-        // Re-read under the lock: two reviewers at once see each other's vote.
-        let mut r = state
-            .store()
-            .review(caller.tenant(), id)?
-            .ok_or(Error::NotFound)?;
-        if r.status != ReviewStatus::Pending {
-            return Err(closed(r.status));
-        }
-        let groups: Vec<String> =
-            serde_json::from_value(r.body["approver_groups"].clone()).unwrap_or_default();
-        if !groups.is_empty() && !caller.key.groups.iter().any(|g| groups.contains(g)) {
-            return Err(Error::Forbidden("review"));
-        }
-        if r.body["requested_by_key_id"] == json!(caller.key.id) {
-            return Err(Error::Unprocessable {
-                code: "self_review",
-                message: "the key that asked for the decision cannot review it".into(),
-            });
-        }
-        let vote = json!({
-            "key_id": caller.key.id,
-            "name": caller.key.name,
-            "comment": resolution.comment,
-            "at": rfc3339(state.now_ms()),
-        });
-        if approve {
-            let approvals = r.body["approvals"].as_array().cloned().unwrap_or_default();
-            if approvals
-                .iter()
-                .any(|a| a["key_id"] == json!(caller.key.id))
-            {
-                return Err(Error::Conflict(
-                    "this key has already approved this review".into(),
-                ));
+        let mut landed = None;
+        for _ in 0..MAX_ATTEMPTS {
+            let current = state
+                .store()
+                .review(caller.tenant(), id)?
+                .ok_or(Error::NotFound)?;
+            let next = vote(state, caller, &current, &resolution, approve)?;
+            if state.store().replace_review(&current, &next)? {
+                landed = Some(next);
+                break;
             }
-            let mut approvals = approvals;
-            approvals.push(vote);
-            let needed = r.body["min_approvals"].as_u64().unwrap_or(1);
-            if approvals.len() as u64 >= needed {
-                r.status = ReviewStatus::Approved;
-                r.body["resolved_ms"] = json!(state.now_ms());
-            }
-            r.body["approvals"] = Value::Array(approvals);
-        } else {
-            r.status = ReviewStatus::Rejected;
-            r.body["rejection"] = vote;
-            r.body["resolved_ms"] = json!(state.now_ms());
         }
-        state.store().put_review(&r)?;
-        r
+        landed.ok_or_else(contended)?
     };
     if r.status != ReviewStatus::Pending {
         state

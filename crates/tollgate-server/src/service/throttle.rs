@@ -121,3 +121,73 @@ impl Throttle {
         }
     }
 }
+
+/// Where the per-key request-rate buckets live: in this process, or — when the
+/// decision throttle is in Redis (cluster mode) — in Redis too, behind their own
+/// prefix (`<redis_key_prefix>keyrate:`), one atomic GCRA script per request, so a key
+/// has one bucket across every node. The per-key rate protects the server, it is not
+/// a business limit: while Redis cannot answer, each node falls back to its own
+/// buckets (a warning is logged), so reads, reviews and administration keep working;
+/// decisions still fail closed on the throttle.
+#[derive(Debug)]
+pub(crate) enum KeyRate {
+    /// One bucket per key in this process.
+    Memory(Mutex<MemoryBuckets>),
+    /// One bucket per key in Redis, and this process's buckets while it is away.
+    Redis {
+        redis: Box<RedisThrottle>,
+        fallback: Mutex<MemoryBuckets>,
+    },
+}
+
+impl KeyRate {
+    /// The backend `config` asks for: Redis exactly when the throttle is.
+    pub(crate) fn from_config(config: &Config) -> KeyRate {
+        let memory = || Mutex::new(MemoryBuckets::new());
+        if config.throttle != ThrottleKind::Redis {
+            return KeyRate::Memory(memory());
+        }
+        let Some(url) = config.redis_url.as_deref().filter(|u| !u.is_empty()) else {
+            // Refused when the server opened (`check_throttle_config`).
+            return KeyRate::Memory(memory());
+        };
+        let mut redis = RedisThrottleConfig::new(url);
+        redis.prefix = format!("{}keyrate:", config.redis_key_prefix);
+        match RedisThrottle::new(redis) {
+            Ok(t) => KeyRate::Redis {
+                redis: Box::new(t),
+                fallback: memory(),
+            },
+            Err(e) => {
+                tracing::warn!(error = %e, "per-key rate limit: Redis unusable, buckets per node");
+                KeyRate::Memory(memory())
+            }
+        }
+    }
+
+    /// Takes one request from the bucket `demand` names at `now`: the engine's GCRA
+    /// check, in Redis's script or in memory.
+    pub(crate) async fn take(
+        &self,
+        demand: &[tollgate_core::BucketDemand],
+        now: UnixMillis,
+    ) -> Result<Vec<tollgate_core::GcraCheck>, Error> {
+        let in_memory = |buckets: &Mutex<MemoryBuckets>| {
+            let mut buckets = buckets.lock().map_err(lock_error)?;
+            let (checks, updates) =
+                tollgate_core::throttle::check_all(demand, &buckets.read(demand), now, true);
+            buckets.apply(&updates);
+            Ok(checks)
+        };
+        match self {
+            KeyRate::Memory(buckets) => in_memory(buckets),
+            KeyRate::Redis { redis, fallback } => match redis.check(demand, now, true).await {
+                Ok(checked) => Ok(checked.checks),
+                Err(e) => {
+                    tracing::warn!(error = %e, "per-key rate check in Redis failed; this node's bucket decides");
+                    in_memory(fallback)
+                }
+            },
+        }
+    }
+}

@@ -22,10 +22,11 @@ use tollgate_store::ledger::{
     Entry, EntryDraft, NoteSigner, NoteVerifier, SignedCheckpoint, Verified, VerifyFailure,
 };
 use tollgate_store::{
-    Ack, ApiKeyRecord, Appended, HistoryRecord, HistoryStore, IdempotencyClaim, IdempotencyStore,
-    KeyStore, LedgerHead, LedgerStore, OverrideStore, PolicyActivation, PolicyRecord, PolicyStore,
-    QuotaStore, Record, ReviewRecord, ReviewStatus, ReviewStore, SigningKeyRecord, SourceStore,
-    SqliteConfig, SqliteStore, Store, StoreError, StoredRow, TenantRecord, TenantStore,
+    Ack, ApiKeyRecord, Appended, HistoryGuard, HistoryRecord, HistoryScope, HistoryStore,
+    IdempotencyClaim, IdempotencyStore, KeyStore, LedgerHead, LedgerStore, OverrideStore,
+    PolicyActivation, PolicyRecord, PolicyStore, QuotaStore, Record, ReviewRecord, ReviewStatus,
+    ReviewStore, SigningKeyRecord, SourceStore, SqliteConfig, SqliteStore, Store, StoreError,
+    StoredRow, TenantRecord, TenantStore, UnlockedHistory,
 };
 
 use crate::common::{Harness, T0};
@@ -374,6 +375,14 @@ impl HistoryStore for FaultyStore {
     fn purge_history(&self, before_ms: i64) -> Result<u64, StoreError> {
         self.write("purge_history", || self.inner.purge_history(before_ms))
     }
+    fn lock_history<'a>(
+        &'a self,
+        tenant: &str,
+        _scope: &HistoryScope,
+    ) -> Result<Box<dyn HistoryGuard + 'a>, StoreError> {
+        // Through this store, so its faults apply to the decision's history writes.
+        Ok(Box::new(UnlockedHistory::new(self, tenant)))
+    }
 }
 
 impl SourceStore for FaultyStore {
@@ -428,6 +437,15 @@ impl IdempotencyStore for FaultyStore {
 impl ReviewStore for FaultyStore {
     fn put_review(&self, review: &ReviewRecord) -> Result<(), StoreError> {
         self.write("put_review", || self.inner.put_review(review))
+    }
+    fn replace_review(
+        &self,
+        current: &ReviewRecord,
+        next: &ReviewRecord,
+    ) -> Result<bool, StoreError> {
+        self.write("replace_review", || {
+            self.inner.replace_review(current, next)
+        })
     }
     fn review(&self, tenant: &str, id: &str) -> Result<Option<ReviewRecord>, StoreError> {
         self.inner.review(tenant, id)

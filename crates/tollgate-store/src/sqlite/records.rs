@@ -7,9 +7,10 @@ use rusqlite::{OptionalExtension as _, params};
 
 use super::{SqliteStore, to_i64, to_u64};
 use crate::{
-    ApiKeyRecord, HistoryRecord, HistoryStore, IdempotencyClaim, IdempotencyStore, KeyStore,
-    OverrideStore, QuotaStore, Record, ReviewRecord, ReviewStatus, ReviewStore, SigningKeyRecord,
-    SourceStore, StoreError, TenantRecord, TenantStore, check_tenant,
+    ApiKeyRecord, HistoryGuard, HistoryRecord, HistoryScope, HistoryStore, IdempotencyClaim,
+    IdempotencyStore, KeyStore, OverrideStore, QuotaStore, Record, ReviewRecord, ReviewStatus,
+    ReviewStore, SigningKeyRecord, SourceStore, StoreError, TenantRecord, TenantStore,
+    UnlockedHistory, check_tenant,
 };
 
 pub(super) fn json<T: serde::Serialize>(v: &T) -> Result<String, StoreError> {
@@ -160,6 +161,15 @@ impl HistoryStore for SqliteStore {
         let n = self.write("DELETE FROM history WHERE at_ms < ?1", [before_ms])?;
         Ok(n as u64)
     }
+    fn lock_history<'a>(
+        &'a self,
+        tenant: &str,
+        _scope: &HistoryScope,
+    ) -> Result<Box<dyn HistoryGuard + 'a>, StoreError> {
+        // One process writes a SQLite store (the data-directory lock), and the server
+        // serialises a tenant's history in that process.
+        Ok(Box::new(UnlockedHistory::new(self, tenant)))
+    }
 }
 
 impl SourceStore for SqliteStore {
@@ -273,6 +283,34 @@ impl ReviewStore for SqliteStore {
         });
         written?;
         Ok(())
+    }
+    fn replace_review(
+        &self,
+        current: &ReviewRecord,
+        next: &ReviewRecord,
+    ) -> Result<bool, StoreError> {
+        if (&current.tenant, &current.id) != (&next.tenant, &next.id) {
+            return Err(StoreError::Corrupt(
+                "replace_review: another review's record".into(),
+            ));
+        }
+        // One conditional statement: the stored text is `json(current)` exactly when
+        // nothing wrote the review since it was read (serde_json writes a value read
+        // back from its own text byte for byte).
+        let written = self.write(
+            "UPDATE reviews SET status = ?3, body = ?4 WHERE tenant = ?1 AND id = ?2 AND body = ?5",
+            params![
+                next.tenant,
+                next.id,
+                next.status.as_str(),
+                json(next)?,
+                json(current)?
+            ],
+        );
+        self.cache.invalidate(|m| {
+            m.approved.remove(&next.tenant);
+        });
+        Ok(written? == 1)
     }
     fn review(&self, tenant: &str, id: &str) -> Result<Option<ReviewRecord>, StoreError> {
         self.body(

@@ -296,6 +296,13 @@ macro_rules! store_suite {
             $crate::testkit::quota_reservations_never_overshoot::<$b>();
         }
         #[test]
+        fn review_replacement_loses_no_vote() {
+            if !<$b as $crate::testkit::Backend>::available() {
+                return;
+            }
+            $crate::testkit::review_replacement_loses_no_vote::<$b>();
+        }
+        #[test]
         fn idempotency_claim_has_one_winner() {
             if !<$b as $crate::testkit::Backend>::available() {
                 return;

@@ -17,7 +17,7 @@ use serde_json::json;
 use super::{Backend, TENANTS, runner, signer};
 use crate::{
     IdempotencyClaim, IdempotencyStore as _, OverrideStore as _, QuotaStore as _, Record,
-    SourceStore as _,
+    ReviewRecord, ReviewStatus, ReviewStore as _, SourceStore as _,
 };
 
 pub fn records_round_trip<B: Backend>() {
@@ -102,6 +102,65 @@ pub fn idempotency_claim_has_one_winner<B: Backend>() {
         IdempotencyClaim::Mismatch
     );
     assert_eq!(s.purge_idempotency(2).unwrap(), 1);
+}
+
+/// 16 threads each add one vote to one review by conditional replacement (read,
+/// add, replace; again if another vote landed first): every vote is there once, and
+/// a replacement of a version that is no longer stored changes nothing.
+pub fn review_replacement_loses_no_vote<B: Backend>() {
+    let backend = B::create();
+    let s = Arc::new(backend.open(Some(signer())));
+    let pending = ReviewRecord {
+        tenant: "a".into(),
+        id: "rev-1".into(),
+        status: ReviewStatus::Pending,
+        body: json!({"approvals": [], "min_approvals": 16}),
+    };
+    s.put_review(&pending).unwrap();
+    let barrier = Arc::new(std::sync::Barrier::new(16));
+    let threads: Vec<_> = (0..16)
+        .map(|i| {
+            let (s, barrier) = (Arc::clone(&s), Arc::clone(&barrier));
+            std::thread::spawn(move || {
+                barrier.wait();
+                let mut lost = 0;
+                loop {
+                    let current = s.review("a", "rev-1").unwrap().unwrap();
+                    let mut next = current.clone();
+                    let mut votes = next.body["approvals"].as_array().unwrap().clone();
+                    votes.push(json!(i));
+                    if votes.len() == 16 {
+                        next.status = ReviewStatus::Approved;
+                    }
+                    next.body["approvals"] = serde_json::Value::Array(votes);
+                    if s.replace_review(&current, &next).unwrap() {
+                        return lost;
+                    }
+                    lost += 1;
+                }
+            })
+        })
+        .collect();
+    let retries: usize = threads.into_iter().map(|t| t.join().unwrap()).sum();
+    let done = s.review("a", "rev-1").unwrap().unwrap();
+    let mut votes: Vec<u64> = done.body["approvals"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_u64().unwrap())
+        .collect();
+    votes.sort_unstable();
+    assert_eq!(votes, (0..16).collect::<Vec<u64>>(), "{retries} retries");
+    assert_eq!(done.status, ReviewStatus::Approved);
+    assert_eq!(
+        s.reviews("a", Some(ReviewStatus::Approved)).unwrap(),
+        vec![done.clone()]
+    );
+    // The pending version is gone: replacing it again changes nothing.
+    let mut stale = pending.clone();
+    stale.status = ReviewStatus::Rejected;
+    assert!(!s.replace_review(&pending, &stale).unwrap());
+    assert_eq!(s.review("a", "rev-1").unwrap().unwrap(), done);
 }
 
 #[derive(Clone, Debug)]
