@@ -10,6 +10,11 @@ use crate::service::Error;
 use crate::service::tlog::TlogAccess;
 use crate::state::AppState;
 
+/// The body of a tile or entry bundle, as the OpenAPI document describes it.
+#[derive(Debug, utoipa::ToSchema)]
+#[schema(value_type = String, format = Binary)]
+pub struct TileBytes(pub Vec<u8>);
+
 /// A full tile never changes: cached for a year.
 const IMMUTABLE: &str = "max-age=31536000, immutable";
 /// A partial tile is replaced by a wider one at the next checkpoint.
@@ -59,7 +64,7 @@ pub async fn checkpoint(
         ("path" = String, Path, description = "`<L>/<N>[.p/<W>]` (a hash tile) or `entries/<N>[.p/<W>]` (an entry bundle), N in three-digit groups all but the last prefixed `x` (C2SP tlog-tiles)"),
     ),
     responses(
-        (status = 200, description = "Tile bytes: 32-byte hashes, or entries each as a big-endian uint16 length and the bytes", body = Vec<u8>, content_type = "application/octet-stream"),
+        (status = 200, description = "Tile bytes: 32-byte hashes, or entries each as a big-endian uint16 length and the bytes", body = TileBytes, content_type = "application/octet-stream"),
         (status = 400, body = Object),
         (status = 401, body = Object),
         (status = 403, body = Object),
