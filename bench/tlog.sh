@@ -2,8 +2,8 @@
 # Tiled ledger: dossier fetch (the store path of GET /v1/dossiers/{id}) median and p99 at
 # 10^4, 10^6 and 10^7 entries, and the ledger append rate with tile growth on vs off,
 # alternated over rounds (crates/tollgate-bench/src/tlog.rs). Needs an idle machine and
-# a directory on disk (not tmpfs) with room for the largest ledger (about 3 GiB per
-# million entries of ~600-byte bodies; measure 10^6 first: its build time is printed).
+# a directory on disk (not tmpfs) with room for the largest ledger (the table prints
+# each ledger's size on disk; run --sizes 10000,1000000 first to see build time and size).
 # Usage: bench/tlog.sh --dir /var/tmp/tlog [--sizes 10000,1000000,10000000]
 #        [--fetches N] [--append N] [--rounds K] [--keep]
 set -euo pipefail
