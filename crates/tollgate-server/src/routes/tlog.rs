@@ -44,7 +44,7 @@ pub async fn checkpoint(
     let text = state.service().tlog_checkpoint(&tenant).await?;
     Ok((
         [
-            (header::CONTENT_TYPE, "text/plain; charset=utf-8"),
+            (header::CONTENT_TYPE, "text/plain"),
             (header::CACHE_CONTROL, cache(access, "no-cache").as_str()),
         ],
         text,
