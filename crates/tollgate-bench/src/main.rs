@@ -7,7 +7,9 @@
 //!
 //! Two more harnesses share its server handling: `tollgate-bench overload` (4x
 //! saturation, `scripts/overload.sh`) and `tollgate-bench soak` (mixed load over every
-//! endpoint, `scripts/soak.sh`); see `overload.rs` and `soak.rs`.
+//! endpoint, `scripts/soak.sh`); see `overload.rs` and `soak.rs`. `tollgate-bench tlog`
+//! (`bench/tlog.sh`) measures dossier fetches from tiled ledgers and the append rate
+//! with tiles on and off, on the store alone (`tlog.rs`).
 
 #![allow(clippy::print_stdout, reason = "a benchmark prints its table")]
 
@@ -24,6 +26,7 @@ mod integrations;
 mod load;
 mod overload;
 mod soak;
+mod tlog;
 
 struct Options {
     tollgate: PathBuf,
@@ -56,6 +59,10 @@ fn parse_options() -> anyhow::Result<Option<Options>> {
             }
             "integrations" => {
                 integrations::run(args)?;
+                return Ok(None);
+            }
+            "tlog" => {
+                tlog::run(args)?;
                 return Ok(None);
             }
             "--tollgate" => tollgate = Some(PathBuf::from(args.next().context("--tollgate PATH")?)),

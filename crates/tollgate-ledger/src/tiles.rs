@@ -203,6 +203,19 @@ fn decimal(s: &str, max: u64) -> Option<u64> {
     s.parse().ok().filter(|v| *v <= max)
 }
 
+/// The width of tile `(level, index)` in the tree of `size` leaves: 256 for a full
+/// tile, fewer for the rightmost partial one, 0 when the tree has no such tile.
+pub fn width_at(level: u8, index: u64, size: u64) -> u32 {
+    let shift = u32::from(HEIGHT) * u32::from(level);
+    let hashes = size.checked_shr(shift).unwrap_or(0);
+    let first = index.saturating_mul(WIDTH);
+    if hashes <= first {
+        0
+    } else {
+        (hashes - first).min(WIDTH) as u32
+    }
+}
+
 /// The tiles that change when the tree grows from `old` to `new` leaves, lowest level
 /// first (each tile's children come before it).
 pub fn new_tiles(old: u64, new: u64) -> Vec<TileId> {

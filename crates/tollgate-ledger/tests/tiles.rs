@@ -278,3 +278,23 @@ proptest! {
         );
     }
 }
+
+#[test]
+fn widths_of_tiles_in_a_tree_of_a_given_size() {
+    use tiles::width_at;
+    assert_eq!(width_at(0, 0, 0), 0);
+    assert_eq!(width_at(0, 0, 1), 1);
+    assert_eq!(width_at(0, 0, 256), 256);
+    assert_eq!(width_at(0, 1, 256), 0);
+    assert_eq!(width_at(0, 1, 300), 44);
+    assert_eq!(width_at(1, 0, 300), 1);
+    assert_eq!(width_at(1, 0, 255), 0);
+    assert_eq!(width_at(2, 0, 65_536), 1);
+    assert_eq!(width_at(7, 0, u64::MAX), 255);
+    assert_eq!(width_at(8, 0, u64::MAX), 0);
+    assert_eq!(width_at(63, 0, u64::MAX), 0);
+    // Agrees with the tiles the spec's arithmetic lists for a tree of 70,000 leaves.
+    for t in tiles::new_tiles(0, 70_000) {
+        assert_eq!(width_at(t.level, t.index, 70_000), t.width, "{t:?}");
+    }
+}

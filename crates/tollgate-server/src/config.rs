@@ -102,6 +102,18 @@ pub struct Config {
     /// OpenTelemetry traces and metrics (`[otel]`, `TOLLGATE_OTEL_*`, or the standard
     /// `OTEL_EXPORTER_OTLP_*` variables; off unless configured).
     pub otel: crate::otel::OtelConfig,
+    /// The tlog-tiles HTTP endpoints (`[tlog]`, `TOLLGATE_TLOG_*`; docs/ledger.md).
+    pub tlog: TlogConfig,
+}
+
+/// `[tlog]`: who may read a tenant's log over `/tlog/{tenant}/…` without a key.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(default, deny_unknown_fields)]
+pub struct TlogConfig {
+    /// Tenants whose checkpoint, tiles and entry bundles anyone may read (opt-in;
+    /// `TOLLGATE_TLOG_PUBLIC_TENANTS`, comma-separated). Other tenants' logs need a key
+    /// of the tenant with the `read` or `admin` scope.
+    pub public_tenants: Vec<String>,
 }
 
 /// Where state lives.
@@ -211,6 +223,7 @@ impl Default for Config {
             console_session_max_s: 12 * 3600,
             notify: crate::notify::NotifyConfig::default(),
             otel: crate::otel::OtelConfig::default(),
+            tlog: TlogConfig::default(),
         }
     }
 }
@@ -313,6 +326,14 @@ impl Config {
             "TOLLGATE_REDIS_KEY_PREFIX" => self.redis_key_prefix = value.to_owned(),
             "TOLLGATE_CONSOLE_SESSION_IDLE_S" => self.console_session_idle_s = parse(name, value)?,
             "TOLLGATE_CONSOLE_SESSION_MAX_S" => self.console_session_max_s = parse(name, value)?,
+            "TOLLGATE_TLOG_PUBLIC_TENANTS" => {
+                self.tlog.public_tenants = value
+                    .split(',')
+                    .map(str::trim)
+                    .filter(|t| !t.is_empty())
+                    .map(str::to_owned)
+                    .collect();
+            }
             n if n.starts_with("TOLLGATE_OTEL_") => {
                 self.otel
                     .apply_env(n, value)

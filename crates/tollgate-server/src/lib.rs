@@ -41,7 +41,9 @@ pub use service::Error as ApiError;
 pub use service::auth;
 pub use state::AppState;
 
-use routes::{admin, audit, grants, native, notify as notify_routes, outcomes, policies, reviews};
+use routes::{
+    admin, audit, grants, native, notify as notify_routes, outcomes, policies, reviews, tlog,
+};
 
 /// The whole HTTP API on one router.
 pub fn router(state: AppState) -> Router {
@@ -125,6 +127,8 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/audit/export", get(audit::export))
         .route("/v1/audit/consistency", get(audit::consistency))
         .route("/v1/audit/checkpoint", get(audit::checkpoint))
+        .route("/tlog/{tenant}/checkpoint", get(tlog::checkpoint))
+        .route("/tlog/{tenant}/tile/{*path}", get(tlog::tile))
         .nest("/console", console::router(state.clone()))
         .fallback(|| async { ApiError::NotFound });
     // The trace layer exists only when telemetry is on: off, it costs nothing.

@@ -15,7 +15,7 @@ use serde_json::Value;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use crate::routes::{admin, audit, grants, native, notify, outcomes, policies, reviews};
+use crate::routes::{admin, audit, grants, native, notify, outcomes, policies, reviews, tlog};
 
 /// Said once for every operation, instead of a schema no handler uses.
 const DESCRIPTION: &str = "Decision firewall for AI agents: native and admin API.\n\n\
@@ -41,6 +41,7 @@ Every error body is `{error, message, request_id}`, with `detail` (field-level p
         admin::revoke_key, admin::add_source, admin::list_sources, admin::set_override,
         admin::list_overrides, admin::clear_override,
         audit::verify, audit::export, audit::consistency, audit::checkpoint, serve,
+        tlog::checkpoint, tlog::tile,
         reviews::wait, reviews::list, reviews::get, reviews::approve, reviews::reject,
         grants::consume,
         policies::publish, policies::list, policies::show, policies::version, policies::diff,

@@ -55,6 +55,18 @@ Without --key the dossier's own keys are used: that proves integrity, not origin
     #[command(after_help = "Example:
   tollgate audit checkpoint --data-dir /var/lib/tollgate --tenant acme")]
     Checkpoint(CheckpointArgs),
+    /// Keep a verified copy of a tenant's log (C2SP tlog-tiles) from a running server;
+    /// each later sync fetches only new tiles and proves the stored checkpoint's tree
+    /// is a prefix of the new one.
+    #[command(after_help = "Examples:
+  tollgate audit mirror http://127.0.0.1:8765 ./acme-log --tenant acme --api-key $KEY
+  tollgate audit mirror https://tollgate.example/tlog/acme ./acme-log --key 'tollgate+1a2b3c4d+AV8…'
+
+On the first sync the server's published keys (JWKS) are pinned in DIR unless --key is
+given. Exit status: 0 verified and stored, 1 the server's log is inconsistent with the
+mirror or its checkpoint is not validly signed (DIR keeps its last verified state),
+2 could not run.")]
+    Mirror(crate::mirror::MirrorArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -184,6 +196,7 @@ pub(crate) fn run(cmd: AuditCommand) -> anyhow::Result<ExitCode> {
         AuditCommand::VerifyDossier(a) => verify_dossier_cmd(a),
         AuditCommand::Dossier(a) => dossier(a),
         AuditCommand::Checkpoint(a) => checkpoint(a),
+        AuditCommand::Mirror(a) => crate::mirror::run(a),
     }
 }
 

@@ -5,6 +5,7 @@
 mod audit;
 mod gateway;
 mod lab;
+mod mirror;
 mod notify;
 mod policy;
 mod remote;

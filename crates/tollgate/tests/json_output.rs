@@ -362,6 +362,18 @@ fn every_subcommand_prints_json_with_json() {
     let dd = c.json(None, "lab drawdown", &["--bars", "2000"], &[0]);
     assert!(dd.is_object(), "{dd}");
 
+    // A mirror of the log over HTTP (the key comes from TOLLGATE_API_KEY).
+    let url = server.url.clone();
+    let mirror = tmp.path().join("mirror");
+    let m = c.json(
+        admin,
+        "audit mirror",
+        &[&url, mirror.to_str().unwrap(), "--tenant", "default"],
+        &[0],
+    );
+    assert_eq!(m["ok"], true, "{m}");
+    assert!(m["size"].as_u64().unwrap() > 0, "{m}");
+
     // The audit commands read the stopped server's data directory.
     let covered = std::mem::take(&mut c.covered);
     drop(c);

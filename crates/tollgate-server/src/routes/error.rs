@@ -25,6 +25,7 @@ impl HttpError for Error {
             Error::Unauthorized => StatusCode::UNAUTHORIZED,
             Error::Forbidden(_) => StatusCode::FORBIDDEN,
             Error::NotFound => StatusCode::NOT_FOUND,
+            Error::BadRequest(_) => StatusCode::BAD_REQUEST,
             Error::Validation(_) | Error::Unprocessable { .. } => StatusCode::UNPROCESSABLE_ENTITY,
             Error::RateLimited { .. } | Error::QuotaExceeded { .. } => {
                 StatusCode::TOO_MANY_REQUESTS
@@ -44,6 +45,7 @@ impl HttpError for Error {
             Error::Unauthorized => "unauthorized",
             Error::Forbidden(_) => "forbidden",
             Error::NotFound => "not_found",
+            Error::BadRequest(_) => "bad_request",
             Error::Validation(_) => "validation_error",
             Error::Unprocessable { code, .. } => code,
             Error::RateLimited { .. } => "rate_limited",

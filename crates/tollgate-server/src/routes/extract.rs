@@ -27,3 +27,21 @@ impl FromRequestParts<AppState> for Caller {
         Ok(caller)
     }
 }
+
+/// The caller when the request carries a bearer key (authenticated as [`Caller`] is),
+/// `None` when it carries none: for endpoints that some tenants open to everyone.
+#[derive(Clone, Debug)]
+pub struct MaybeCaller(pub Option<Caller>);
+
+impl FromRequestParts<AppState> for MaybeCaller {
+    type Rejection = Error;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Error> {
+        if bearer(parts).is_none() {
+            return Ok(MaybeCaller(None));
+        }
+        Caller::from_request_parts(parts, state)
+            .await
+            .map(|c| MaybeCaller(Some(c)))
+    }
+}

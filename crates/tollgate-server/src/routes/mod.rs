@@ -12,3 +12,4 @@ pub mod notify;
 pub mod outcomes;
 pub mod policies;
 pub mod reviews;
+pub mod tlog;

@@ -13,6 +13,9 @@ pub enum Error {
     /// The key lacks the scope the endpoint needs.
     #[error("this key lacks the `{0}` scope")]
     Forbidden(&'static str),
+    /// A request that cannot be read (for example a malformed tile path).
+    #[error("{0}")]
+    BadRequest(String),
     /// Not found (also for another tenant's ids).
     #[error("not found")]
     NotFound,

@@ -32,6 +32,7 @@ pub mod policies;
 pub mod records;
 pub mod reviews;
 pub(crate) mod throttle;
+pub mod tlog;
 
 pub use auth::Caller;
 pub use decide::{DecideCall, Decided};

@@ -63,6 +63,12 @@ pub struct SqliteConfig {
     /// If set, the writer signs a checkpoint of every tenant that received entries,
     /// at most this often while there is traffic (the spec asks for every second).
     pub auto_checkpoint: Option<std::time::Duration>,
+    /// Whether checkpoints grow the tlog tiles (default `true`). Benchmarks only:
+    /// `false` measures the append rate without tile growth, and breaks the invariant
+    /// that a stored checkpoint has its tiles (proofs then fall back to reading every
+    /// entry hash). Never set by the server.
+    #[doc(hidden)]
+    pub grow_tiles: bool,
 }
 
 impl SqliteConfig {
@@ -74,6 +80,7 @@ impl SqliteConfig {
             signer: None,
             wal_checkpoint_bytes: CHECKPOINT_EVERY_BYTES,
             auto_checkpoint: None,
+            grow_tiles: true,
         }
     }
 }

@@ -101,6 +101,7 @@ pub(super) struct Writer {
     bytes_since_signal: usize,
     checkpoint_every: usize,
     auto_checkpoint: Option<std::time::Duration>,
+    grow_tiles: bool,
     /// Tenants with entries appended since their last automatic checkpoint.
     uncheckpointed: std::collections::BTreeSet<String>,
 }
@@ -127,6 +128,7 @@ impl Writer {
             bytes_since_signal: 0,
             checkpoint_every: config.wal_checkpoint_bytes.max(1),
             auto_checkpoint: config.auto_checkpoint,
+            grow_tiles: config.grow_tiles,
             uncheckpointed: std::collections::BTreeSet::new(),
         }
     }
@@ -305,8 +307,10 @@ impl Writer {
                         };
                         // The tiles cover the tree this checkpoint signs, in the
                         // same transaction: a served checkpoint always has its tiles.
-                        super::tiles::grow(&tx, tenant, st.tiled, st.size)?;
-                        st.tiled = st.size;
+                        if self.grow_tiles {
+                            super::tiles::grow(&tx, tenant, st.tiled, st.size)?;
+                            st.tiled = st.size;
+                        }
                         let cp = Checkpoint {
                             origin: format!("{}/{}", self.log_name, tenant),
                             size: st.size,

@@ -57,12 +57,18 @@ impl Server {
     /// Starts `tollgate serve` with its data in a fresh directory and waits until it
     /// answers and has written its bootstrap keys.
     pub fn start() -> Server {
-        let dir = tempfile::tempdir().unwrap();
+        Server::start_in(tempfile::tempdir().unwrap(), &[])
+    }
+
+    /// Starts `tollgate serve` on the data in `dir` (fresh or left by an earlier
+    /// server), with extra environment variables, on a new port.
+    pub fn start_in(dir: tempfile::TempDir, env: &[(&str, &str)]) -> Server {
         let port = free_port();
         let child = Command::new(env!("CARGO_BIN_EXE_tollgate"))
             .arg("serve")
             .env("TOLLGATE_LISTEN", format!("127.0.0.1:{port}"))
             .env("TOLLGATE_DATA_DIR", dir.path().join("data"))
+            .envs(env.iter().copied())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -122,6 +128,13 @@ impl Server {
         }
         let _ = c.kill();
         let _ = c.wait();
+    }
+
+    /// Stops the server and hands back its directory, to start another on it.
+    pub fn into_dir(mut self) -> tempfile::TempDir {
+        self.stop();
+        let placeholder = tempfile::tempdir().unwrap();
+        std::mem::replace(&mut self.dir, placeholder)
     }
 }
 
