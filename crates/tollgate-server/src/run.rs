@@ -233,11 +233,11 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         })
     };
     // Notification and SIEM deliveries: off the decision path, from the ledger.
-    let deliveries = state
-        .config()
-        .notify
-        .enabled
-        .then(|| crate::notify::spawn(state.service_arc().clone()));
+    let deliveries = if state.config().notify.enabled {
+        Some(crate::notify::spawn(state.service_arc().clone())?)
+    } else {
+        None
+    };
     tracing::info!(
         %addr,
         data_dir = %state.config().data_dir.display(),

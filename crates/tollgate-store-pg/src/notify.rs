@@ -158,6 +158,53 @@ impl NotifyStore for PgStore {
         Ok(())
     }
 
+    fn put_deliveries(&self, rows: &[DeliveryRecord]) -> Result<(), StoreError> {
+        if rows.is_empty() {
+            return Ok(());
+        }
+        let statements = rows
+            .iter()
+            .map(|d| {
+                Ok((
+                    "INSERT INTO notify_deliveries (tenant, sink_id, seq, state, body)
+                     SELECT $1, $2, $3, $4, $5
+                     WHERE EXISTS (SELECT 1 FROM notify_sinks WHERE tenant = $1 AND id = $2)
+                     ON CONFLICT (tenant, sink_id, seq) DO UPDATE SET state = excluded.state, body = excluded.body",
+                    params![
+                        d.tenant.clone(),
+                        d.sink_id.clone(),
+                        to_i64(d.seq)?,
+                        d.state.as_str().to_owned(),
+                        json(d)?
+                    ],
+                ))
+            })
+            .collect::<Result<Vec<_>, StoreError>>()?;
+        self.in_transaction(statements)?;
+        Ok(())
+    }
+
+    fn open_deliveries(
+        &self,
+        tenant: &str,
+        sink_id: &str,
+        from_seq: u64,
+    ) -> Result<Vec<DeliveryRecord>, StoreError> {
+        self.texts(
+            "SELECT body FROM (
+                 SELECT seq, body FROM notify_deliveries
+                 WHERE tenant = $1 AND sink_id = $2 AND seq >= $3
+                 UNION ALL
+                 SELECT seq, body FROM notify_deliveries
+                 WHERE tenant = $1 AND state = 'pending' AND sink_id = $2 AND seq < $3
+             ) AS open ORDER BY seq",
+            params![tenant.to_owned(), sink_id.to_owned(), to_i64(from_seq)?],
+        )?
+        .iter()
+        .map(|t| parse(t))
+        .collect()
+    }
+
     fn delivery(
         &self,
         tenant: &str,

@@ -238,6 +238,18 @@ pub trait NotifyStore: Send + Sync + std::fmt::Debug {
     fn advance_sink_cursor(&self, cursor: &SinkCursor) -> Result<(), StoreError>;
     /// Creates or replaces a delivery row (ignored when the sink is gone).
     fn put_delivery(&self, delivery: &DeliveryRecord) -> Result<(), StoreError>;
+    /// [`NotifyStore::put_delivery`] for several rows in one transaction: a failed
+    /// batch of a SIEM sink is one write, not one per entry.
+    fn put_deliveries(&self, deliveries: &[DeliveryRecord]) -> Result<(), StoreError>;
+    /// The rows a delivery round needs: every `pending` row of the sink, and every row
+    /// at or past `from_seq` (the cursor). Dead and delivered rows behind the cursor
+    /// are not read, so a round costs the same however many dead letters there are.
+    fn open_deliveries(
+        &self,
+        tenant: &str,
+        sink_id: &str,
+        from_seq: u64,
+    ) -> Result<Vec<DeliveryRecord>, StoreError>;
     /// One delivery row.
     fn delivery(
         &self,

@@ -21,7 +21,7 @@
 
 pub mod payload;
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -257,20 +257,50 @@ fn takes(sink: &SinkRecord, entry: &Entry) -> bool {
     sink.events.iter().any(|k| k == entry.kind.as_str())
 }
 
-/// Runs the delivery worker until the task is dropped.
-pub fn spawn(service: Arc<DecisionService>) -> tokio::task::JoinHandle<()> {
-    tokio::spawn(async move {
-        let every = Duration::from_millis(service.config().notify.poll_ms.max(10));
-        let mut interval = tokio::time::interval(every);
-        interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            interval.tick().await;
-            if !service.store().is_sequencer() {
-                continue;
-            }
-            run_round(&service).await;
-        }
-    })
+/// The delivery worker. It runs on a thread and runtime of its own: its store calls
+/// (blocking SQLite reads and writes) and payload building never hold up a thread
+/// that answers decisions (measured: `bench/integrations.sh`, "dead sinks").
+#[derive(Debug)]
+pub struct Worker {
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+}
+
+impl Worker {
+    /// Stops the worker: the round in progress is dropped (what it had not recorded
+    /// is sent again by the next start: at-least-once).
+    pub fn abort(mut self) {
+        drop(self.stop.take());
+    }
+}
+
+/// Starts the delivery worker; it runs until [`Worker::abort`] or the process ends.
+pub fn spawn(service: Arc<DecisionService>) -> std::io::Result<Worker> {
+    let (stop, mut stopped) = tokio::sync::oneshot::channel::<()>();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    std::thread::Builder::new()
+        .name("tollgate-notify".into())
+        .spawn(move || {
+            runtime.block_on(async move {
+                let every = Duration::from_millis(service.config().notify.poll_ms.max(10));
+                let mut interval = tokio::time::interval(every);
+                interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                loop {
+                    let round = async {
+                        interval.tick().await;
+                        if service.store().is_sequencer() {
+                            run_round(&service).await;
+                        }
+                    };
+                    tokio::select! {
+                        _ = &mut stopped => break,
+                        () = round => {}
+                    }
+                }
+            });
+        })?;
+    Ok(Worker { stop: Some(stop) })
 }
 
 /// One round over every sink of every tenant.
@@ -301,36 +331,21 @@ async fn sink_round(
     };
     let head = store.head(&sink.tenant)?.map_or(0, |h| h.size);
     let end = head.min(cursor.next_seq.saturating_add(config.window.max(1)));
-    let window = if cursor.next_seq < end {
-        store.range(&sink.tenant, cursor.next_seq, end)?
-    } else {
-        Vec::new()
-    };
     let rows: BTreeMap<u64, DeliveryRecord> = store
-        .deliveries(&sink.tenant, Some(&sink.id), None)?
+        .open_deliveries(&sink.tenant, &sink.id, cursor.next_seq)?
         .into_iter()
         .map(|d| (d.seq, d))
         .collect();
     // Due: pending rows behind the cursor (redelivered by hand), then the window's
     // entries the sink takes that are neither finished nor waiting for their retry.
-    let mut due: Vec<Entry> = Vec::new();
+    let mut due: VecDeque<Entry> = VecDeque::new();
     for row in rows.values() {
         if row.seq < cursor.next_seq
             && row.state == DeliveryState::Pending
             && row.next_attempt_ms <= now
             && let Some(e) = store.entry(&sink.tenant, row.seq)?
         {
-            due.push(e);
-        }
-    }
-    for e in &window {
-        if !takes(sink, e) {
-            continue;
-        }
-        match rows.get(&e.seq) {
-            Some(r) if r.state != DeliveryState::Pending => {}
-            Some(r) if r.next_attempt_ms > now => {}
-            _ => due.push(e.clone()),
+            due.push_back(e);
         }
     }
     let group = if sink.kind.is_siem() {
@@ -338,6 +353,12 @@ async fn sink_round(
     } else {
         1
     };
+    // The window is read a page at a time, only as far as sending gets: a sink that
+    // fails costs one page a round, not the whole window.
+    let page = u64::try_from(group.max(64)).unwrap_or(64);
+    let mut window: Vec<Entry> = Vec::new();
+    let mut read_to = cursor.next_seq;
+    let mut sent: Vec<Entry> = Vec::new();
     let metrics = service.metrics();
     let labels = crate::metrics::SinkLabels {
         tenant: sink.tenant.clone(),
@@ -346,12 +367,34 @@ async fn sink_round(
     };
     let notifier = service.deliverer();
     let mut finished: BTreeMap<u64, DeliveryState> = BTreeMap::new();
-    for chunk in due.chunks(group) {
+    loop {
+        while due.len() < group && read_to < end {
+            let to = end.min(read_to.saturating_add(page));
+            let entries = store.range(&sink.tenant, read_to, to)?;
+            read_to = to;
+            for e in &entries {
+                if !takes(sink, e) {
+                    continue;
+                }
+                match rows.get(&e.seq) {
+                    Some(r) if r.state != DeliveryState::Pending => {}
+                    Some(r) if r.next_attempt_ms > now => {}
+                    _ => due.push_back(e.clone()),
+                }
+            }
+            window.extend(entries);
+        }
+        if due.is_empty() {
+            break;
+        }
+        let chunk: Vec<Entry> = due.drain(..due.len().min(group)).collect();
+        let chunk = chunk.as_slice();
         match notifier.send(service, sink, chunk).await {
             Ok(_) => {
                 for e in chunk {
                     finished.insert(e.seq, DeliveryState::Delivered);
                 }
+                sent.extend_from_slice(chunk);
                 metrics
                     .notify_delivered
                     .get_or_create(&labels)
@@ -362,6 +405,7 @@ async fn sink_round(
                 let now = service.now_ms();
                 // One jitter for the chunk: entries that failed together retry together.
                 let jitter = jitter();
+                let mut failed = Vec::with_capacity(chunk.len());
                 for e in chunk {
                     let mut row = rows.get(&e.seq).cloned().unwrap_or(DeliveryRecord {
                         tenant: sink.tenant.clone(),
@@ -390,13 +434,27 @@ async fn sink_round(
                         now.saturating_add(i64::try_from(delay).unwrap_or(i64::MAX));
                     row.last_error = Some(msg.clone());
                     row.updated_ms = now;
-                    store.put_delivery(&row)?;
                     if exhausted {
-                        metrics.notify_dead.get_or_create(&labels).inc();
                         finished.insert(e.seq, DeliveryState::Dead);
-                        tracing::warn!(sink = %sink.id, tenant = %sink.tenant, seq = e.seq, attempts = row.attempts, error = %msg, "notify: dead-lettered");
                     }
+                    failed.push(row);
                 }
+                // One line and one count per chunk: a SIEM sink that is down would
+                // otherwise log a line per ledger entry.
+                let dead: Vec<u64> = failed
+                    .iter()
+                    .filter(|r| r.state == DeliveryState::Dead)
+                    .map(|r| r.seq)
+                    .collect();
+                if let (Some(first), Some(last)) = (dead.first(), dead.last()) {
+                    metrics
+                        .notify_dead
+                        .get_or_create(&labels)
+                        .inc_by(dead.len() as u64);
+                    tracing::warn!(sink = %sink.id, tenant = %sink.tenant, entries = dead.len(), first_seq = first, last_seq = last, error = %msg, "notify: dead-lettered");
+                }
+                // One transaction for the chunk (a SIEM batch is up to `batch` rows).
+                store.put_deliveries(&failed)?;
                 // The sink is failing: the rest waits for the next round.
                 break;
             }
@@ -418,7 +476,7 @@ async fn sink_round(
     // Rows that must outlive the move: entries delivered past the new cursor, and
     // delivered entries that had a pending row (the move drops the delivered ones
     // behind it).
-    let mut touched = false;
+    let mut kept = Vec::new();
     let delivered: BTreeSet<u64> = finished
         .iter()
         .filter(|(_, s)| **s == DeliveryState::Delivered)
@@ -426,7 +484,7 @@ async fn sink_round(
         .collect();
     for seq in &delivered {
         if *seq >= next || rows.contains_key(seq) {
-            let e = due.iter().find(|e| e.seq == *seq);
+            let e = sent.iter().find(|e| e.seq == *seq);
             let mut row = rows.get(seq).cloned().or_else(|| {
                 e.map(|e| DeliveryRecord {
                     tenant: sink.tenant.clone(),
@@ -446,12 +504,12 @@ async fn sink_round(
                 row.state = DeliveryState::Delivered;
                 row.attempts = row.attempts.saturating_add(1);
                 row.updated_ms = service.now_ms();
-                store.put_delivery(row)?;
-                touched = true;
+                kept.push(row.clone());
             }
         }
     }
-    if next > cursor.next_seq || touched {
+    store.put_deliveries(&kept)?;
+    if next > cursor.next_seq || !kept.is_empty() {
         store.advance_sink_cursor(&tollgate_store::SinkCursor {
             tenant: sink.tenant.clone(),
             sink_id: sink.id.clone(),

@@ -536,6 +536,17 @@ impl tollgate_store::NotifyStore for FaultyStore {
     fn put_delivery(&self, delivery: &tollgate_store::DeliveryRecord) -> Result<(), StoreError> {
         self.write("put_delivery", || self.inner.put_delivery(delivery))
     }
+    fn put_deliveries(&self, rows: &[tollgate_store::DeliveryRecord]) -> Result<(), StoreError> {
+        self.write("put_deliveries", || self.inner.put_deliveries(rows))
+    }
+    fn open_deliveries(
+        &self,
+        tenant: &str,
+        sink_id: &str,
+        from_seq: u64,
+    ) -> Result<Vec<tollgate_store::DeliveryRecord>, StoreError> {
+        self.inner.open_deliveries(tenant, sink_id, from_seq)
+    }
     fn delivery(
         &self,
         tenant: &str,

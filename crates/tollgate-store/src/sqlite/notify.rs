@@ -116,6 +116,47 @@ impl NotifyStore for SqliteStore {
         Ok(())
     }
 
+    fn put_deliveries(&self, rows: &[DeliveryRecord]) -> Result<(), StoreError> {
+        if rows.is_empty() {
+            return Ok(());
+        }
+        let rows = rows
+            .iter()
+            .map(|d| Ok((d, to_i64(d.seq)?, json(d)?)))
+            .collect::<Result<Vec<_>, StoreError>>()?;
+        self.with_conn(|c| {
+            // Retry state, not a record of what happened: committed without its own
+            // fsync (the next ledger commit syncs the WAL these frames are in), so a
+            // failing sink's bookkeeping does not hold the write lock through an fsync
+            // while decisions wait. A power cut can lose the latest rows: the entries
+            // are then tried again (at-least-once, same ids), never dropped.
+            c.pragma_update(None, "synchronous", "NORMAL")?;
+            let written = put_rows(c, &rows);
+            c.pragma_update(None, "synchronous", "FULL")?;
+            written
+        })
+    }
+
+    fn open_deliveries(
+        &self,
+        tenant: &str,
+        sink_id: &str,
+        from_seq: u64,
+    ) -> Result<Vec<DeliveryRecord>, StoreError> {
+        // Two indexed reads: the key (tenant, sink_id, seq) from the cursor on, and the
+        // (tenant, state) index for pending rows behind it.
+        self.bodies(
+            "SELECT body FROM (
+                 SELECT seq, body FROM notify_deliveries
+                 WHERE tenant = ?1 AND sink_id = ?2 AND seq >= ?3
+                 UNION ALL
+                 SELECT seq, body FROM notify_deliveries
+                 WHERE tenant = ?1 AND state = 'pending' AND sink_id = ?2 AND seq < ?3
+             ) ORDER BY seq",
+            params![tenant, sink_id, to_i64(from_seq)?],
+        )
+    }
+
     fn delivery(
         &self,
         tenant: &str,
@@ -148,4 +189,24 @@ impl NotifyStore for SqliteStore {
         })?;
         texts.iter().map(|t| parse(t)).collect()
     }
+}
+
+/// Writes delivery rows in one transaction (rows of a sink that is gone are skipped).
+fn put_rows(
+    c: &rusqlite::Connection,
+    rows: &[(&DeliveryRecord, i64, String)],
+) -> Result<(), StoreError> {
+    let tx = c.unchecked_transaction()?;
+    {
+        let mut st = tx.prepare_cached(
+            "INSERT OR REPLACE INTO notify_deliveries (tenant, sink_id, seq, state, body)
+             SELECT ?1, ?2, ?3, ?4, ?5
+             WHERE EXISTS (SELECT 1 FROM notify_sinks WHERE tenant = ?1 AND id = ?2)",
+        )?;
+        for (d, seq, body) in rows {
+            st.execute(params![d.tenant, d.sink_id, seq, d.state.as_str(), body])?;
+        }
+    }
+    tx.commit()?;
+    Ok(())
 }

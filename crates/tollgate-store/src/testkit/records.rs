@@ -411,6 +411,40 @@ pub fn notify_records_round_trip<B: Backend>() {
         left,
         vec![(9, DeliveryState::Dead), (12, DeliveryState::Delivered)]
     );
+    // A round's rows: pending ones anywhere (a redelivery behind the cursor) and every
+    // row from the cursor on; dead and delivered rows behind it are not read.
+    s.put_deliveries(&[
+        row(3, DeliveryState::Pending),
+        row(4, DeliveryState::Dead),
+        row(11, DeliveryState::Dead),
+    ])
+    .unwrap();
+    let open: Vec<(u64, DeliveryState)> = s
+        .open_deliveries("a", "snk_1", 10)
+        .unwrap()
+        .into_iter()
+        .map(|d| (d.seq, d.state))
+        .collect();
+    assert_eq!(
+        open,
+        vec![
+            (3, DeliveryState::Pending),
+            (11, DeliveryState::Dead),
+            (12, DeliveryState::Delivered)
+        ]
+    );
+    assert!(s.open_deliveries("a", "snk_2", 0).unwrap().is_empty());
+    // A batch for a sink that is gone writes nothing.
+    s.put_deliveries(&[DeliveryRecord {
+        sink_id: "snk_gone".into(),
+        ..row(5, DeliveryState::Pending)
+    }])
+    .unwrap();
+    assert!(
+        s.deliveries("a", Some("snk_gone"), None)
+            .unwrap()
+            .is_empty()
+    );
     // Backwards is ignored.
     s.advance_sink_cursor(&SinkCursor {
         tenant: "a".into(),
