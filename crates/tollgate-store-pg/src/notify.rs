@@ -142,20 +142,7 @@ impl NotifyStore for PgStore {
     }
 
     fn put_delivery(&self, d: &DeliveryRecord) -> Result<(), StoreError> {
-        self.exec(
-            "INSERT INTO notify_deliveries (tenant, sink_id, seq, state, body)
-             SELECT $1, $2, $3, $4, $5
-             WHERE EXISTS (SELECT 1 FROM notify_sinks WHERE tenant = $1 AND id = $2)
-             ON CONFLICT (tenant, sink_id, seq) DO UPDATE SET state = excluded.state, body = excluded.body",
-            params![
-                d.tenant.clone(),
-                d.sink_id.clone(),
-                to_i64(d.seq)?,
-                d.state.as_str().to_owned(),
-                json(d)?
-            ],
-        )?;
-        Ok(())
+        self.put_deliveries(std::slice::from_ref(d))
     }
 
     fn put_deliveries(&self, rows: &[DeliveryRecord]) -> Result<(), StoreError> {

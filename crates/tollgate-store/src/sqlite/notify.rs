@@ -8,6 +8,12 @@ use crate::{
     DeliveryRecord, DeliveryState, NotifyStore, SinkCursor, SinkRecord, StoreError, check_tenant,
 };
 
+/// Creates or replaces a delivery row, unless its sink is gone.
+const UPSERT_DELIVERY: &str =
+    "INSERT OR REPLACE INTO notify_deliveries (tenant, sink_id, seq, state, body)
+     SELECT ?1, ?2, ?3, ?4, ?5
+     WHERE EXISTS (SELECT 1 FROM notify_sinks WHERE tenant = ?1 AND id = ?2)";
+
 impl NotifyStore for SqliteStore {
     fn put_sink(&self, sink: &SinkRecord, start_seq: u64) -> Result<(), StoreError> {
         check_tenant(&sink.tenant)?;
@@ -102,9 +108,7 @@ impl NotifyStore for SqliteStore {
 
     fn put_delivery(&self, d: &DeliveryRecord) -> Result<(), StoreError> {
         self.write(
-            "INSERT OR REPLACE INTO notify_deliveries (tenant, sink_id, seq, state, body)
-             SELECT ?1, ?2, ?3, ?4, ?5
-             WHERE EXISTS (SELECT 1 FROM notify_sinks WHERE tenant = ?1 AND id = ?2)",
+            UPSERT_DELIVERY,
             params![
                 d.tenant,
                 d.sink_id,
@@ -198,11 +202,7 @@ fn put_rows(
 ) -> Result<(), StoreError> {
     let tx = c.unchecked_transaction()?;
     {
-        let mut st = tx.prepare_cached(
-            "INSERT OR REPLACE INTO notify_deliveries (tenant, sink_id, seq, state, body)
-             SELECT ?1, ?2, ?3, ?4, ?5
-             WHERE EXISTS (SELECT 1 FROM notify_sinks WHERE tenant = ?1 AND id = ?2)",
-        )?;
+        let mut st = tx.prepare_cached(UPSERT_DELIVERY)?;
         for (d, seq, body) in rows {
             st.execute(params![d.tenant, d.sink_id, seq, d.state.as_str(), body])?;
         }
