@@ -21,6 +21,8 @@ def allowed_decision():
         "action": {"type": fresh("pay_invoice"), "invoice": "INV-7", "amount": 120.5},
         "context": {"workflow": "payables"},
         "signals": {"volatility": 0.01, "confidence": 0.99},
+        # Grants only where they are used: the caller asks for one.
+        "grant": True,
     }
     r = httpx.post(f"{URL}/v1/decisions", json=body, headers=HEADERS, timeout=30)
     r.raise_for_status()
@@ -69,3 +71,18 @@ def test_a_grant_is_spent_once_and_only_for_its_action():
     assert r.json()["decision_id"] == d["decision_id"]
     r = httpx.post(f"{URL}/v1/grants/consume", json=spend, headers=HEADERS, timeout=30)
     assert r.status_code == 409
+
+
+def test_an_allow_carries_no_grant_unless_asked():
+    body = {
+        "actor": {"id": "payments-bot"},
+        "action": {"type": fresh("pay_invoice"), "invoice": "INV-8", "amount": 12},
+        "context": {"workflow": "payables"},
+        "signals": {"volatility": 0.01, "confidence": 0.99},
+    }
+    r = httpx.post(f"{URL}/v1/decisions", json=body, headers=HEADERS, timeout=30)
+    r.raise_for_status()
+    d = r.json()
+    record("native", d["decision_id"])
+    assert d["status"] == "ALLOW", d
+    assert "grant" not in d, d

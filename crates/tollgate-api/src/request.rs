@@ -99,6 +99,11 @@ pub struct DecisionRequest {
     /// `X-Correlation-Id` header).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub correlation_id: Option<String>,
+    /// Ask for an execution grant with an ALLOW in enforce mode (docs/protocol.md §1).
+    /// Without it an ALLOW carries none, unless a policy it ran against says
+    /// `grants: true`.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub grant: bool,
     /// Fields this version does not know: accepted, sent and kept as they are.
     #[serde(flatten)]
     #[cfg_attr(feature = "utoipa", schema(ignore))]
@@ -134,6 +139,13 @@ impl DecisionRequest {
             action,
             ..DecisionRequest::default()
         }
+    }
+
+    /// Asks for an execution grant with an ALLOW (enforce mode).
+    #[must_use]
+    pub fn with_grant(mut self) -> Self {
+        self.grant = true;
+        self
     }
 
     /// The action's `type`, if present and a string.

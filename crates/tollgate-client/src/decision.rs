@@ -64,13 +64,30 @@ pub struct Shadow {
 /// The server's signature over the response.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SignatureInfo {
-    /// Always `Ed25519`.
+    /// `Ed25519` (this answer signed alone) or `Ed25519-Merkle-batch` (a batch's
+    /// Merkle root signed; see [`BatchInfo`]).
     pub algorithm: String,
     /// The `kid` of the key in `/.well-known/jwks.json`.
     #[serde(default)]
     pub key_id: String,
     /// base64 of the 64-byte signature.
     pub value: String,
+    /// Batch signatures: where this answer sits in its batch.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub batch: Option<BatchInfo>,
+}
+
+/// A batch-signed answer's leaf index, the batch size and the leaf's audit path
+/// (lowercase hex, from the sibling up). [`crate::verify::body_signature`] checks it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct BatchInfo {
+    /// The leaf's index.
+    pub index: u64,
+    /// How many answers the batch signed.
+    pub size: u64,
+    /// The audit path.
+    pub path: Vec<String>,
 }
 
 /// A verdict.

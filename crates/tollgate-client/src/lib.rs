@@ -24,7 +24,9 @@ pub mod blocking;
 pub mod embedded;
 
 pub use client::{Client, ClientBuilder, FailMode, ReviewState};
-pub use decision::{Decision, Gate, LedgerRef, PolicyRef, Shadow, SignatureInfo, Status};
+pub use decision::{
+    BatchInfo, Decision, Gate, LedgerRef, PolicyRef, Shadow, SignatureInfo, Status,
+};
 pub use error::{Blocked, Error, Failure};
 pub use middleware::DecisionLayer;
 pub use outcome::{OutcomeReceipt, OutcomeReport, SignedOutcome};

@@ -32,6 +32,9 @@ pub enum VerifyError {
     /// A key of the JWKS is not a valid Ed25519 key.
     #[error("bad key in the JWKS: {0}")]
     BadKey(String),
+    /// A batch signature without a well-formed `batch` (index, size, hex path).
+    #[error("the batch signature's `batch` is malformed")]
+    MalformedBatch,
     /// The signature is not base64 of 64 bytes.
     #[error("the signature is not base64 of 64 bytes")]
     Encoding,
@@ -109,8 +112,12 @@ fn key_of(jwks: &Jwks, kid: &str) -> Result<Vec<VerifyingKey>, VerifyError> {
     Ok(keys)
 }
 
-/// Checks a response body's `signature`: Ed25519 over the RFC 8785 bytes of the body
-/// without `signature`, by the JWKS key named by `signature.key_id`.
+/// Checks a response body's `signature`, by the JWKS key named by `signature.key_id`,
+/// over the RFC 8785 bytes of the body without `signature`: either an Ed25519
+/// signature of those bytes (`"algorithm": "Ed25519"`), or a batch signature
+/// (`"Ed25519-Merkle-batch"`: an Ed25519 signature of the Merkle root of a batch of
+/// responses, with this response's leaf index, the batch size and its audit path in
+/// `signature.batch`; `tollgate_ledger::batch`).
 pub fn body_signature(body: &Value, jwks: &Jwks) -> Result<(), VerifyError> {
     let Value::Object(obj) = body else {
         return Err(VerifyError::Unsigned);
@@ -119,9 +126,11 @@ pub fn body_signature(body: &Value, jwks: &Jwks) -> Result<(), VerifyError> {
         return Err(VerifyError::Unsigned);
     };
     let algorithm = sig["algorithm"].as_str().unwrap_or_default();
-    if algorithm != "Ed25519" {
-        return Err(VerifyError::Algorithm(algorithm.to_owned()));
-    }
+    let batch = match algorithm {
+        "Ed25519" => None,
+        tollgate_ledger::batch::BATCH_ALGORITHM => Some(batch_position(&sig["batch"])?),
+        _ => return Err(VerifyError::Algorithm(algorithm.to_owned())),
+    };
     let raw = B64
         .decode(sig["value"].as_str().unwrap_or_default())
         .map_err(|_| VerifyError::Encoding)?;
@@ -132,14 +141,35 @@ pub fn body_signature(body: &Value, jwks: &Jwks) -> Result<(), VerifyError> {
     let bytes = tollgate_ledger::canonical_json(&Value::Object(unsigned))
         .map_err(|e| VerifyError::Canonical(e.to_string()))?;
     let keys = key_of(jwks, sig["key_id"].as_str().unwrap_or_default())?;
-    if keys
-        .iter()
-        .any(|k| k.verify_strict(&bytes, &signature).is_ok())
-    {
+    let verifies = |k: &VerifyingKey| match &batch {
+        None => k.verify_strict(&bytes, &signature).is_ok(),
+        Some((index, size, path)) => {
+            tollgate_ledger::batch::verify_batch(&bytes, *index, *size, path, &signature, k).is_ok()
+        }
+    };
+    if keys.iter().any(verifies) {
         Ok(())
     } else {
         Err(VerifyError::Mismatch)
     }
+}
+
+/// `signature.batch`: `index`, `size` and `path` (hex hashes).
+fn batch_position(batch: &Value) -> Result<(u64, u64, Vec<tollgate_ledger::Hash>), VerifyError> {
+    let bad = || VerifyError::MalformedBatch;
+    let index = batch["index"].as_u64().ok_or_else(bad)?;
+    let size = batch["size"].as_u64().ok_or_else(bad)?;
+    let path = batch["path"]
+        .as_array()
+        .ok_or_else(bad)?
+        .iter()
+        .map(|h| {
+            h.as_str()
+                .and_then(tollgate_ledger::Hash::from_hex)
+                .ok_or_else(bad)
+        })
+        .collect::<Result<_, _>>()?;
+    Ok((index, size, path))
 }
 
 /// Checks a decision's signature (over [`Decision::raw`], the body as received).

@@ -34,7 +34,7 @@ fn blocking_client_decides_enforces_gates_and_verifies() {
         .unwrap();
     assert_eq!(d.gate, Gate::Reality);
     assert!(!client.jwks().unwrap().keys.is_empty());
-    let allowed = common::in_band("OPEN_POSITION");
+    let allowed = common::in_band("OPEN_POSITION").with_grant();
     let d = client.enforce(&allowed).unwrap();
     let grant = d.grant.unwrap();
     assert_eq!(

@@ -59,7 +59,10 @@ async fn verdicts_are_signed_recorded_and_provable_across_restarts() {
         tg.enforce(&in_band("OPEN_POSITION")).await.unwrap()
     };
     let tg = Embedded::open(dir.path()).unwrap();
-    let second = tg.enforce(&in_band("OPEN_POSITION")).await.unwrap();
+    let second = tg
+        .enforce(&in_band("OPEN_POSITION").with_grant())
+        .await
+        .unwrap();
     assert_eq!(
         second.ledger.as_ref().unwrap().seq.unwrap(),
         first.ledger.as_ref().unwrap().seq.unwrap() + 1,

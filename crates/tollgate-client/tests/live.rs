@@ -359,6 +359,10 @@ async fn execution_grants_verify_offline_bind_the_action_and_work_once() {
     let client = server.client();
     let jwks = client.jwks().await.unwrap();
     let request = in_band("TRANSFER_FUNDS").action_field("amount", 25_000);
+    // Without asking: an ALLOW with no grant.
+    let plain = client.enforce(&request).await.unwrap();
+    assert!(plain.grant.is_none(), "grants only when asked for");
+    let request = request.with_grant();
     let d = client.enforce(&request).await.unwrap();
     let token = d
         .grant
@@ -480,7 +484,10 @@ async fn review_required_carries_the_review_and_an_approval_allows_once() {
     let state = waiting.await.unwrap().unwrap();
     assert!(state.resolved && state.is_approved(), "{:?}", state.raw);
     // The approved action is allowed once, with a grant.
-    let d = client.enforce(&transfer).await.unwrap();
+    let d = client
+        .enforce(&transfer.clone().with_grant())
+        .await
+        .unwrap();
     assert!(d.grant.is_some());
     assert_eq!(
         client

@@ -286,6 +286,21 @@ pub fn verify_inclusion(
     proof: &[Hash],
     root: &Hash,
 ) -> Result<(), ProofError> {
+    if root_from_inclusion(leaf, index, size, proof)? != *root {
+        return Err(ProofError::RootMismatch);
+    }
+    Ok(())
+}
+
+/// The root that the audit path `proof` leads to from the leaf with hash `leaf` at
+/// `index` in a tree of `size` leaves (RFC 9162 section 2.1.3.2, without the final
+/// comparison).
+pub fn root_from_inclusion(
+    leaf: &Hash,
+    index: u64,
+    size: u64,
+    proof: &[Hash],
+) -> Result<Hash, ProofError> {
     if index >= size {
         return Err(ProofError::IndexOutOfRange { index, size });
     }
@@ -311,10 +326,7 @@ pub fn verify_inclusion(
     if s != 0 {
         return Err(ProofError::WrongLength);
     }
-    if r != *root {
-        return Err(ProofError::RootMismatch);
-    }
-    Ok(())
+    Ok(r)
 }
 
 /// Checks that the tree of `old_size` leaves with root `old_root` is a prefix of the

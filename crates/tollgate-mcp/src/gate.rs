@@ -377,6 +377,8 @@ impl Session {
                 "client": client.unwrap_or(Value::Null),
             },
             "source": up.config.name,
+            // The gateway forwards an allowed call with its grant: always ask for one.
+            "grant": true,
         });
         if let Some(p) = &self.shared.config.policy {
             body["policy_refs"] = json!([p]);

@@ -8,7 +8,9 @@ use common::{Harness, in_band};
 use ed25519_dalek::{Signature, Verifier as _};
 use serde_json::{Value, json};
 
-/// Checks a native response signature against the JWKS key, as any client would.
+/// Checks a native response signature against the JWKS key, as any client would:
+/// Ed25519 over the canonical bytes, or a batch signature (the root of the leaf's
+/// audit path signed). Any change to the body breaks it.
 async fn assert_signed(h: &Harness, body: &Value) {
     let jwks = h
         .call(Method::GET, "/.well-known/jwks.json", None, None)
@@ -25,25 +27,106 @@ async fn assert_signed(h: &Harness, body: &Value) {
         .unwrap()
         .remove("signature")
         .unwrap();
-    assert_eq!(sig["algorithm"], "Ed25519");
     assert_eq!(sig["key_id"], jwks["keys"][0]["kid"]);
-    let bytes = tollgate_core::digest::canonical_bytes(&unsigned).unwrap();
-    let sig = base64::engine::general_purpose::STANDARD
+    let value = base64::engine::general_purpose::STANDARD
         .decode(sig["value"].as_str().unwrap())
         .unwrap();
-    key.verify(&bytes, &Signature::from_bytes(&sig.try_into().unwrap()))
-        .expect("the verdict signature verifies");
-    // Any change to the body breaks it.
+    let signature = Signature::from_bytes(&value.try_into().unwrap());
+    let verifies = |unsigned: &Value| {
+        let bytes = tollgate_core::digest::canonical_bytes(unsigned).unwrap();
+        match sig["algorithm"].as_str().unwrap() {
+            "Ed25519" => key.verify(&bytes, &signature).is_ok(),
+            "Ed25519-Merkle-batch" => {
+                let b = &sig["batch"];
+                let path: Vec<tollgate_ledger::Hash> = b["path"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|h| tollgate_ledger::Hash::from_hex(h.as_str().unwrap()).unwrap())
+                    .collect();
+                tollgate_ledger::batch::verify_batch(
+                    &bytes,
+                    b["index"].as_u64().unwrap(),
+                    b["size"].as_u64().unwrap(),
+                    &path,
+                    &signature,
+                    &key,
+                )
+                .is_ok()
+            }
+            other => panic!("unknown algorithm {other}"),
+        }
+    };
+    assert!(verifies(&unsigned), "the verdict signature verifies");
     let mut tampered = unsigned.clone();
     tampered["explanation"] = json!(format!("{}.", unsigned["explanation"].as_str().unwrap()));
-    let bytes = tollgate_core::digest::canonical_bytes(&tampered).unwrap();
-    let sig = base64::engine::general_purpose::STANDARD
-        .decode(body["signature"]["value"].as_str().unwrap())
-        .unwrap();
-    assert!(
-        key.verify(&bytes, &Signature::from_bytes(&sig.try_into().unwrap()))
-            .is_err()
+    assert!(!verifies(&tampered));
+}
+
+#[tokio::test]
+async fn decisions_are_batch_signed_unless_asked_otherwise() {
+    let h = Harness::new();
+    let decide = |mode: Option<&'static str>| {
+        let h = &h;
+        async move {
+            let headers: Vec<(&str, &str)> = mode
+                .map(|m| ("tollgate-signature-mode", m))
+                .into_iter()
+                .collect();
+            h.call_raw(
+                Method::POST,
+                "/v1/decisions",
+                Some(&h.test_key),
+                Some(in_band().to_string()),
+                &headers,
+            )
+            .await
+        }
+    };
+    let r = decide(None).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    assert_eq!(r.body["signature"]["algorithm"], "Ed25519-Merkle-batch");
+    assert!(r.body["signature"]["batch"]["size"].as_u64().unwrap() >= 1);
+    assert_eq!(
+        r.headers.get("content-type").unwrap(),
+        "application/json",
+        "the signed bytes are sent as JSON"
     );
+    assert_signed(&h, &r.body).await;
+    let r = decide(Some("single")).await;
+    assert_eq!(r.body["signature"]["algorithm"], "Ed25519");
+    assert!(r.body["signature"].get("batch").is_none());
+    assert_signed(&h, &r.body).await;
+    let r = decide(Some("batch")).await;
+    assert_eq!(r.body["signature"]["algorithm"], "Ed25519-Merkle-batch");
+    assert_signed(&h, &r.body).await;
+    let r = decide(Some("fast")).await;
+    assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", r.text);
+    assert!(
+        r.body.get("status").is_none(),
+        "no verdict for a bad header"
+    );
+}
+
+#[tokio::test]
+async fn concurrent_decisions_share_batches_and_each_verifies_alone() {
+    let h = std::sync::Arc::new(Harness::new());
+    let mut tasks = Vec::new();
+    for i in 0..32 {
+        let h = h.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut req = in_band();
+            req["action"]["type"] = json!(format!("T{i}"));
+            h.decide(&h.test_key, req).await
+        }));
+    }
+    for t in tasks {
+        let r = t.await.unwrap();
+        assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+        assert_signed(&h, &r.body).await;
+        // Grants only where they are used: none was asked for.
+        assert!(r.body.get("grant").is_none(), "{}", r.text);
+    }
 }
 
 #[tokio::test]

@@ -496,3 +496,43 @@ async fn version_numbers_beyond_the_store_are_not_found_not_500() {
     assert_eq!(r.status, StatusCode::OK, "{}", r.text);
     assert_eq!(r.body["reason_codes"], json!(["POLICY_NOT_FOUND"]));
 }
+
+/// Grants only where they are used: an ALLOW carries one when the request asks for
+/// it, or when the policy it ran against says `grants: true`.
+#[tokio::test]
+async fn a_policy_or_the_request_asks_for_grants() {
+    let h = Harness::new();
+    let (admin, live, _) = h.tenant("pay").await;
+    let r = h
+        .post(
+            "/v1/admin/policies",
+            &admin,
+            json!({"text": V1, "activate": true}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+    let r = h.decide(&live, payout(10)).await;
+    assert_eq!(r.body["status"], "ALLOW", "{}", r.text);
+    assert!(r.body.get("grant").is_none(), "not asked: {}", r.text);
+    let mut asked = payout(11);
+    asked["grant"] = json!(true);
+    let r = h.decide(&live, asked).await;
+    assert!(r.body["grant"].is_string(), "asked: {}", r.text);
+
+    let with_grants = format!("{V2}grants: true\n");
+    let r = h
+        .post(
+            "/v1/admin/policies",
+            &admin,
+            json!({"text": with_grants, "activate": true}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+    let r = h.decide(&live, payout(12)).await;
+    assert_eq!(r.body["status"], "ALLOW", "{}", r.text);
+    assert!(r.body["grant"].is_string(), "the policy asks: {}", r.text);
+    // A block never carries one.
+    let r = h.decide(&live, payout(9_000)).await;
+    assert_eq!(r.body["status"], "BLOCK", "{}", r.text);
+    assert!(r.body.get("grant").is_none(), "{}", r.text);
+}

@@ -38,6 +38,8 @@ const MAIN: &[&str] = &[
     "pytest",
     // An independent JOSE implementation that checks Tollgate's execution grants.
     "pyjwt[crypto]",
+    // RFC 8785 canonical JSON, for the README's batch-signature check.
+    "rfc8785",
 ];
 /// Requirements of the DeAlgo 2.3.0 environment (its package name clashes with 2.1.1).
 const CSC_230: &[&str] = &["dealgo-csc==2.3.0", "cryptography", "httpx", "pytest"];
@@ -192,6 +194,7 @@ async fn python_sdks_drive_a_real_tollgate() -> anyhow::Result<()> {
                 "test_dealgo_csc.py",
                 "test_dealgo_mcp.py",
                 "test_grants.py",
+                "test_batch_signature.py",
             ],
         )?;
         pytest(

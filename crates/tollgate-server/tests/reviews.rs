@@ -130,8 +130,11 @@ async fn review_required_then_approved_allows_exactly_once() {
     assert_eq!(waited.body["resolved"], true, "{}", waited.text);
     assert_eq!(waited.body["review"]["status"], "approved");
 
-    // Re-submitting the same request is allowed once, at gate review.
-    let r = h.decide(&agent, transfer(25_000)).await;
+    // Re-submitting the same request is allowed once, at gate review. Asking for a
+    // grant does not change which request it is.
+    let mut again = transfer(25_000);
+    again["grant"] = json!(true);
+    let r = h.decide(&agent, again).await;
     assert_eq!(
         (r.body["status"].clone(), r.body["gate"].clone()),
         (json!("ALLOW"), json!("review")),
@@ -281,7 +284,7 @@ fn verify_jws_independently(token: &str, jwks: &Value) -> Value {
 #[tokio::test]
 async fn grants_verify_offline_and_work_once_for_the_authorised_action() {
     let h = Harness::new();
-    let req = json!({"actor": {"id": "bot"}, "action": {"type": "OPEN_POSITION", "symbol": "BTC"}, "context": {"desk": "crypto"}, "signals": {"volatility": 0.05}});
+    let req = json!({"actor": {"id": "bot"}, "action": {"type": "OPEN_POSITION", "symbol": "BTC"}, "context": {"desk": "crypto"}, "signals": {"volatility": 0.05}, "grant": true});
     let r = h.decide(&h.test_key, req.clone()).await;
     assert_eq!(r.body["status"], "ALLOW");
     let grant = r.body["grant"].as_str().unwrap().to_owned();

@@ -46,6 +46,16 @@ is wrong there. Exit status: 0 verified, 1 not verified, 2 could not run.")]
 
 Without --key the dossier's own keys are used: that proves integrity, not origin.")]
     VerifyDossier(VerifyDossierArgs),
+    /// Check a verdict's signature alone, offline: a response of `POST /v1/decisions`
+    /// or `GET /v1/decisions/{id}` as received, signed alone (`Ed25519`) or in a batch
+    /// (`Ed25519-Merkle-batch`: the batch root's signature and the audit path).
+    #[command(after_help = "Examples:
+  curl -s http://127.0.0.1:8765/.well-known/jwks.json > jwks.json
+  tollgate audit verify-verdict verdict.json --jwks jwks.json
+  tollgate audit verify-verdict verdict.json --jwks jwks.json --json
+
+Exit status: 0 verified, 1 not verified, 2 could not run.")]
+    VerifyVerdict(VerifyVerdictArgs),
     /// Build the dossier (proof part) of one entry against the latest checkpoint.
     #[command(after_help = "Example:
   tollgate audit dossier --data-dir /var/lib/tollgate --tenant acme --seq 41 -o d.json")]
@@ -147,6 +157,18 @@ pub(crate) struct VerifyDossierArgs {
 }
 
 #[derive(Debug, Args)]
+pub(crate) struct VerifyVerdictArgs {
+    /// The response body (JSON), exactly as received.
+    file: PathBuf,
+    /// The trusted keys: the server's `/.well-known/jwks.json`, saved to a file.
+    #[arg(long)]
+    jwks: PathBuf,
+    /// Print JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Debug, Args)]
 pub(crate) struct DossierArgs {
     /// The data directory.
     #[arg(long, env = "TOLLGATE_DATA_DIR")]
@@ -194,6 +216,7 @@ pub(crate) fn run(cmd: AuditCommand) -> anyhow::Result<ExitCode> {
         AuditCommand::Verify(a) => verify(a),
         AuditCommand::Export(a) => export(a),
         AuditCommand::VerifyDossier(a) => verify_dossier_cmd(a),
+        AuditCommand::VerifyVerdict(a) => verify_verdict_cmd(a),
         AuditCommand::Dossier(a) => dossier(a),
         AuditCommand::Checkpoint(a) => checkpoint(a),
         AuditCommand::Mirror(a) => crate::mirror::run(a),
@@ -625,6 +648,44 @@ fn dossier(a: DossierArgs) -> anyhow::Result<ExitCode> {
         None => println!("{text}"),
     }
     Ok(ExitCode::SUCCESS)
+}
+
+fn verify_verdict_cmd(a: VerifyVerdictArgs) -> anyhow::Result<ExitCode> {
+    let body: serde_json::Value = serde_json::from_slice(
+        &fs::read(&a.file).with_context(|| format!("reading `{}`", a.file.display()))?,
+    )
+    .with_context(|| format!("`{}` is not JSON", a.file.display()))?;
+    let jwks: Jwks = serde_json::from_slice(
+        &fs::read(&a.jwks).with_context(|| format!("reading `{}`", a.jwks.display()))?,
+    )
+    .with_context(|| format!("`{}` is not a JWKS", a.jwks.display()))?;
+    let result = tollgate_client::verify::body_signature(&body, &jwks);
+    let algorithm = body["signature"]["algorithm"].as_str().unwrap_or("none");
+    let id = body["decision_id"].as_str().unwrap_or("?");
+    if a.json {
+        let v = match &result {
+            Ok(()) => serde_json::json!({"ok": true, "decision_id": id, "algorithm": algorithm,
+                "batch_size": body["signature"]["batch"]["size"]}),
+            Err(e) => serde_json::json!({"ok": false, "decision_id": id, "algorithm": algorithm,
+                "error": e.to_string()}),
+        };
+        println!("{v}");
+    } else {
+        match &result {
+            Ok(()) => match body["signature"]["batch"]["size"].as_u64() {
+                Some(n) => {
+                    println!("OK: verdict {id} is signed ({algorithm}, one of a batch of {n})")
+                }
+                None => println!("OK: verdict {id} is signed ({algorithm})"),
+            },
+            Err(e) => println!("FAILED: verdict {id}: {e}"),
+        }
+    }
+    Ok(if result.is_ok() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
 }
 
 fn verify_dossier_cmd(a: VerifyDossierArgs) -> anyhow::Result<ExitCode> {

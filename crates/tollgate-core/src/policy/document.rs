@@ -37,6 +37,10 @@ pub struct PolicyDocument {
     /// Adaptive-bias settings; absent means the adaptive layer never runs for this policy.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub adaptive: Option<AdaptiveDoc>,
+    /// Every enforce-mode ALLOW under this policy carries an execution grant, asked
+    /// for or not (the server's concern; the engine does not read it).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub grants: bool,
 }
 
 /// The effect when no rule matches.

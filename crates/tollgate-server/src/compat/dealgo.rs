@@ -502,6 +502,7 @@ async fn run(
             .get("x-correlation-id")
             .and_then(|v| v.to_str().ok())
             .map(str::to_owned),
+        want_grant: false,
         family,
     };
     let st = state;

@@ -177,6 +177,7 @@ pub async fn evaluate(
         policy_refs,
         idempotency_key: key.clone(),
         correlation_id,
+        want_grant: false,
         family: "decionis",
     };
     let st = state;

@@ -13,6 +13,7 @@ use tollgate_ledger::public_key_pem;
 
 use crate::service::body::{decode, fingerprint, parse_object};
 use crate::service::decide::{DecideCall, Decided};
+use crate::service::signing::SignatureMode;
 use crate::service::{Caller, DecisionService, Error as ApiError};
 use crate::state::AppState;
 
@@ -116,14 +117,58 @@ pub(crate) fn verdict_body(state: &DecisionService, d: &Decided) -> Value {
 /// Ed25519 key; `signature.key_id` names the key in `/.well-known/jwks.json`.
 pub(crate) fn sign(state: &DecisionService, mut body: Value) -> Result<Value, ApiError> {
     let bytes = tollgate_core::digest::canonical_bytes(&body).map_err(ApiError::internal)?;
-    let key = state.server_key();
     let signature =
-        json!({"algorithm": "Ed25519", "key_id": key.kid, "value": key.sign_b64(&bytes)});
+        serde_json::to_value(state.signer().sign_alone(&bytes)).map_err(ApiError::internal)?;
     if let Some(obj) = body.as_object_mut() {
         obj.insert("signature".into(), signature);
     }
     Ok(body)
 }
+
+/// The response bytes of a signed `body` (an object without `signature`): its
+/// RFC 8785 bytes, signed alone or in a batch as `mode` says, with `signature` added
+/// as the last member. The canonical bytes are written once and sent as they are.
+pub(crate) async fn signed_bytes(
+    state: &DecisionService,
+    body: &Value,
+    mode: SignatureMode,
+) -> Result<Vec<u8>, ApiError> {
+    let mut bytes = tollgate_core::digest::canonical_bytes(body).map_err(ApiError::internal)?;
+    let signature = state.signer().sign(&bytes, mode).await;
+    // `{...}` becomes `{...,"signature":{...}}` (or `{"signature":{...}}`).
+    if bytes.pop() != Some(b'}') {
+        return Err(ApiError::internal("a response body is not a JSON object"));
+    }
+    if bytes.len() > 1 {
+        bytes.push(b',');
+    }
+    bytes.extend_from_slice(b"\"signature\":");
+    serde_json::to_writer(&mut bytes, &signature).map_err(ApiError::internal)?;
+    bytes.push(b'}');
+    Ok(bytes)
+}
+
+/// The signature mode a decision request asks for: the `Tollgate-Signature-Mode`
+/// header (`batch`, the default, or `single`).
+pub(crate) fn signature_mode(headers: &HeaderMap) -> Result<SignatureMode, ApiError> {
+    let Some(value) = headers.get(SIGNATURE_MODE) else {
+        return Ok(SignatureMode::default());
+    };
+    value
+        .to_str()
+        .ok()
+        .and_then(SignatureMode::parse)
+        .ok_or_else(|| {
+            ApiError::field(
+                &["header", SIGNATURE_MODE],
+                "must be `batch` or `single`",
+                "value_error",
+            )
+        })
+}
+
+/// The request header that chooses how a verdict is signed.
+pub const SIGNATURE_MODE: &str = "tollgate-signature-mode";
 
 /// `POST /v1/decisions`.
 #[utoipa::path(
@@ -151,6 +196,7 @@ pub async fn decide(
     bytes: Bytes,
 ) -> Result<Response, ApiError> {
     caller.require("decide")?;
+    let mode = signature_mode(&headers)?;
     let received = parse_object(&bytes, state.config().max_json_depth)?;
     let req: WireRequest = decode(received.clone())?;
     let (key, correlation_id) = call_ids(
@@ -184,6 +230,7 @@ pub async fn decide(
         policy_refs: req.policy_refs,
         idempotency_key: key.clone(),
         correlation_id,
+        want_grant: req.grant,
         family: "native",
     };
     let service = state.service();
@@ -197,7 +244,13 @@ pub async fn decide(
     if answer.replayed {
         body["idempotency_replayed"] = json!(true);
     }
-    Ok((StatusCode::OK, Json(sign(service, body)?)).into_response())
+    let bytes = signed_bytes(service, &body, mode).await?;
+    Ok((
+        StatusCode::OK,
+        [(header::CONTENT_TYPE, "application/json")],
+        bytes,
+    )
+        .into_response())
 }
 
 /// `GET /v1/decisions/{id}`.

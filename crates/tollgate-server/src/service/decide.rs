@@ -37,6 +37,8 @@ pub struct DecideCall {
     pub idempotency_key: Option<String>,
     /// Correlation id, if any (recorded).
     pub correlation_id: Option<String>,
+    /// The caller asked for an execution grant with an ALLOW.
+    pub want_grant: bool,
     /// Which API family asked: `native`, `decionis`, `dealgo` (portal), `dealgo-runtime`, `dealgo-mcp`.
     pub family: &'static str,
 }
@@ -229,7 +231,8 @@ impl DecisionService {
             (Some(source), true) => self.outcome_records(&tenant, source)?,
             _ => Vec::new(),
         };
-        let request_digest = digest::request_digest(&call.request).map_err(Error::internal)?;
+        let (request_digest, action_digest) =
+            digest::request_and_action_digests(&call.request).map_err(Error::internal)?;
         let digest_hex = hex::encode(request_digest);
         // An approved review for this exact request allows it once (gate `review`).
         if enforce {
@@ -253,8 +256,7 @@ impl DecisionService {
         let verdict = decision.verdict;
         let decision_id = time_ordered_id("dec", now.as_millis())?;
         let decided_at = rfc3339(now.as_millis());
-        let action_digest =
-            hex::encode(digest::action_digest(&call.request).map_err(Error::internal)?);
+        let action_digest = hex::encode(action_digest);
         let review = match (&verdict.review, verdict.mode) {
             (Some(req), Mode::Enforce) => Some(self.new_review(
                 &tenant,
@@ -265,8 +267,11 @@ impl DecisionService {
             )?),
             _ => None,
         };
+        // Grants only where they are used: asked for by the request, or by a policy
+        // the request ran against (`grants: true`). Each costs a signature.
+        let want_grant = call.want_grant || resolved.grants();
         let grant = match (verdict.status, verdict.mode) {
-            (tollgate_core::Status::Allow, Mode::Enforce) => {
+            (tollgate_core::Status::Allow, Mode::Enforce) if want_grant => {
                 Some(self.issue_grant(&tenant, &decision_id, &action_digest)?)
             }
             _ => None,

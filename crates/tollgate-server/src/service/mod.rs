@@ -31,6 +31,7 @@ pub mod outcomes;
 pub mod policies;
 pub mod records;
 pub mod reviews;
+pub mod signing;
 pub(crate) mod throttle;
 pub mod tlog;
 
@@ -92,6 +93,8 @@ pub struct DecisionService {
     config: Config,
     store: Arc<dyn Store>,
     key: ServerKey,
+    /// Signs responses, alone or in batches (its own thread).
+    signer: signing::Signer,
     clock: Arc<dyn Clock>,
     metrics: Metrics,
     meter: meter::Meter,
@@ -132,11 +135,14 @@ impl DecisionService {
         let meter = meter::Meter::new(config.shared_state());
         let deliverer = crate::notify::Deliverer::new(&config.notify);
         let rate = throttle::KeyRate::from_config(&config);
+        let key = ServerKey::new(key);
+        let signer = signing::Signer::new(key.signing_key().clone(), key.kid.clone());
         DecisionService {
             deliverer,
             config,
             store,
-            key: ServerKey::new(key),
+            key,
+            signer,
             clock,
             metrics: Metrics::new(),
             meter,
@@ -165,6 +171,11 @@ impl DecisionService {
     /// The server key.
     pub fn server_key(&self) -> &ServerKey {
         &self.key
+    }
+
+    /// The response signer.
+    pub(crate) fn signer(&self) -> &signing::Signer {
+        &self.signer
     }
 
     /// This node's checkpoint verifier key (signed-note form).

@@ -161,6 +161,17 @@ pub(crate) struct Resolved {
     pub(crate) candidates: Vec<(usize, Arc<tollgate_core::CompiledPolicy>)>,
 }
 
+impl Resolved {
+    /// Whether a policy the request runs against asks for execution grants on every
+    /// enforce-mode ALLOW (`grants: true`).
+    pub(crate) fn grants(&self) -> bool {
+        self.bindings.iter().any(|b| match b {
+            tollgate_core::PolicyBinding::Found(p) => p.document().grants,
+            _ => false,
+        })
+    }
+}
+
 impl DecisionService {
     /// The policies a request names, resolved to compiled versions: the built-in
     /// `csc-default`, or versions stored for the tenant (`id` = the version active for
