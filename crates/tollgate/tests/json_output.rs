@@ -289,6 +289,8 @@ fn every_subcommand_prints_json_with_json() {
         (&Value::from("BLOCK"), &Value::from("policy")),
         "{d}"
     );
+    // Kept for `audit verify-verdict` below: the answer as the server signed it.
+    let verdict = d.clone();
     let r = c.json(admin, "policy report", &["trading"], &[0]);
     assert_eq!(r["changed"], 1, "{r}");
     let stop = c.json(admin, "policy candidate", &["trading", "--stop"], &[0]);
@@ -441,6 +443,22 @@ fn every_subcommand_prints_json_with_json() {
         &[0],
     );
     assert_eq!(v["ok"], true, "{v}");
+
+    // A verdict checked alone, offline, with the server's published keys; a changed
+    // one is refused (exit 1).
+    assert_eq!(verdict["signature"]["algorithm"], "Ed25519-Merkle-batch");
+    let jwks = tmp.path().join("jwks.json");
+    std::fs::write(&jwks, k["jwks"].to_string()).unwrap();
+    let file = tmp.path().join("verdict.json");
+    std::fs::write(&file, verdict.to_string()).unwrap();
+    let args = [file.to_str().unwrap(), "--jwks", jwks.to_str().unwrap()];
+    let v = c.json(None, "audit verify-verdict", &args, &[0]);
+    assert_eq!(v["ok"], true, "{v}");
+    let mut changed = verdict.clone();
+    changed["status"] = Value::from("ALLOW");
+    std::fs::write(&file, changed.to_string()).unwrap();
+    let v = c.json(None, "audit verify-verdict", &args, &[1]);
+    assert_eq!(v["ok"], false, "{v}");
 
     // Every subcommand of the CLI is covered, or listed with its reason.
     let mut all = BTreeSet::new();
