@@ -39,9 +39,14 @@ pub(super) fn run_checkpointer(
         let stopping = signal.recv().is_err();
         while signal.try_recv().is_ok() {}
         let passive = || -> rusqlite::Result<(i64, i64)> {
-            conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| {
+            let t = super::trace::now();
+            let r = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| {
                 Ok((r.get(1)?, r.get(2)?))
-            })
+            });
+            if let Ok((f, c)) = &r {
+                super::trace::event("passive", t, *f, *c);
+            }
+            r
         };
         if let Ok((frames, _)) = passive()
             && frames > WAL_RESTART_FRAMES

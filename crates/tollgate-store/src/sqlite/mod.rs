@@ -21,6 +21,7 @@ mod policies;
 mod records;
 mod schema;
 mod tiles;
+mod trace;
 mod writer;
 
 use std::fs::File;
@@ -219,6 +220,9 @@ impl Drop for SqliteStore {
         }
         if let Some(h) = self.checkpointer.take() {
             let _ = h.join();
+        }
+        if !self.read_only {
+            trace::dump();
         }
     }
 }

@@ -178,7 +178,10 @@ impl Writer {
                     Err(_) => break,
                 }
             }
-            match self.write_batch(&batch) {
+            let t_batch = super::trace::now();
+            let n_batch = batch.len() as i64;
+            let res = self.write_batch(&batch);
+            match res {
                 Ok(outcomes) => {
                     if self.auto_checkpoint.is_some() {
                         for (job, outcome) in batch.iter().zip(&outcomes) {
@@ -198,14 +201,17 @@ impl Writer {
                             _ => {}
                         }
                     }
+                    super::trace::event("acked", t_batch, n_batch, 0);
                     // After the acks: nobody waits on this batch while the WAL restarts.
                     if self.restart_wanted.swap(false, Ordering::Relaxed) {
+                        let t_r = super::trace::now();
                         // Busy (a reader on an old snapshot): the checkpointer asks again.
                         let _ = self
                             .conn
                             .query_row("PRAGMA wal_checkpoint(RESTART)", [], |r| {
                                 r.get::<_, i64>(0)
                             });
+                        super::trace::event("restart", t_r, 0, 0);
                     }
                 }
                 Err(e) => {
@@ -341,7 +347,9 @@ impl Writer {
                 ])?;
             }
         }
+        let t_c = super::trace::now();
         tx.commit()?;
+        super::trace::event("commit", t_c, batch.len() as i64, 0);
         for (tenant, st) in dirty {
             self.states.insert(tenant.to_owned(), st);
         }
