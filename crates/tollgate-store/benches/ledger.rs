@@ -11,7 +11,8 @@
 //! `cargo bench -p tollgate-store --bench ledger`. Environment:
 //! `TOLLGATE_BENCH_SECS` (per append row, default 4), `TOLLGATE_BENCH_LATENCY_SECS`
 //! (the latency row, default 20: the slow commits come every few seconds;
-//! `TOLLGATE_BENCH_ONLY=latency` runs that table alone),
+//! `TOLLGATE_BENCH_ONLY=latency` runs that table alone, `TOLLGATE_BENCH_LATENCY_WRITERS`
+//! sets its number of appenders),
 //! `TOLLGATE_BENCH_ENTRIES`
 //! (default 1000000), `TOLLGATE_BENCH_KEEP=1` keeps the generated data directory.
 
@@ -189,15 +190,16 @@ fn percentile_ms(sorted: &[u32], p: f64) -> f64 {
 }
 
 fn latency_table(secs: u64) {
+    let writers = env_u64("TOLLGATE_BENCH_LATENCY_WRITERS", 64);
     println!(
-        "## Ack latency of one append, 64 concurrent appenders (one OS thread each), {secs} s"
+        "## Ack latency of one append, {writers} concurrent appenders (one OS thread each), {secs} s"
     );
     println!();
     println!("| concurrent appends | appends/s | p50 ms | p99 ms | p99.9 ms | max ms |");
     println!("|---:|---:|---:|---:|---:|---:|");
-    let (rate, lat) = append_latencies(64, secs);
+    let (rate, lat) = append_latencies(writers, secs);
     println!(
-        "| 64 threads | {rate:.0} | {:.2} | {:.2} | {:.2} | {:.2} |",
+        "| {writers} threads | {rate:.0} | {:.2} | {:.2} | {:.2} | {:.2} |",
         percentile_ms(&lat, 0.5),
         percentile_ms(&lat, 0.99),
         percentile_ms(&lat, 0.999),

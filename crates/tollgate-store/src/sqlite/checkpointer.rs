@@ -25,7 +25,7 @@ const RESTART_LEFT_FRAMES: i64 = 256;
 /// Default bytes of entries the indexer writes between two checkpoint signals (the
 /// WAL grows about three times as fast: each entry also dirties index and interior
 /// pages).
-pub(super) const CHECKPOINT_EVERY_BYTES: usize = 8 << 20;
+pub(super) const CHECKPOINT_EVERY_BYTES: usize = 1 << 20;
 
 /// How often the checkpointer syncs the database when no signal comes (so that what
 /// the indexer wrote, and the record stores' unsynced writes, reach the disk within

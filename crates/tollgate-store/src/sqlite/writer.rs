@@ -366,11 +366,13 @@ impl Writer {
                 _ => None,
             })
             .collect();
+        let t_ids = super::trace::now();
         let mut known = if ids.is_empty() {
             HashSet::new()
         } else {
             self.known_ids(&ids)?
         };
+        super::trace::event("ids", t_ids, ids.len() as i64, 0);
         let mut fresh_ids: Vec<(String, String)> = Vec::new();
         let mut dirty: HashMap<&str, TenantState> = HashMap::new();
         let mut outcomes = Vec::with_capacity(batch.len());
