@@ -18,8 +18,14 @@ use super::writer::{IndexBatch, IndexOp, TenantState, load_state};
 use super::{Shared, to_i64, to_u64};
 use crate::StoreError;
 
-/// Frames the indexer writes in one transaction at most, when it has fallen behind.
-const MAX_FRAMES_PER_COMMIT: usize = 64;
+/// Frames the indexer writes in one transaction at most.
+const MAX_FRAMES_PER_COMMIT: usize = 4096;
+
+/// The indexer commits at most this often: the frames of the interval share one
+/// transaction, so a B-tree page many of their rows touch (the decision-id index takes
+/// ids from many appenders at once) is written to the WAL once, not once a frame.
+/// Ledger reads wait for at most about this long (plus the commit).
+const INDEX_INTERVAL: Duration = Duration::from_millis(5);
 
 /// Writes `batches` (in generation order) in `tx`.
 fn apply(tx: &Connection, batches: &[IndexBatch]) -> Result<(), StoreError> {
@@ -127,8 +133,14 @@ pub(super) fn run_indexer(
     delay: Option<Duration>,
 ) {
     let mut bytes_since_signal = 0usize;
+    let mut last_commit = std::time::Instant::now();
     loop {
         let Ok(first) = rx.recv() else { return };
+        // Gather the interval's frames (not when the writer has closed: drain).
+        let wait = INDEX_INTERVAL.saturating_sub(last_commit.elapsed());
+        if !wait.is_zero() {
+            std::thread::sleep(wait);
+        }
         let mut batches = vec![first];
         while batches.len() < MAX_FRAMES_PER_COMMIT {
             match rx.try_recv() {
@@ -158,6 +170,7 @@ pub(super) fn run_indexer(
             backoff = (backoff * 2).min(Duration::from_secs(1));
         }
         super::trace::event("index", t_index, batches.len() as i64, 0);
+        last_commit = std::time::Instant::now();
         if let Some(last) = batches.last() {
             shared.indexed_to(last.generation);
         }
