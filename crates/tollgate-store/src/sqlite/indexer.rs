@@ -185,9 +185,7 @@ pub(super) fn run_indexer(
             // Busy (a reader on an old snapshot): the checkpointer asks again. Readers
             // may wait for this (they see what is indexed); appenders do not.
             let t_r = super::trace::now();
-            let _ = conn.query_row("PRAGMA wal_checkpoint(RESTART)", [], |r| {
-                r.get::<_, i64>(0)
-            });
+            let _ = conn.query_row("PRAGMA wal_checkpoint(RESTART)", [], |r| r.get::<_, i64>(0));
             super::trace::event("restart", t_r, 0, 0);
         }
     }
@@ -237,7 +235,9 @@ pub(super) fn recover(
                     canonical,
                 } => {
                     if Hash::digest(&canonical) != entry_hash {
-                        return Err(bad(format!("an entry of `{tenant}` does not match its hash")));
+                        return Err(bad(format!(
+                            "an entry of `{tenant}` does not match its hash"
+                        )));
                     }
                     let h = EntryHeader::from_canonical(&canonical)?;
                     if h.tenant != tenant || h.seq != st.size || h.prev_hash != st.last_hash {

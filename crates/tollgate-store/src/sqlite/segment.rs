@@ -46,7 +46,7 @@ const MAGIC: [u8; 8] = *b"TGLSEG01";
 const FILL_CHUNK: u64 = 256 << 10;
 
 /// How far ahead of the writer the filler allocates.
-const FILL_AHEAD: u64 = 8 << 20;
+const FILL_AHEAD: u64 = 4 << 20;
 
 /// The filler syncs after this many bytes of zeros.
 const FILL_SYNC: u64 = 2 << 20;
@@ -117,7 +117,9 @@ pub(super) fn encode_checkpoint(
     note: &str,
 ) -> Result<(), StoreError> {
     if u32::try_from(note.len()).is_err() || u32::try_from(issued.len()).is_err() {
-        return Err(StoreError::OutOfRange("checkpoint longer than 4 GiB".into()));
+        return Err(StoreError::OutOfRange(
+            "checkpoint longer than 4 GiB".into(),
+        ));
     }
     out.push(2);
     put_bytes(out, tenant.as_bytes());
@@ -275,7 +277,11 @@ fn read_frame(file: &File, size: u64, pos: u64, generation: u64) -> Option<(u32,
 /// The frames after `(generation, pos)` (the last frame the database holds), in order, each
 /// with its generation and end position; stops at the first frame that is not there.
 /// (Frames are looked for anywhere in the file, whatever ring size wrote them.)
-pub(super) fn scan(path: &Path, generation: u64, pos: u64) -> Result<Vec<(u64, u64, Vec<Record>)>, StoreError> {
+pub(super) fn scan(
+    path: &Path,
+    generation: u64,
+    pos: u64,
+) -> Result<Vec<(u64, u64, Vec<Record>)>, StoreError> {
     let file = match File::open(path) {
         Ok(f) => f,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
@@ -540,18 +546,22 @@ fn zero_fill(file: &File, fill: &Mutex<Fill>, size: u64) {
 
 impl Drop for SegmentWriter {
     fn drop(&mut self) {
-        self.fill.lock().unwrap_or_else(PoisonError::into_inner).stop = true;
+        self.fill
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .stop = true;
     }
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used, reason = "a test fails on any error")]
 mod tests {
     use super::*;
 
     fn entry(i: u8) -> Record {
         Record::Entry {
             tenant: "acme".into(),
-            decision_id: (i % 2 == 0).then(|| format!("dec_{i}")),
+            decision_id: i.is_multiple_of(2).then(|| format!("dec_{i}")),
             entry_hash: Hash([i; 32]),
             canonical: vec![i; 100 + usize::from(i)],
         }

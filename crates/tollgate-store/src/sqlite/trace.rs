@@ -4,6 +4,7 @@
 use std::sync::{Mutex, OnceLock};
 use std::time::Instant;
 
+#[allow(clippy::type_complexity)]
 static EVENTS: Mutex<Vec<(&'static str, u64, u64, i64, i64)>> = Mutex::new(Vec::new());
 static BASE: OnceLock<Instant> = OnceLock::new();
 

@@ -98,7 +98,6 @@ pub(super) fn head_from_state(st: &TenantState) -> LedgerHead {
     }
 }
 
-
 /// One row the indexer writes.
 #[derive(Debug)]
 pub(super) enum IndexOp {
@@ -318,7 +317,11 @@ impl Writer {
         // Forget the ids the database has by now; it is read after this, so an id is
         // always in one place or the other.
         let indexed = self.shared.indexed();
-        while self.recent_order.front().is_some_and(|(g, _)| *g <= indexed) {
+        while self
+            .recent_order
+            .front()
+            .is_some_and(|(g, _)| *g <= indexed)
+        {
             if let Some((_, keys)) = self.recent_order.pop_front() {
                 for k in keys {
                     self.recent_ids.remove(&k);
