@@ -10,8 +10,8 @@ use axum::http::{Method, StatusCode};
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as B64;
 use common::{Harness, in_band};
-use faulty_store::{FaultyStore, faulty_harness};
 use ed25519_dalek::{Signer as _, SigningKey};
+use faulty_store::{FaultyStore, faulty_harness};
 use serde_json::{Value, json};
 
 async fn ledger_size(h: &Harness, admin: &str) -> usize {
