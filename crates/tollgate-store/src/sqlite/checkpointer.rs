@@ -64,25 +64,18 @@ pub(super) fn run_checkpointer(
             }
             // No WAL file means the database file itself holds everything (the last
             // connection checkpointed and removed the WAL): nothing to sync here.
-            let t = super::trace::now();
             let synced = match &wal_file {
                 Some(f) => f.sync_data().is_ok(),
                 None => false,
             };
-            super::trace::event("walsync", t, 0, 0);
             if synced {
                 shared.durable.advance(indexed);
             }
         }
         let passive = || -> rusqlite::Result<(i64, i64)> {
-            let t = super::trace::now();
-            let r = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| {
+            conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| {
                 Ok((r.get(1)?, r.get(2)?))
-            });
-            if let Ok((f, c)) = &r {
-                super::trace::event("passive", t, *f, *c);
-            }
-            r
+            })
         };
         if let Ok((frames, _)) = passive()
             && frames > WAL_RESTART_FRAMES

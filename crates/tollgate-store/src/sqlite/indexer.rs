@@ -155,7 +155,6 @@ pub(super) fn run_indexer(
         // the segment and acknowledged, so the database must get them. Meanwhile
         // readers wait for them and, once the segment is full, new appends fail.
         let mut backoff = Duration::from_millis(10);
-        let t_index = super::trace::now();
         loop {
             let written = (|| -> Result<(), StoreError> {
                 let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
@@ -169,7 +168,6 @@ pub(super) fn run_indexer(
             std::thread::sleep(backoff);
             backoff = (backoff * 2).min(Duration::from_secs(1));
         }
-        super::trace::event("index", t_index, batches.len() as i64, 0);
         last_commit = std::time::Instant::now();
         if let Some(last) = batches.last() {
             shared.indexed_to(last.generation);
@@ -184,9 +182,7 @@ pub(super) fn run_indexer(
         if restart_wanted.swap(false, Ordering::Relaxed) {
             // Busy (a reader on an old snapshot): the checkpointer asks again. Readers
             // may wait for this (they see what is indexed); appenders do not.
-            let t_r = super::trace::now();
             let _ = conn.query_row("PRAGMA wal_checkpoint(RESTART)", [], |r| r.get::<_, i64>(0));
-            super::trace::event("restart", t_r, 0, 0);
         }
     }
 }

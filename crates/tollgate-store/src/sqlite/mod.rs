@@ -26,7 +26,6 @@ mod records;
 mod schema;
 mod segment;
 mod tiles;
-mod trace;
 mod writer;
 
 use std::fs::File;
@@ -352,9 +351,6 @@ impl Drop for SqliteStore {
         }
         if let Some(h) = self.checkpointer.take() {
             let _ = h.join();
-        }
-        if !self.read_only {
-            trace::dump();
         }
     }
 }

@@ -274,8 +274,6 @@ impl Writer {
                     Err(_) => break,
                 }
             }
-            let t_batch = super::trace::now();
-            let n_batch = batch.len() as i64;
             match self.write_batch(&batch) {
                 Ok((outcomes, generation)) => {
                     if self.auto_checkpoint.is_some() {
@@ -298,7 +296,6 @@ impl Writer {
                             _ => {}
                         }
                     }
-                    super::trace::event("acked", t_batch, n_batch, 0);
                 }
                 Err(e) => {
                     // Nothing of the batch was acknowledged, and no cached head moved.
@@ -369,13 +366,11 @@ impl Writer {
                 _ => None,
             })
             .collect();
-        let t_ids = super::trace::now();
         let mut known = if ids.is_empty() {
             HashSet::new()
         } else {
             self.known_ids(&ids)?
         };
-        super::trace::event("ids", t_ids, ids.len() as i64, 0);
         let mut fresh_ids: Vec<(String, String)> = Vec::new();
         let mut dirty: HashMap<&str, TenantState> = HashMap::new();
         let mut outcomes = Vec::with_capacity(batch.len());
@@ -495,7 +490,6 @@ impl Writer {
             return Ok((outcomes, self.shared.acked()));
         }
         let nudge = self.nudge.clone();
-        let t_seg = super::trace::now();
         let written = self.segment.append(
             &payload,
             records,
@@ -506,7 +500,6 @@ impl Writer {
             RING_PATIENCE,
         );
         self.payload = payload;
-        super::trace::event("segment", t_seg, i64::from(records), 0);
         let (generation, end) = written?;
         // Durable from here on: adopt the heads, remember the ids.
         let heads: Vec<(String, TenantState)> = dirty
