@@ -64,7 +64,7 @@ pub struct SqliteConfig {
     pub log_name: String,
     /// The checkpoint signing key, if this process issues checkpoints.
     pub signer: Option<NoteSigner>,
-    /// Entry bytes appended between two WAL checkpoints (default 8 MiB).
+    /// Entry bytes indexed between two WAL syncs and checkpoints (default 1 MiB).
     pub wal_checkpoint_bytes: usize,
     /// Size of the segment file, the ring of batches that makes appends durable
     /// (`<path>.segment`, default 64 MiB). A batch takes at most half of a quarter of
@@ -118,6 +118,9 @@ pub struct SqliteStore {
     shared: Option<Arc<Shared>>,
     /// Entries indexed from the segment when the store opened.
     recovered: u64,
+    /// Read-only: the database position (generation) at which a catch-up wait last
+    /// timed out; while the database stays there, reads do not wait again.
+    stuck_at: Mutex<Option<u64>>,
     readers: Mutex<Vec<Connection>>,
     /// Whether `readers` are read-only connections (see [`SqliteStore::open_read_only`]).
     read_only: bool,
@@ -217,6 +220,7 @@ impl SqliteStore {
             checkpointer: Some(checkpointer),
             shared: Some(shared),
             recovered,
+            stuck_at: Mutex::new(None),
             readers: Mutex::new(Vec::new()),
             read_only: false,
             cache: ReadCache::default(),
@@ -240,6 +244,7 @@ impl SqliteStore {
             checkpointer: None,
             shared: None,
             recovered: 0,
+            stuck_at: Mutex::new(None),
             readers: Mutex::new(vec![conn]),
             read_only: true,
             cache: ReadCache::disabled(),
@@ -309,6 +314,10 @@ impl SqliteStore {
     fn catch_up_read_only(&self) -> Result<(), StoreError> {
         let seg = segment::segment_path(&self.path);
         let (generation, pos) = self.with_conn(indexer::position)?;
+        let stuck = || self.stuck_at.lock().unwrap_or_else(PoisonError::into_inner);
+        if *stuck() == Some(generation) {
+            return Ok(());
+        }
         let Some(&(target, _, _)) = segment::scan(&seg, generation, pos)?.last() else {
             return Ok(());
         };
@@ -316,9 +325,10 @@ impl SqliteStore {
         while std::time::Instant::now() < deadline {
             std::thread::sleep(Duration::from_millis(1));
             if self.with_conn(indexer::position)?.0 >= target {
-                break;
+                return Ok(());
             }
         }
+        *stuck() = Some(generation);
         Ok(())
     }
 
