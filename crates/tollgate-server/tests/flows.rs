@@ -1,6 +1,8 @@
 //! Idempotency, outcomes and the adaptive bias, kill switches, ledger failure.
 
 mod common;
+#[path = "common/faulty_store.rs"]
+mod faulty_store;
 
 use std::sync::Arc;
 
@@ -9,6 +11,7 @@ use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as B64;
 use common::{Harness, in_band};
 use ed25519_dalek::{Signer as _, SigningKey};
+use faulty_store::{FaultyStore, faulty_harness};
 use serde_json::{Value, json};
 
 async fn ledger_size(h: &Harness, admin: &str) -> usize {
@@ -370,50 +373,50 @@ async fn kill_switch_blocks_at_once_and_clearing_restores() {
 
 #[tokio::test]
 async fn a_ledger_that_cannot_be_written_gets_503_and_no_verdict() {
-    let h = Harness::with_config(|c| c.ledger_timeout_ms = 300);
+    let (h, store) = faulty_harness(|c| c.ledger_timeout_ms = 300);
     assert_eq!(
         h.decide(&h.test_key, in_band()).await.status,
         StatusCode::OK
     );
-    // Another process holds the database's write lock: the writer cannot commit.
-    let db = rusqlite::Connection::open(h.dir.path().join("tollgate.db")).unwrap();
-    db.execute_batch("BEGIN EXCLUSIVE").unwrap();
+    // The ledger cannot be written: appends are held back. (A lock on the SQLite
+    // database no longer does that: an append is durable in the store's segment file
+    // and the database is written after the ack.)
+    store.stall_ledger();
     let r = h.decide(&h.test_key, in_band()).await;
     assert_eq!(r.status, StatusCode::SERVICE_UNAVAILABLE, "{}", r.text);
     assert_eq!(r.body["error"], "ledger_unavailable");
     assert!(r.body.get("status").is_none(), "no verdict in a 503");
     assert_eq!(r.headers.get("retry-after").unwrap(), "1");
-    db.execute_batch("ROLLBACK").unwrap();
-    drop(db);
+    store.release_ledger();
 }
 
 /// A server with one processing slot (configured further by `edit`), and a first
-/// decision that holds it: another process holds the database's write lock (given
-/// back with `ROLLBACK` on the returned connection).
+/// decision that holds it: its ledger append is held back (released with
+/// `release_ledger` on the returned store).
 async fn hold_the_only_slot(
     edit: impl FnOnce(&mut tollgate_server::Config),
 ) -> (
     Arc<Harness>,
-    rusqlite::Connection,
+    Arc<FaultyStore>,
     tokio::task::JoinHandle<common::Reply>,
 ) {
-    let h = Arc::new(Harness::with_config(|c| {
+    let (h, store) = faulty_harness(|c| {
         c.max_concurrency = 1;
         edit(c);
-    }));
-    let db = rusqlite::Connection::open(h.dir.path().join("tollgate.db")).unwrap();
-    db.execute_batch("BEGIN EXCLUSIVE").unwrap();
+    });
+    let h = Arc::new(h);
+    store.stall_ledger();
     let first = {
         let h = Arc::clone(&h);
         tokio::spawn(async move { h.decide(&h.test_key, in_band()).await })
     };
     tokio::time::sleep(std::time::Duration::from_millis(300)).await;
-    (h, db, first)
+    (h, store, first)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn past_the_concurrency_bound_requests_get_503_after_the_admission_wait() {
-    let (h, db, first) = hold_the_only_slot(|c| {
+    let (h, store, first) = hold_the_only_slot(|c| {
         c.admission_wait_ms = 100;
         c.ledger_timeout_ms = 1500;
     })
@@ -435,9 +438,8 @@ async fn past_the_concurrency_bound_requests_get_503_after_the_admission_wait() 
         waited >= std::time::Duration::from_millis(100),
         "refused after {waited:?}"
     );
-    db.execute_batch("ROLLBACK").unwrap();
-    drop(db);
-    // The held request completes once the lock is gone (within its ledger timeout).
+    store.release_ledger();
+    // The held request completes once the ledger is released (within its ledger timeout).
     let first = first.await.unwrap();
     assert_eq!(first.status, StatusCode::OK, "{}", first.text);
     assert_eq!(first.body["status"], "ALLOW");
@@ -450,7 +452,7 @@ async fn past_the_concurrency_bound_requests_get_503_after_the_admission_wait() 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_waiting_request_is_admitted_when_a_slot_frees_and_the_line_is_bounded() {
-    let (h, db, first) = hold_the_only_slot(|c| {
+    let (h, store, first) = hold_the_only_slot(|c| {
         c.max_connections = 1;
         c.admission_wait_ms = 5_000;
         c.ledger_timeout_ms = 3_000;
@@ -483,8 +485,7 @@ async fn a_waiting_request_is_admitted_when_a_slot_frees_and_the_line_is_bounded
     );
     assert!(!second.is_finished(), "the second request still waits");
     // The stall ends: the first completes, then the waiting one is admitted.
-    db.execute_batch("ROLLBACK").unwrap();
-    drop(db);
+    store.release_ledger();
     let first = first.await.unwrap();
     assert_eq!(first.status, StatusCode::OK, "{}", first.text);
     let second = second.await.unwrap();
@@ -493,13 +494,12 @@ async fn a_waiting_request_is_admitted_when_a_slot_frees_and_the_line_is_bounded
 }
 
 /// A request that outlives the request timeout is told so (`timeout`), not that the
-/// server is overloaded. (Simulated time: the 75 s pass at once while the ledger is
-/// locked by another process.)
+/// server is overloaded. (Simulated time: the 75 s pass at once while the ledger's
+/// appends are held back.)
 #[tokio::test]
 async fn a_request_past_the_request_timeout_gets_503_timeout_not_overloaded() {
-    let h = Harness::with_config(|c| c.ledger_timeout_ms = 600_000);
-    let db = rusqlite::Connection::open(h.dir.path().join("tollgate.db")).unwrap();
-    db.execute_batch("BEGIN EXCLUSIVE").unwrap();
+    let (h, store) = faulty_harness(|c| c.ledger_timeout_ms = 600_000);
+    store.stall_ledger();
     tokio::time::pause();
     let started = tokio::time::Instant::now();
     let r = h.decide(&h.test_key, in_band()).await;
@@ -510,5 +510,5 @@ async fn a_request_past_the_request_timeout_gets_503_timeout_not_overloaded() {
     assert!(
         started.elapsed() >= std::time::Duration::from_secs(tollgate_server::REQUEST_TIMEOUT_S)
     );
-    db.execute_batch("ROLLBACK").unwrap();
+    store.release_ledger();
 }

@@ -1,13 +1,19 @@
 //! Ledger benchmarks, printed as tables:
 //!
-//! 1. durable appends per second (SQLite WAL, `synchronous=FULL`, group commit) with
+//! 1. durable appends per second (group commit into the segment file) with
 //!    1, 16 and 64 concurrent writers, each waiting for its ack before the next;
+//!    and the ack latency of a single append (p50, p99, p99.9, max) with 64 concurrent
+//!    appenders;
 //! 2. verification speed over a generated ledger of 1 M entries, from the store
 //!    (what `tollgate audit verify --data-dir` does) and from a JSON Lines export
 //!    (what `tollgate audit verify --file` does).
 //!
 //! `cargo bench -p tollgate-store --bench ledger`. Environment:
-//! `TOLLGATE_BENCH_SECS` (per append row, default 4), `TOLLGATE_BENCH_ENTRIES`
+//! `TOLLGATE_BENCH_SECS` (per append row, default 4), `TOLLGATE_BENCH_LATENCY_SECS`
+//! (the latency row, default 20: the slow commits come every few seconds;
+//! `TOLLGATE_BENCH_ONLY=latency` runs that table alone, `TOLLGATE_BENCH_LATENCY_WRITERS`
+//! sets its number of appenders),
+//! `TOLLGATE_BENCH_ENTRIES`
 //! (default 1000000), `TOLLGATE_BENCH_KEEP=1` keeps the generated data directory.
 
 #![allow(
@@ -139,8 +145,76 @@ fn appends(writers: u64, secs: u64) -> (u64, f64) {
     (n, n as f64 / elapsed)
 }
 
+/// `writers` OS threads appending and waiting, each timing every append from submit
+/// to ack: (appends/s, sorted latencies in µs).
+fn append_latencies(writers: u64, secs: u64) -> (f64, Vec<u32>) {
+    let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
+    let store = Arc::new(open(dir.path()));
+    store.append(draft("acme", u64::MAX)).unwrap();
+    let stop = Arc::new(AtomicBool::new(false));
+    let started = Instant::now();
+    let threads: Vec<_> = (0..writers)
+        .map(|w| {
+            let (store, stop) = (store.clone(), stop.clone());
+            std::thread::spawn(move || {
+                let mut i = w << 40;
+                let mut lat = Vec::with_capacity(1 << 16);
+                while !stop.load(Ordering::Relaxed) {
+                    let d = draft("acme", i);
+                    let t = Instant::now();
+                    store.append(d).unwrap();
+                    lat.push(u32::try_from(t.elapsed().as_micros()).unwrap_or(u32::MAX));
+                    i += 1;
+                }
+                lat
+            })
+        })
+        .collect();
+    std::thread::sleep(Duration::from_secs(secs));
+    stop.store(true, Ordering::Relaxed);
+    let mut all = Vec::new();
+    for t in threads {
+        all.extend(t.join().unwrap());
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    all.sort_unstable();
+    (all.len() as f64 / elapsed, all)
+}
+
+fn percentile_ms(sorted: &[u32], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return 0.0;
+    }
+    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    f64::from(sorted[i.min(sorted.len() - 1)]) / 1000.0
+}
+
+fn latency_table(secs: u64) {
+    let writers = env_u64("TOLLGATE_BENCH_LATENCY_WRITERS", 64);
+    println!(
+        "## Ack latency of one append, {writers} concurrent appenders (one OS thread each), {secs} s"
+    );
+    println!();
+    println!("| concurrent appends | appends/s | p50 ms | p99 ms | p99.9 ms | max ms |");
+    println!("|---:|---:|---:|---:|---:|---:|");
+    let (rate, lat) = append_latencies(writers, secs);
+    println!(
+        "| {writers} threads | {rate:.0} | {:.2} | {:.2} | {:.2} | {:.2} |",
+        percentile_ms(&lat, 0.5),
+        percentile_ms(&lat, 0.99),
+        percentile_ms(&lat, 0.999),
+        percentile_ms(&lat, 1.0)
+    );
+    println!();
+}
+
 fn main() {
     let secs = env_u64("TOLLGATE_BENCH_SECS", 4);
+    let lat_secs = env_u64("TOLLGATE_BENCH_LATENCY_SECS", 20);
+    if std::env::var("TOLLGATE_BENCH_ONLY").as_deref() == Ok("latency") {
+        latency_table(lat_secs);
+        return;
+    }
     let entries = env_u64("TOLLGATE_BENCH_ENTRIES", 1_000_000);
     println!("## CPU cost per entry, single thread");
     println!();
@@ -194,7 +268,9 @@ fn main() {
     );
     println!();
 
-    println!("## Durable appends (SQLite WAL, synchronous=FULL, group commit), {secs} s each");
+    println!(
+        "## Durable appends (group commit: one segment fdatasync a batch, SQLite indexed after the ack), {secs} s each"
+    );
     println!();
     println!(
         "| concurrent appends | one OS thread each, blocking: appends/s | from 2 threads, as async tasks: appends/s |"
@@ -210,6 +286,8 @@ fn main() {
         println!("| {writers} | {blocking:.0} | {pipelined} |");
     }
     println!();
+
+    latency_table(lat_secs);
 
     let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
     let store = open(dir.path());

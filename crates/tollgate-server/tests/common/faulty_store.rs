@@ -8,11 +8,13 @@
 //! any, so a test can learn how many writes one request makes.
 //! [`FaultyStore::lose_ack_at`]`(k)` applies the k-th write and then reports it failed
 //! (a lost acknowledgement: committed, but the caller is told it was not). Reads are
-//! never counted and never fail.
+//! never counted and never fail. [`FaultyStore::stall_ledger`] holds every ledger
+//! append back (its ack stays pending) until [`FaultyStore::release_ledger`]: a ledger
+//! that cannot be written for now.
 
 #![allow(dead_code)]
 
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Condvar, Mutex, PoisonError};
 
 use axum::http::StatusCode;
 use serde_json::Value;
@@ -46,11 +48,19 @@ struct Counting {
     failed: Option<&'static str>,
 }
 
+/// Whether ledger appends are held back, and the wait for their release.
+#[derive(Debug, Default)]
+struct Stall {
+    on: Mutex<bool>,
+    released: Condvar,
+}
+
 /// A store wrapper that fails one chosen write.
 #[derive(Debug)]
 pub(crate) struct FaultyStore {
     inner: Arc<dyn Store>,
     state: Mutex<Counting>,
+    stall: Arc<Stall>,
 }
 
 impl FaultyStore {
@@ -58,7 +68,20 @@ impl FaultyStore {
         Self {
             inner,
             state: Mutex::new(Counting::default()),
+            stall: Arc::default(),
         }
+    }
+
+    /// Holds every ledger append from now on: it reaches the real store, and its ack
+    /// resolves, only after [`FaultyStore::release_ledger`].
+    pub(crate) fn stall_ledger(&self) {
+        *self.stall.on.lock().unwrap_or_else(PoisonError::into_inner) = true;
+    }
+
+    /// Lets the held appends (and every later one) through.
+    pub(crate) fn release_ledger(&self) {
+        *self.stall.on.lock().unwrap_or_else(PoisonError::into_inner) = false;
+        self.stall.released.notify_all();
     }
 
     fn with<R>(&self, f: impl FnOnce(&mut Counting) -> R) -> R {
@@ -181,7 +204,23 @@ enum Fate {
 
 impl LedgerStore for FaultyStore {
     fn submit(&self, draft: EntryDraft) -> Ack<Appended> {
-        self.write_ack("submit", || self.inner.submit(draft))
+        self.write_ack("submit", || {
+            if !*self.stall.on.lock().unwrap_or_else(PoisonError::into_inner) {
+                return self.inner.submit(draft);
+            }
+            let (tx, rx) = tollgate_store::ack_channel();
+            let (inner, stall) = (Arc::clone(&self.inner), Arc::clone(&self.stall));
+            std::thread::spawn(move || {
+                let on = stall.on.lock().unwrap_or_else(PoisonError::into_inner);
+                let on = stall
+                    .released
+                    .wait_while(on, |on| *on)
+                    .unwrap_or_else(PoisonError::into_inner);
+                drop(on);
+                tx.send(inner.submit(draft).wait());
+            });
+            rx
+        })
     }
     // `append` is the trait's default: `submit` (counted) and wait.
     fn ledger_tenants(&self) -> Result<Vec<String>, StoreError> {

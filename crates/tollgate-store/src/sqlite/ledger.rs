@@ -57,19 +57,27 @@ impl LedgerStore for SqliteStore {
                 .map(str::to_owned),
             _ => None,
         };
+        // The canonical bytes at seq 0 are within 16 bytes of the sealed entry's.
+        let approx_bytes = match prepared.canonical(0, Hash::ZERO) {
+            Ok(b) => b.len(),
+            Err(e) => return Ack::ready(Err(e.into())),
+        } + draft.tenant.len()
+            + decision_id.as_ref().map_or(0, String::len)
+            + 64;
         let (tx, rx) = ack::channel();
         self.send(Job::Append {
             tenant: draft.tenant,
             time: draft.time,
             prepared,
             decision_id,
+            approx_bytes,
             ack: tx,
         });
         rx
     }
 
     fn ledger_tenants(&self) -> Result<Vec<String>, StoreError> {
-        self.with_conn(|c| {
+        self.with_ledger_conn(|c| {
             let mut st =
                 c.prepare_cached("SELECT tenant FROM ledger_heads WHERE size > 0 ORDER BY tenant")?;
             let rows = st.query_map([], |r| r.get(0))?;
@@ -78,14 +86,14 @@ impl LedgerStore for SqliteStore {
     }
 
     fn head(&self, tenant: &str) -> Result<Option<LedgerHead>, StoreError> {
-        self.with_conn(|c| {
+        self.with_ledger_conn(|c| {
             let st = load_state(c, tenant)?;
             Ok((st.size > 0).then(|| head_from_state(&st)))
         })
     }
 
     fn decision_seq(&self, tenant: &str, decision_id: &str) -> Result<Option<u64>, StoreError> {
-        self.with_conn(|c| {
+        self.with_ledger_conn(|c| {
             let seq: Option<i64> = c
                 .query_row(
                     "SELECT seq FROM decision_index WHERE tenant = ?1 AND decision_id = ?2",
@@ -99,7 +107,7 @@ impl LedgerStore for SqliteStore {
     }
 
     fn entry(&self, tenant: &str, seq: u64) -> Result<Option<Entry>, StoreError> {
-        let row = self.with_conn(|c| {
+        let row = self.with_ledger_conn(|c| {
             Ok(c.query_row(
                 &format!("SELECT {ROW_COLUMNS} FROM ledger WHERE tenant = ?1 AND seq = ?2"),
                 params![tenant, to_i64(seq)?],
@@ -111,7 +119,7 @@ impl LedgerStore for SqliteStore {
     }
 
     fn range(&self, tenant: &str, from: u64, to: u64) -> Result<Vec<Entry>, StoreError> {
-        let rows = self.with_conn(|c| {
+        let rows = self.with_ledger_conn(|c| {
             let mut st = c.prepare_cached(&format!(
                 "SELECT {ROW_COLUMNS} FROM ledger WHERE tenant = ?1 AND seq >= ?2 AND seq < ?3 ORDER BY seq"
             ))?;
@@ -143,7 +151,7 @@ impl LedgerStore for SqliteStore {
     }
 
     fn latest_checkpoint(&self, tenant: &str) -> Result<Option<SignedCheckpoint>, StoreError> {
-        let note: Option<String> = self.with_conn(|c| {
+        let note: Option<String> = self.with_ledger_conn(|c| {
             Ok(c.query_row(
                 "SELECT note FROM checkpoints WHERE tenant = ?1 ORDER BY size DESC, id DESC LIMIT 1",
                 [tenant],
@@ -189,7 +197,7 @@ impl LedgerRead for SqliteStore {
     }
 
     fn checkpoint_rows(&self, tenant: &str) -> Result<Vec<(i64, String)>, StoreError> {
-        self.with_conn(|c| {
+        self.with_ledger_conn(|c| {
             let mut st = c.prepare_cached(
                 "SELECT size, note FROM checkpoints WHERE tenant = ?1 ORDER BY size, id",
             )?;
@@ -211,7 +219,7 @@ impl LedgerRead for SqliteStore {
         tenant: &str,
         visit: &mut dyn FnMut(StoredRow) -> Result<(), StoreError>,
     ) -> Result<(), StoreError> {
-        self.with_conn(|c| {
+        self.with_ledger_conn(|c| {
             // A read transaction gives one consistent snapshot for the whole scan.
             c.execute_batch("BEGIN")?;
             let result = (|| {
@@ -230,7 +238,7 @@ impl LedgerRead for SqliteStore {
     }
 
     fn read_tiled_size(&self, tenant: &str) -> Result<u64, StoreError> {
-        self.with_conn(|c| super::tiles::tiled_size(c, tenant))
+        self.with_ledger_conn(|c| super::tiles::tiled_size(c, tenant))
     }
 
     fn read_tile(
@@ -239,7 +247,7 @@ impl LedgerRead for SqliteStore {
         level: u8,
         index: u64,
     ) -> Result<Option<Vec<u8>>, StoreError> {
-        self.with_conn(|c| super::tiles::read_tile(c, tenant, level, index))
+        self.with_ledger_conn(|c| super::tiles::read_tile(c, tenant, level, index))
     }
 
     fn read_entry_hashes(
@@ -248,7 +256,7 @@ impl LedgerRead for SqliteStore {
         size: u64,
         visit: &mut dyn FnMut(&[u8]) -> Result<(), StoreError>,
     ) -> Result<(), StoreError> {
-        self.with_conn(|c| {
+        self.with_ledger_conn(|c| {
             let mut st = c.prepare_cached(
                 "SELECT entry_hash FROM ledger WHERE tenant = ?1 AND seq >= 0 AND seq < ?2 ORDER BY seq",
             )?;

@@ -130,7 +130,8 @@ impl NotifyStore for SqliteStore {
             .collect::<Result<Vec<_>, StoreError>>()?;
         self.with_conn(|c| {
             // Retry state, not a record of what happened: committed without its own
-            // fsync (the next ledger commit syncs the WAL these frames are in), so a
+            // fsync (the checkpointer's next sync of the WAL, within about a second,
+            // covers these frames), so a
             // failing sink's bookkeeping does not hold the write lock through an fsync
             // while decisions wait. A power cut can lose the latest rows: the entries
             // are then tried again (at-least-once, same ids), never dropped.

@@ -112,6 +112,14 @@ CREATE TABLE notify_deliveries (
 );
 CREATE INDEX notify_deliveries_by_state ON notify_deliveries (tenant, state);
 "#,
+    // v6: the ledger segment (`segment.rs`): the last frame the database holds.
+    r#"
+CREATE TABLE ledger_segment (
+    id INTEGER PRIMARY KEY CHECK (id = 1),
+    generation INTEGER NOT NULL,
+    next_pos INTEGER NOT NULL
+);
+"#,
 ];
 
 pub(super) fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
