@@ -99,7 +99,7 @@ pub struct DecisionRequest {
     /// `X-Correlation-Id` header).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub correlation_id: Option<String>,
-    /// Ask for an execution grant with an ALLOW in enforce mode (docs/protocol.md §1).
+    /// Ask for an execution grant with an ALLOW in enforce mode (docs/protocol.md §3).
     /// Without it an ALLOW carries none, unless a policy it ran against says
     /// `grants: true`.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
