@@ -1,6 +1,6 @@
 //! Compilation: a validated document turned into the immutable form the engine runs.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -45,42 +45,101 @@ pub struct CompiledPolicy {
 /// Rules indexed by a guard on one request path: a top-level conjunct
 /// `PATH == "lit"`, `PATH.startsWith("lit")` or `PATH in ["a", "b"]`. A rule whose
 /// guard is false cannot match, whatever else its condition says.
+///
+/// Lookup allocates nothing and is logarithmic in the number of literals:
+///
+/// - exact literals are sorted, and a value finds its rules by binary search;
+/// - prefixes are sorted too. Every prefix of the value that is in the set lies
+///   between the longest such prefix and the value itself, so the *last* prefix
+///   that sorts at or before the value is either a prefix of it or a descendant of
+///   one: walking up from it through `parent` (the longest proper prefix of an entry
+///   that is itself in the set) finds the longest matching prefix, usually at once.
+///   Each entry's rule list already includes the rules of all its ancestors, so that
+///   one entry gives every prefix rule that can match.
+///
+/// The rules to evaluate are then the merge, in rule order and without repeats, of
+/// three sorted lists: the rules without a guard on the path, the exact hit and the
+/// prefix hit ([`Candidates`]).
 #[derive(Debug)]
 pub(crate) struct RuleIndex {
     pub(crate) path: Vec<String>,
     pub(crate) dotted: Arc<str>,
-    pub(crate) exact: HashMap<String, Vec<usize>>,
-    /// Prefix guards by prefix; a value is looked up once per distinct prefix length.
-    pub(crate) prefixes: HashMap<String, Vec<usize>>,
-    /// The distinct prefix lengths, in bytes.
-    pub(crate) prefix_lens: Vec<usize>,
+    /// Exact guards, sorted by literal; each with its rules in rule order.
+    exact: Vec<(Box<str>, Box<[usize]>)>,
+    /// Prefix guards, sorted by prefix.
+    prefixes: Vec<PrefixEntry>,
     /// Rules without a guard on this path: always evaluated.
-    pub(crate) always: Vec<usize>,
+    always: Box<[usize]>,
+}
+
+/// One prefix literal of a [`RuleIndex`].
+#[derive(Debug)]
+struct PrefixEntry {
+    prefix: Box<str>,
+    /// The entry of the longest proper prefix of `prefix` in the set, if any.
+    parent: Option<usize>,
+    /// The rules guarded by this prefix or by any of its ancestors, in rule order.
+    rules: Box<[usize]>,
 }
 
 impl RuleIndex {
-    /// Rule indexes to evaluate for `value`, in rule order.
-    pub(crate) fn candidates(&self, value: &str) -> Vec<usize> {
-        let mut out = Vec::with_capacity(self.always.len() + 4);
-        out.extend_from_slice(&self.always);
-        let mut sources = usize::from(!self.always.is_empty());
-        if let Some(hits) = self.exact.get(value) {
-            out.extend_from_slice(hits);
-            sources += 1;
+    /// Rule indexes to evaluate for `value`, in rule order, without repeats.
+    pub(crate) fn candidates(&self, value: &str) -> Candidates<'_> {
+        let exact = self
+            .exact
+            .binary_search_by(|(k, _)| (**k).cmp(value))
+            .ok()
+            .and_then(|i| self.exact.get(i))
+            .map_or(&[][..], |(_, rules)| &rules[..]);
+        let prefix = self.longest_prefix(value).map_or(&[][..], |e| &e.rules[..]);
+        Candidates {
+            lists: [&self.always, exact, prefix],
         }
-        for len in &self.prefix_lens {
-            if let Some(hits) = value.get(..*len).and_then(|p| self.prefixes.get(p)) {
-                out.extend_from_slice(hits);
-                sources += 1;
+    }
+
+    /// The entry of the longest prefix of `value` in the set.
+    fn longest_prefix(&self, value: &str) -> Option<&PrefixEntry> {
+        let after = self.prefixes.partition_point(|e| *e.prefix <= *value);
+        let mut at = after.checked_sub(1)?;
+        loop {
+            let entry = self.prefixes.get(at)?;
+            if value.starts_with(&*entry.prefix) {
+                return Some(entry);
+            }
+            at = entry.parent?;
+        }
+    }
+}
+
+/// The rules a [`RuleIndex`] selects: a merge of sorted lists, in rule order, each
+/// rule once.
+#[derive(Clone, Debug)]
+pub(crate) struct Candidates<'i> {
+    lists: [&'i [usize]; 3],
+}
+
+impl Iterator for Candidates<'_> {
+    type Item = usize;
+
+    fn next(&mut self) -> Option<usize> {
+        let next = self.lists.iter().filter_map(|l| l.first()).min().copied()?;
+        for list in &mut self.lists {
+            if let Some((first, rest)) = list.split_first()
+                && *first == next
+            {
+                *list = rest;
             }
         }
-        // Each source is in rule order already; merge only when several contributed.
-        if sources > 1 {
-            out.sort_unstable();
-            out.dedup();
-        }
-        out
+        Some(next)
     }
+}
+
+/// Sorted, deduplicated union of two sorted lists.
+fn merge_sorted(a: &[usize], b: &[usize]) -> Vec<usize> {
+    let mut out: Vec<usize> = a.iter().chain(b).copied().collect();
+    out.sort_unstable();
+    out.dedup();
+    out
 }
 
 /// A guard: request path, literal values, and whether the values are prefixes.
@@ -183,39 +242,63 @@ fn build_index(rules: &[Rule]) -> Option<RuleIndex> {
         return None;
     }
     let path = (*best.0).clone();
-    let mut index = RuleIndex {
-        dotted: Arc::from(path.join(".")),
-        path,
-        exact: HashMap::new(),
-        prefixes: HashMap::new(),
-        prefix_lens: Vec::new(),
-        always: Vec::new(),
-    };
+    let mut exact: BTreeMap<&str, Vec<usize>> = BTreeMap::new();
+    let mut prefixes: BTreeMap<&str, Vec<usize>> = BTreeMap::new();
+    let mut always = Vec::new();
     for (i, g) in per_rule.iter().enumerate() {
-        match g.iter().find(|(p, _, _)| *p == index.path) {
-            Some((_, lits, true)) => {
+        match g.iter().find(|(p, _, _)| *p == path) {
+            Some((_, lits, is_prefix)) => {
+                let map = if *is_prefix {
+                    &mut prefixes
+                } else {
+                    &mut exact
+                };
                 for l in lits {
-                    let rules = index.prefixes.entry(l.clone()).or_default();
-                    if rules.last() != Some(&i) {
-                        rules.push(i);
-                    }
-                    if !index.prefix_lens.contains(&l.len()) {
-                        index.prefix_lens.push(l.len());
-                    }
-                }
-            }
-            Some((_, lits, false)) => {
-                for l in lits {
-                    let rules = index.exact.entry(l.clone()).or_default();
+                    let rules = map.entry(l.as_str()).or_default();
                     if rules.last() != Some(&i) {
                         rules.push(i);
                     }
                 }
             }
-            None => index.always.push(i),
+            None => always.push(i),
         }
     }
-    Some(index)
+    // Prefixes in sorted order: an entry's ancestors come before it, and the stack
+    // holds the chain of prefixes of the current one.
+    let mut entries: Vec<PrefixEntry> = Vec::with_capacity(prefixes.len());
+    let mut chain: Vec<usize> = Vec::new();
+    for (prefix, own) in prefixes {
+        while let Some(&top) = chain.last() {
+            if entries
+                .get(top)
+                .is_some_and(|e| prefix.starts_with(&*e.prefix))
+            {
+                break;
+            }
+            chain.pop();
+        }
+        let parent = chain.last().copied();
+        let inherited = parent
+            .and_then(|p| entries.get(p))
+            .map_or(&[][..], |e| &e.rules[..]);
+        let rules = merge_sorted(inherited, &own).into_boxed_slice();
+        chain.push(entries.len());
+        entries.push(PrefixEntry {
+            prefix: Box::from(prefix),
+            parent,
+            rules,
+        });
+    }
+    Some(RuleIndex {
+        dotted: Arc::from(path.join(".")),
+        path,
+        exact: exact
+            .into_iter()
+            .map(|(k, v)| (Box::from(k), v.into_boxed_slice()))
+            .collect(),
+        prefixes: entries,
+        always: always.into_boxed_slice(),
+    })
 }
 
 /// The declared range and default of a signal.
@@ -260,7 +343,9 @@ pub(crate) struct Rule {
     pub(crate) cond: CompiledExpr,
     pub(crate) effect: Effect,
     pub(crate) reason_code: String,
-    pub(crate) explanation: Option<String>,
+    /// The explanation a match reports: the rule's `explanation`, or
+    /// `rule 'NAME' matched`.
+    pub(crate) matched_explanation: String,
     pub(crate) on_error: OnError,
     pub(crate) approvers: Vec<String>,
     pub(crate) min_approvals: u32,
@@ -669,7 +754,10 @@ impl Compiler {
                     cond,
                     effect: r.effect,
                     reason_code: r.reason_code.clone(),
-                    explanation: r.explanation.clone(),
+                    matched_explanation: r
+                        .explanation
+                        .clone()
+                        .unwrap_or_else(|| format!("rule '{}' matched", r.name)),
                     on_error: r.on_error,
                     approvers,
                     min_approvals,
@@ -821,4 +909,115 @@ fn duration_to_ms(d: Duration) -> Option<i64> {
         return None;
     }
     i64::try_from(nanos / 1_000_000).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    use crate::policy::{PolicyFormat, compile_policy};
+
+    /// A rule of the generated policies, and whether it admits an `action.type`.
+    #[derive(Clone, Debug)]
+    enum Spec {
+        Exact(String),
+        Prefix(String),
+        In(Vec<String>),
+        /// Two prefix guards on the path: the first one is the one indexed.
+        TwoPrefixes(String, String),
+        Unguarded,
+    }
+
+    impl Spec {
+        fn when(&self) -> String {
+            match self {
+                Spec::Exact(l) => format!("action.type == \"{l}\""),
+                Spec::Prefix(l) => format!("action.type.startsWith(\"{l}\")"),
+                Spec::In(ls) => {
+                    let items: Vec<String> = ls.iter().map(|l| format!("\"{l}\"")).collect();
+                    format!("action.type in [{}]", items.join(", "))
+                }
+                Spec::TwoPrefixes(a, b) => {
+                    format!("action.type.startsWith(\"{a}\") && action.type.startsWith(\"{b}\")")
+                }
+                Spec::Unguarded => "action.amount > 1".to_owned(),
+            }
+        }
+
+        fn admits(&self, value: &str) -> bool {
+            match self {
+                Spec::Exact(l) => value == l,
+                Spec::Prefix(l) | Spec::TwoPrefixes(l, _) => value.starts_with(l.as_str()),
+                Spec::In(ls) => ls.iter().any(|l| l == value),
+                Spec::Unguarded => true,
+            }
+        }
+    }
+
+    fn spec() -> impl Strategy<Value = Spec> {
+        let lit = "[ab]{0,3}";
+        prop_oneof![
+            lit.prop_map(Spec::Exact),
+            lit.prop_map(Spec::Prefix),
+            prop::collection::vec(lit, 1..4).prop_map(Spec::In),
+            (lit, lit).prop_map(|(a, b)| Spec::TwoPrefixes(a, b)),
+            Just(Spec::Unguarded),
+        ]
+    }
+
+    proptest! {
+        /// The index selects exactly the rules whose indexed guard admits the value
+        /// (and every rule without one), in rule order, each once.
+        #[test]
+        fn candidates_are_the_rules_whose_guard_admits_the_value(
+            specs in prop::collection::vec(spec(), 1..16),
+            values in prop::collection::vec("[ab]{0,4}", 1..8),
+        ) {
+            let mut text = String::from("id: idx\ndefault_effect: allow\nrules:\n");
+            for (i, s) in specs.iter().enumerate() {
+                text.push_str(&format!(
+                    "  - {{name: r{i}, when: '{}', effect: block, reason_code: R{i}}}\n",
+                    s.when()
+                ));
+            }
+            let policy = compile_policy(&text, PolicyFormat::Yaml)
+                .map_err(|e| TestCaseError::fail(e.to_string()))?;
+            let guarded = specs.iter().filter(|s| !matches!(s, Spec::Unguarded)).count();
+            match &policy.index {
+                None => prop_assert!(guarded < 2, "no index for {guarded} guarded rules"),
+                Some(index) => {
+                    prop_assert_eq!(&index.path, &vec!["action".to_owned(), "type".to_owned()]);
+                    for value in &values {
+                        let got: Vec<usize> = index.candidates(value).collect();
+                        let expected: Vec<usize> = specs
+                            .iter()
+                            .enumerate()
+                            .filter(|(_, s)| s.admits(value))
+                            .map(|(i, _)| i)
+                            .collect();
+                        prop_assert_eq!(got, expected, "value {:?}", value);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Nested and sibling prefixes: the longest matching prefix is found even when
+    /// the prefix sorting just before the value does not match it.
+    #[test]
+    fn longest_prefix_walks_up_from_a_sibling() {
+        let text = "id: idx\ndefault_effect: allow\nrules:\n\
+            - {name: a, when: 'action.type.startsWith(\"a\")', effect: block, reason_code: A}\n\
+            - {name: ab, when: 'action.type.startsWith(\"ab\")', effect: block, reason_code: AB}\n\
+            - {name: abb, when: 'action.type.startsWith(\"abb\")', effect: block, reason_code: ABB}\n\
+            - {name: b, when: 'action.type == \"abc\"', effect: block, reason_code: B}\n";
+        let policy = compile_policy(text, PolicyFormat::Yaml).unwrap_or_else(|e| panic!("{e}"));
+        let index = policy.index.as_ref().unwrap_or_else(|| panic!("indexed"));
+        let of = |v: &str| index.candidates(v).collect::<Vec<_>>();
+        assert_eq!(of("abc"), vec![0, 1, 3]);
+        assert_eq!(of("abbz"), vec![0, 1, 2]);
+        assert_eq!(of("ac"), vec![0]);
+        assert_eq!(of("b"), Vec::<usize>::new());
+        assert_eq!(of(""), Vec::<usize>::new());
+    }
 }
