@@ -150,7 +150,7 @@ pub struct Evaluation {
     /// Reason codes of matching allow rules, reported on a permit.
     allow_codes: Vec<String>,
     /// The history event this request becomes if it is permitted in enforce mode.
-    pending_event: Option<HistoryEvent>,
+    pending_event: Option<Box<HistoryEvent>>,
 }
 
 /// [`decide`] with a history, which it extends with the decision's event.
@@ -219,7 +219,7 @@ pub fn evaluate_with_history(
         key_error: false,
         demands: Vec::new(),
         allow_codes: Vec::new(),
-        pending_event: pending_event(input),
+        pending_event: pending_event(input).map(Box::new),
     };
 
     // 1. Override: the emergency stop.
@@ -302,14 +302,12 @@ impl Evaluation {
         if self.throttle_runs {
             let consumed = !updates.is_empty();
             let mut retry: Option<u64> = None;
-            for (d, c) in self.demands.iter().zip(checks) {
+            for (i, c) in checks.iter().take(self.demands.len()).enumerate() {
                 if !c.allowed {
                     retry = Some(retry.map_or(c.retry_after_ms, |r| r.max(c.retry_after_ms)));
                 }
-                self.trace.full(TraceStep::Bucket {
-                    key: Arc::clone(&d.key),
-                    capacity: d.gcra.capacity,
-                    refill_every_ms: d.gcra.interval_ms,
+                self.trace.push(Step::Bucket {
+                    demand: index_u32(i),
                     available: c.available,
                     allowed: c.allowed,
                     consumed,
@@ -318,6 +316,8 @@ impl Evaluation {
             }
             let key_error = self.key_error;
             let missing = checks.len() < self.demands.len();
+            // The bucket steps name their demand; the trace keeps the demands.
+            self.trace.set_demands(std::mem::take(&mut self.demands));
             let blocked = retry.is_some() || key_error || missing;
             if blocked && self.outcome.is_none() {
                 self.outcome = Some(if key_error || missing {
@@ -398,14 +398,14 @@ impl Evaluation {
                 retry_after_ms: None,
                 review: None,
                 mode: self.mode,
-                would_be: Some(outcome),
+                would_be: Some(Box::new(outcome)),
                 policies: self.policies,
                 adaptive_bias: self.adaptive_bias,
                 trace: Trace::compact(self.trace),
             }
         };
         let history_event = match (verdict.status, verdict.mode) {
-            (Status::Allow, Mode::Enforce) => self.pending_event,
+            (Status::Allow, Mode::Enforce) => self.pending_event.map(|e| *e),
             _ => None,
         };
         Decision {
@@ -596,7 +596,47 @@ struct Candidate<'p> {
     status: Status,
     code: Cow<'p, str>,
     explanation: Cow<'p, str>,
-    review: Option<ReviewRequest>,
+    review: Option<Box<ReviewRequest>>,
+}
+
+/// The policy gate's candidates, in the order they arose. Most decisions have at most
+/// one, kept inline: a list is allocated only for a second.
+#[derive(Default)]
+struct CandidateList<'p> {
+    first: Option<Candidate<'p>>,
+    more: Vec<Candidate<'p>>,
+}
+
+impl<'p> CandidateList<'p> {
+    fn push(&mut self, c: Candidate<'p>) {
+        if self.first.is_none() {
+            self.first = Some(c);
+        } else {
+            self.more.push(c);
+        }
+    }
+
+    fn iter(&self) -> impl Iterator<Item = &Candidate<'p>> {
+        self.first.iter().chain(&self.more)
+    }
+
+    fn is_empty(&self) -> bool {
+        self.first.is_none()
+    }
+
+    /// Most restrictive first, rule order within a level (a stable sort).
+    fn sort(&mut self) {
+        if self.more.is_empty() {
+            return;
+        }
+        let mut all = Vec::with_capacity(1 + self.more.len());
+        all.extend(self.first.take());
+        all.append(&mut self.more);
+        all.sort_by_key(|c| std::cmp::Reverse(c.status.severity()));
+        let mut all = all.into_iter();
+        self.first = all.next();
+        self.more = all.collect();
+    }
 }
 
 fn effect_status(effect: Effect) -> Status {
@@ -700,7 +740,7 @@ impl<'a> Evaluator<'a> {
 
 fn policy_gate<'a>(input: &DecideInput<'a>, events: &[HistoryEvent], ev: &mut Evaluation) {
     let request = input.request;
-    let mut candidates: Vec<Candidate<'a>> = Vec::new();
+    let mut candidates = CandidateList::default();
     // The position of each found policy in the trace's policy list.
     let mut found: u32 = 0;
     for binding in input.policies {
@@ -768,7 +808,7 @@ fn policy_gate<'a>(input: &DecideInput<'a>, events: &[HistoryEvent], ev: &mut Ev
         let mut run_rule = |i: usize,
                             rule: &'a crate::policy::compile::Rule,
                             trace: &mut CompactTrace,
-                            candidates: &mut Vec<Candidate<'a>>,
+                            candidates: &mut CandidateList<'a>,
                             ctx: &mut Evaluator<'_>| {
             let (matched, error) = match ctx.eval_bool(&rule.cond) {
                 Ok(m) => (m, None),
@@ -792,13 +832,13 @@ fn policy_gate<'a>(input: &DecideInput<'a>, events: &[HistoryEvent], ev: &mut Ev
                 let status = effect_status(rule.effect);
                 let review =
                     matches!(status, Status::Escalate | Status::ReviewRequired).then(|| {
-                        ReviewRequest {
+                        Box::new(ReviewRequest {
                             rule: rule.name.to_string(),
                             policy_id: p.stamp.id.to_string(),
                             approvers: rule.approvers.clone(),
                             min_approvals: rule.min_approvals,
                             expires_in_ms: rule.review_expires_ms,
-                        }
+                        })
                     });
                 candidates.push(Candidate {
                     status,
@@ -932,9 +972,7 @@ fn policy_gate<'a>(input: &DecideInput<'a>, events: &[HistoryEvent], ev: &mut Ev
         .max_by_key(|s| s.severity())
         .unwrap_or(Status::Allow);
     // Most restrictive first, rule order within a level.
-    if candidates.len() > 1 {
-        candidates.sort_by_key(|c| std::cmp::Reverse(c.status.severity()));
-    }
+    candidates.sort();
     let result = match worst {
         Status::Allow => GateResult::Pass,
         Status::Block | Status::Unknown => GateResult::Block,
@@ -953,7 +991,7 @@ fn policy_gate<'a>(input: &DecideInput<'a>, events: &[HistoryEvent], ev: &mut Ev
         let review = candidates
             .iter()
             .find(|c| c.status == worst)
-            .and_then(|c| c.review.clone());
+            .and_then(|c| c.review.as_deref().cloned());
         ev.outcome = Some(Outcome {
             status: worst,
             gate: Gate::Policy,

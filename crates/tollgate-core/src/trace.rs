@@ -21,6 +21,7 @@ use serde_json::Value as Json;
 
 use crate::expr::PathValue;
 use crate::policy::CompiledPolicy;
+use crate::throttle::BucketDemand;
 use crate::verdict::{Gate, GateResult, GateTrace, TraceStep};
 
 /// The compiled policies a trace refers to, in the order of the decision's bindings
@@ -54,8 +55,9 @@ impl PolicyList {
     }
 }
 
-/// Longest string stored inline in an [`InputValue`].
-const INLINE: usize = 30;
+/// Longest string stored inline in an [`InputValue`] (it then takes no more room
+/// than a JSON value).
+const INLINE: usize = 22;
 
 /// A request value a policy's rules read, as recorded for the trace.
 #[derive(Clone, Debug)]
@@ -111,8 +113,9 @@ impl InputValue {
 /// [`PolicyList`], `rule` and `band` indices into that policy.
 #[derive(Clone, Debug)]
 pub(crate) enum Step {
-    /// A step stored as it will be materialised.
-    Full(TraceStep),
+    /// A step stored as it will be materialised (boxed: rare, and much larger than
+    /// the others).
+    Full(Box<TraceStep>),
     /// `TraceStep::Inputs` of the policy; the next `count` entries are its values,
     /// one per `CompiledPolicy::rule_paths` entry, in that order.
     Inputs { policy: u32, count: u32 },
@@ -143,6 +146,14 @@ pub(crate) enum Step {
         passed: bool,
         skipped: bool,
     },
+    /// `TraceStep::Bucket`: demand `demand` of [`CompactTrace::set_demands`].
+    Bucket {
+        demand: u32,
+        available: u32,
+        allowed: bool,
+        consumed: bool,
+        retry_after_ms: Option<u64>,
+    },
     /// Closes a gate: the steps since the previous marker are its steps.
     Gate { gate: Gate, result: GateResult },
 }
@@ -150,8 +161,10 @@ pub(crate) enum Step {
 /// The trace as the pipeline records it. See the module documentation.
 #[derive(Clone, Debug, Default)]
 pub(crate) struct CompactTrace {
-    pub(crate) policies: PolicyList,
+    policies: PolicyList,
     steps: Vec<Step>,
+    /// The buckets the throttle gate checked (their keys and GCRA parameters).
+    demands: Vec<BucketDemand>,
 }
 
 impl CompactTrace {
@@ -159,6 +172,7 @@ impl CompactTrace {
         Self {
             policies,
             steps: Vec::with_capacity(8),
+            demands: Vec::new(),
         }
     }
 
@@ -167,7 +181,12 @@ impl CompactTrace {
     }
 
     pub(crate) fn full(&mut self, step: TraceStep) {
-        self.steps.push(Step::Full(step));
+        self.steps.push(Step::Full(Box::new(step)));
+    }
+
+    /// The buckets that `Step::Bucket` entries refer to.
+    pub(crate) fn set_demands(&mut self, demands: Vec<BucketDemand>) {
+        self.demands = demands;
     }
 
     /// Closes a gate over the steps pushed since the previous gate.
@@ -230,7 +249,25 @@ impl CompactTrace {
     fn one(&self, step: &Step) -> Option<TraceStep> {
         let policy_of = |i: &u32| self.policies.get(*i);
         Some(match step {
-            Step::Full(s) => s.clone(),
+            Step::Full(s) => (**s).clone(),
+            Step::Bucket {
+                demand,
+                available,
+                allowed,
+                consumed,
+                retry_after_ms,
+            } => {
+                let d = self.demands.get(usize::try_from(*demand).ok()?)?;
+                TraceStep::Bucket {
+                    key: Arc::clone(&d.key),
+                    capacity: d.gcra.capacity,
+                    refill_every_ms: d.gcra.interval_ms,
+                    available: *available,
+                    allowed: *allowed,
+                    consumed: *consumed,
+                    retry_after_ms: *retry_after_ms,
+                }
+            }
             Step::Inputs { .. } | Step::Input(_) | Step::Gate { .. } => return None,
             Step::RuleIndex { policy, evaluated } => {
                 let p = policy_of(policy)?;

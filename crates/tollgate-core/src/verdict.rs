@@ -69,7 +69,7 @@ pub struct Verdict {
     pub mode: Mode,
     /// In shadow and dry-run modes: what would have applied in enforce mode.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub would_be: Option<Outcome>,
+    pub would_be: Option<Box<Outcome>>,
     /// The policies that were evaluated, in request order.
     pub policies: Vec<PolicyStamp>,
     /// The adaptive bias added to the survival score, when the adaptive layer ran.

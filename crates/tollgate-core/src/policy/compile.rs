@@ -46,16 +46,14 @@ pub struct CompiledPolicy {
 /// `PATH == "lit"`, `PATH.startsWith("lit")` or `PATH in ["a", "b"]`. A rule whose
 /// guard is false cannot match, whatever else its condition says.
 ///
-/// Lookup allocates nothing and is logarithmic in the number of literals:
+/// Lookup allocates nothing and does not depend on the number of rules:
 ///
 /// - exact literals are sorted, and a value finds its rules by binary search;
-/// - prefixes are sorted too. Every prefix of the value that is in the set lies
-///   between the longest such prefix and the value itself, so the *last* prefix
-///   that sorts at or before the value is either a prefix of it or a descendant of
-///   one: walking up from it through `parent` (the longest proper prefix of an entry
-///   that is itself in the set) finds the longest matching prefix, usually at once.
-///   Each entry's rule list already includes the rules of all its ancestors, so that
-///   one entry gives every prefix rule that can match.
+/// - prefix literals are a byte trie. The value walks down from the root one byte at
+///   a time until no child matches; the last node on the way that ends a prefix is
+///   the longest prefix of the value in the set. Each such node holds the rules of
+///   its own prefix merged with those of every shorter prefix of it, so that one node
+///   gives every prefix rule that can match.
 ///
 /// The rules to evaluate are then the merge, in rule order and without repeats, of
 /// three sorted lists: the rules without a guard on the path, the exact hit and the
@@ -66,20 +64,20 @@ pub(crate) struct RuleIndex {
     pub(crate) dotted: Arc<str>,
     /// Exact guards, sorted by literal; each with its rules in rule order.
     exact: Vec<(Box<str>, Box<[usize]>)>,
-    /// Prefix guards, sorted by prefix.
-    prefixes: Vec<PrefixEntry>,
+    /// The prefix trie; node 0 is the root (the empty prefix).
+    trie: Vec<TrieNode>,
     /// Rules without a guard on this path: always evaluated.
     always: Box<[usize]>,
 }
 
-/// One prefix literal of a [`RuleIndex`].
-#[derive(Debug)]
-struct PrefixEntry {
-    prefix: Box<str>,
-    /// The entry of the longest proper prefix of `prefix` in the set, if any.
-    parent: Option<usize>,
-    /// The rules guarded by this prefix or by any of its ancestors, in rule order.
-    rules: Box<[usize]>,
+/// A node of the prefix trie of a [`RuleIndex`].
+#[derive(Debug, Default)]
+struct TrieNode {
+    /// Children by their byte, sorted by byte.
+    children: Box<[(u8, u32)]>,
+    /// When a prefix literal ends here: its rules and those of every shorter prefix
+    /// literal of it, in rule order.
+    rules: Option<Box<[usize]>>,
 }
 
 impl RuleIndex {
@@ -91,24 +89,101 @@ impl RuleIndex {
             .ok()
             .and_then(|i| self.exact.get(i))
             .map_or(&[][..], |(_, rules)| &rules[..]);
-        let prefix = self.longest_prefix(value).map_or(&[][..], |e| &e.rules[..]);
         Candidates {
-            lists: [&self.always, exact, prefix],
+            lists: [&self.always, exact, self.longest_prefix(value)],
         }
     }
 
-    /// The entry of the longest prefix of `value` in the set.
-    fn longest_prefix(&self, value: &str) -> Option<&PrefixEntry> {
-        let after = self.prefixes.partition_point(|e| *e.prefix <= *value);
-        let mut at = after.checked_sub(1)?;
-        loop {
-            let entry = self.prefixes.get(at)?;
-            if value.starts_with(&*entry.prefix) {
-                return Some(entry);
+    /// The rules of the longest prefix literal of `value` (and of its prefixes).
+    fn longest_prefix(&self, value: &str) -> &[usize] {
+        let Some(mut node) = self.trie.first() else {
+            return &[];
+        };
+        let mut hit = node.rules.as_deref();
+        for byte in value.bytes() {
+            let next = node
+                .children
+                .binary_search_by_key(&byte, |(b, _)| *b)
+                .ok()
+                .and_then(|i| node.children.get(i))
+                .and_then(|(_, child)| self.trie.get(usize::try_from(*child).ok()?));
+            match next {
+                Some(child) => node = child,
+                None => break,
             }
-            at = entry.parent?;
+            if node.rules.is_some() {
+                hit = node.rules.as_deref();
+            }
+        }
+        hit.unwrap_or_default()
+    }
+}
+
+/// Builds the prefix trie of [`RuleIndex`] from each prefix literal's own rules.
+fn build_trie(prefixes: &BTreeMap<&str, Vec<usize>>) -> Vec<TrieNode> {
+    if prefixes.is_empty() {
+        return Vec::new();
+    }
+    // Children as maps while building; a node's parent always has a smaller index.
+    let mut children: Vec<BTreeMap<u8, usize>> = vec![BTreeMap::new()];
+    let mut own: Vec<Option<&[usize]>> = vec![None];
+    let mut parent: Vec<usize> = vec![0];
+    for (prefix, rules) in prefixes {
+        let mut at = 0;
+        for byte in prefix.bytes() {
+            let fresh = children.len();
+            let next = match children.get_mut(at) {
+                Some(map) => *map.entry(byte).or_insert(fresh),
+                None => break,
+            };
+            if next == fresh {
+                children.push(BTreeMap::new());
+                own.push(None);
+                parent.push(at);
+            }
+            at = next;
+        }
+        if let Some(slot) = own.get_mut(at) {
+            *slot = Some(rules);
         }
     }
+    // In index order every parent comes first: each node inherits the closed rule
+    // list of its nearest ancestor that ends a prefix (itself included).
+    let mut closed: Vec<Option<Box<[usize]>>> = Vec::with_capacity(own.len());
+    let mut nearest: Vec<Option<usize>> = Vec::with_capacity(own.len());
+    for (i, own_rules) in own.iter().enumerate() {
+        let inherited = match i {
+            0 => None,
+            _ => parent
+                .get(i)
+                .and_then(|p| nearest.get(*p).copied().flatten()),
+        };
+        match own_rules {
+            Some(rules) => {
+                let base = inherited
+                    .and_then(|a| closed.get(a))
+                    .and_then(Option::as_deref)
+                    .unwrap_or_default();
+                closed.push(Some(merge_sorted(base, rules).into_boxed_slice()));
+                nearest.push(Some(i));
+            }
+            None => {
+                closed.push(None);
+                nearest.push(inherited);
+            }
+        }
+    }
+    children
+        .into_iter()
+        .zip(closed)
+        .map(|(map, rules)| TrieNode {
+            children: map
+                .into_iter()
+                .map(|(b, c)| (b, u32::try_from(c).unwrap_or(u32::MAX)))
+                .collect(),
+            rules,
+        })
+        .collect()
 }
 
 /// The rules a [`RuleIndex`] selects: a merge of sorted lists, in rule order, each
@@ -263,32 +338,6 @@ fn build_index(rules: &[Rule]) -> Option<RuleIndex> {
             None => always.push(i),
         }
     }
-    // Prefixes in sorted order: an entry's ancestors come before it, and the stack
-    // holds the chain of prefixes of the current one.
-    let mut entries: Vec<PrefixEntry> = Vec::with_capacity(prefixes.len());
-    let mut chain: Vec<usize> = Vec::new();
-    for (prefix, own) in prefixes {
-        while let Some(&top) = chain.last() {
-            if entries
-                .get(top)
-                .is_some_and(|e| prefix.starts_with(&*e.prefix))
-            {
-                break;
-            }
-            chain.pop();
-        }
-        let parent = chain.last().copied();
-        let inherited = parent
-            .and_then(|p| entries.get(p))
-            .map_or(&[][..], |e| &e.rules[..]);
-        let rules = merge_sorted(inherited, &own).into_boxed_slice();
-        chain.push(entries.len());
-        entries.push(PrefixEntry {
-            prefix: Box::from(prefix),
-            parent,
-            rules,
-        });
-    }
     Some(RuleIndex {
         dotted: Arc::from(path.join(".")),
         path,
@@ -296,7 +345,7 @@ fn build_index(rules: &[Rule]) -> Option<RuleIndex> {
             .into_iter()
             .map(|(k, v)| (Box::from(k), v.into_boxed_slice()))
             .collect(),
-        prefixes: entries,
+        trie: build_trie(&prefixes),
         always: always.into_boxed_slice(),
     })
 }
