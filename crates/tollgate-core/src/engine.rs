@@ -168,6 +168,7 @@ pub fn decide_with_history(
 }
 
 /// Runs the whole pipeline with bucket state in `buckets`, applying the state changes.
+#[inline]
 pub fn decide(
     input: &DecideInput<'_>,
     buckets: &mut MemoryBuckets,
@@ -181,6 +182,7 @@ pub fn decide(
 
 /// Validates the request and runs every gate before the throttle, with no history
 /// (velocity conditions see an empty one).
+#[inline]
 pub fn evaluate(input: &DecideInput<'_>) -> Result<Evaluation, InvalidRequest> {
     evaluate_with_history(input, &[])
 }
@@ -290,6 +292,7 @@ impl Evaluation {
 
     /// Finishes the pipeline with the current TAT of every demanded bucket (same
     /// order as [`Evaluation::demands`]; `None` = never used).
+    #[inline]
     pub fn finish(self, tats: &[Option<i64>]) -> Decision {
         let (checks, updates) = throttle::check_all(&self.demands, tats, self.now, self.consumes());
         self.finish_with_checks(&checks, updates)
@@ -298,6 +301,7 @@ impl Evaluation {
     /// Finishes the pipeline with bucket checks made elsewhere with the same GCRA
     /// (for example by an atomic script in Redis): `checks` in demand order, and the
     /// updates that were applied.
+    #[inline]
     pub fn finish_with_checks(mut self, checks: &[GcraCheck], updates: Vec<TatUpdate>) -> Decision {
         if self.throttle_runs {
             let consumed = !updates.is_empty();
@@ -991,7 +995,7 @@ fn policy_gate<'a>(input: &DecideInput<'a>, events: &[HistoryEvent], ev: &mut Ev
         let review = candidates
             .iter()
             .find(|c| c.status == worst)
-            .and_then(|c| c.review.as_deref().cloned());
+            .and_then(|c| c.review.clone());
         ev.outcome = Some(Outcome {
             status: worst,
             gate: Gate::Policy,

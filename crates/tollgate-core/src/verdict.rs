@@ -44,7 +44,7 @@ pub struct Outcome {
     pub retry_after_ms: Option<u64>,
     /// For ESCALATE / REVIEW_REQUIRED: the review to open.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub review: Option<ReviewRequest>,
+    pub review: Option<Box<ReviewRequest>>,
 }
 
 /// The engine's answer: the verdict that applies, the would-be outcome in shadow
@@ -64,7 +64,7 @@ pub struct Verdict {
     pub retry_after_ms: Option<u64>,
     /// For ESCALATE / REVIEW_REQUIRED in enforce mode: the review to open.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub review: Option<ReviewRequest>,
+    pub review: Option<Box<ReviewRequest>>,
     /// The mode the request ran in (after a tenant-wide shadow switch is applied).
     pub mode: Mode,
     /// In shadow and dry-run modes: what would have applied in enforce mode.
