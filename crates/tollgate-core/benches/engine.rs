@@ -144,7 +144,9 @@ fn main() {
     bench_policy(
         &mut c,
         "engine/csc-default+trace",
-        vec![PolicyBinding::Found(csc_default().unwrap_or_else(|e| panic!("{e}")))],
+        vec![PolicyBinding::Found(
+            csc_default().unwrap_or_else(|e| panic!("{e}")),
+        )],
         request(json!({"type": "OPEN_POSITION"})),
         Status::Allow,
         true,
