@@ -799,15 +799,12 @@ fn policy_gate<'a>(input: &DecideInput<'a>, events: &[HistoryEvent], ev: &mut Ev
             }?;
             Some(index.candidates(value))
         });
-        // The index step comes before the rules; its count is known after them.
-        let index_step = chosen.is_some().then(|| {
-            let at = ev.trace.mark();
+        if let Some(chosen) = &chosen {
             ev.trace.push(Step::RuleIndex {
                 policy: k,
-                evaluated: 0,
+                evaluated: index_u32(chosen.clone().count()),
             });
-            at
-        });
+        }
         let mut any = false;
         let mut run_rule = |i: usize,
                             rule: &'a crate::policy::compile::Rule,
@@ -869,21 +866,10 @@ fn policy_gate<'a>(input: &DecideInput<'a>, events: &[HistoryEvent], ev: &mut Ev
         };
         match chosen {
             Some(chosen) => {
-                let mut evaluated = 0usize;
                 for i in chosen {
-                    evaluated += 1;
                     if let Some(rule) = p.rules.get(i) {
                         run_rule(i, rule, &mut ev.trace, &mut candidates, &mut ctx);
                     }
-                }
-                if let Some(at) = index_step {
-                    ev.trace.set(
-                        at,
-                        Step::RuleIndex {
-                            policy: k,
-                            evaluated: index_u32(evaluated),
-                        },
-                    );
                 }
             }
             None => {

@@ -194,19 +194,6 @@ impl CompactTrace {
         self.steps.push(Step::Gate { gate, result });
     }
 
-    /// Position of the next step (for [`CompactTrace::set`]).
-    pub(crate) fn mark(&self) -> usize {
-        self.steps.len()
-    }
-
-    /// Replaces the step at `at` (a `RuleIndex` whose count is known only after the
-    /// rules ran).
-    pub(crate) fn set(&mut self, at: usize, step: Step) {
-        if let Some(slot) = self.steps.get_mut(at) {
-            *slot = step;
-        }
-    }
-
     /// The full trace: exactly the [`GateTrace`]s the pipeline describes.
     pub(crate) fn materialise(&self) -> Vec<GateTrace> {
         let mut gates = Vec::new();
