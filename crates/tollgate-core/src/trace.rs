@@ -327,3 +327,55 @@ impl CompactTrace {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::{INLINE, InputValue};
+    use crate::expr::PathValue;
+
+    /// Whatever the value, the recorded input gives the JSON `PathValue::to_json` gives.
+    #[test]
+    fn input_values_give_the_same_json_as_the_path_value() {
+        let long = "x".repeat(INLINE + 1);
+        let exact = "y".repeat(INLINE);
+        let multibyte = "é".repeat(INLINE / 2 + 1);
+        let jsons = [
+            json!(null),
+            json!(true),
+            json!(2500),
+            json!(0.25),
+            json!(""),
+            json!("read_file"),
+            json!(exact),
+            json!(long),
+            json!(multibyte),
+            json!(["ops", "eu"]),
+            json!({"a": 1}),
+        ];
+        for j in &jsons {
+            let direct = PathValue::Json(j).to_json();
+            assert_eq!(InputValue::of(Some(PathValue::Json(j))).to_json(), direct);
+        }
+        for s in [
+            "",
+            "tenant-1",
+            exact.as_str(),
+            long.as_str(),
+            multibyte.as_str(),
+        ] {
+            let direct = PathValue::Str(s).to_json();
+            assert_eq!(InputValue::of(Some(PathValue::Str(s))).to_json(), direct);
+        }
+        for n in [0.0, 0.95, -1.5, f64::NAN, f64::INFINITY] {
+            let direct = PathValue::Num(n).to_json();
+            assert_eq!(InputValue::of(Some(PathValue::Num(n))).to_json(), direct);
+        }
+        assert_eq!(InputValue::of(None).to_json(), json!(null));
+        assert!(matches!(
+            InputValue::of(Some(PathValue::Str(&exact))),
+            InputValue::Short { .. }
+        ));
+    }
+}

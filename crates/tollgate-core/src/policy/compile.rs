@@ -1051,10 +1051,11 @@ mod tests {
         }
     }
 
-    /// Nested and sibling prefixes: the longest matching prefix is found even when
-    /// the prefix sorting just before the value does not match it.
+    /// Nested and sibling prefixes: the longest matching prefix is found when a longer
+    /// literal shares the value's first bytes but does not match, and its rules come
+    /// with those of the shorter prefixes.
     #[test]
-    fn longest_prefix_walks_up_from_a_sibling() {
+    fn the_longest_matching_prefix_brings_the_shorter_ones() {
         let text = "id: idx\ndefault_effect: allow\nrules:\n\
             - {name: a, when: 'action.type.startsWith(\"a\")', effect: block, reason_code: A}\n\
             - {name: ab, when: 'action.type.startsWith(\"ab\")', effect: block, reason_code: AB}\n\
