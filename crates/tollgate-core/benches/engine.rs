@@ -1,5 +1,7 @@
 //! Engine benchmarks: median time per decision for `csc-default`, for 50 generated
 //! CEL rules, and for 50 rules on `action.type` (deny-lists by prefix, one allow).
+//! A decision records its trace compactly; `engine/csc-default+trace` also
+//! materialises the full gate list, as writing the verdict to the ledger does.
 //!
 //! Run: `cargo bench -p tollgate-core --bench engine`. Criterion prints its own
 //! report; a table of medians follows at the end.
@@ -83,6 +85,7 @@ fn bench_policy(
     policies: Vec<PolicyBinding>,
     req: DecisionRequest,
     expect: Status,
+    materialise: bool,
 ) {
     let mut buckets = MemoryBuckets::new();
     let mut now = T0;
@@ -100,6 +103,9 @@ fn bench_policy(
         let tats = buckets.read(eval.demands());
         let d = eval.finish(&tats);
         buckets.apply(&d.bucket_updates);
+        if materialise {
+            black_box(d.verdict.trace.gates().len());
+        }
         Some(d.verdict)
     };
     let first = run(now, &mut buckets).map(|v| v.status);
@@ -133,6 +139,17 @@ fn main() {
         vec![PolicyBinding::Found(csc)],
         request(json!({"type": "OPEN_POSITION"})),
         Status::Allow,
+        false,
+    );
+    bench_policy(
+        &mut c,
+        "engine/csc-default+trace",
+        vec![PolicyBinding::Found(
+            csc_default().unwrap_or_else(|e| panic!("{e}")),
+        )],
+        request(json!({"type": "OPEN_POSITION"})),
+        Status::Allow,
+        true,
     );
     bench_policy(
         &mut c,
@@ -142,6 +159,7 @@ fn main() {
             json!({"type": "TRANSFER_FUNDS", "amount": 2500, "tags": ["ops", "eu"], "memo": "invoice 42"}),
         ),
         Status::Allow,
+        false,
     );
     bench_policy(
         &mut c,
@@ -149,10 +167,12 @@ fn main() {
         vec![PolicyBinding::Found(types)],
         request(json!({"type": "read_file"})),
         Status::Allow,
+        false,
     );
     c.final_summary();
     print_medians(&[
         "engine/csc-default",
+        "engine/csc-default+trace",
         "engine/50-cel-rules",
         "engine/50-action-type-rules",
     ]);
@@ -181,6 +201,7 @@ fn print_medians(ids: &[&str]) {
             .and_then(|v| v["median"]["point_estimate"].as_f64());
         let bar = match *id {
             "engine/csc-default" => "≤ 1 µs",
+            "engine/csc-default+trace" => "(csc-default, full trace materialised)",
             "engine/50-cel-rules" => "≤ 5 µs",
             _ => "≤ peer's median (~1.5 µs)",
         };

@@ -7,6 +7,7 @@
 //! [`Evaluation::finish`], which returns the verdict and the state changes to apply.
 //! [`decide`] does both against [`MemoryBuckets`].
 
+use std::borrow::Cow;
 use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
@@ -21,8 +22,9 @@ use crate::policy::{CompiledPolicy, DefaultEffect, Effect, OnError};
 use crate::request::{DecisionRequest, FieldError, InvalidRequest, Mode};
 use crate::throttle::{self, BucketDemand, GcraCheck, MemoryBuckets, TatUpdate};
 use crate::time::UnixMillis;
+use crate::trace::{CompactTrace, InputValue, PolicyList, Step};
 use crate::verdict::{
-    Gate, GateResult, GateTrace, Outcome, PolicyStamp, ReviewRequest, Status, TraceStep, Verdict,
+    Gate, GateResult, Outcome, PolicyStamp, ReviewRequest, Status, Trace, TraceStep, Verdict,
 };
 
 /// Longest `action.type`, `actor.id` or `source` accepted, in bytes.
@@ -135,17 +137,20 @@ pub struct Evaluation {
     mode: Mode,
     policies: Vec<PolicyStamp>,
     adaptive_bias: Option<f64>,
-    trace: Vec<GateTrace>,
+    /// The trace so far, compact. The throttle gate's key errors are already in it
+    /// (they are its first steps); `finish` adds its buckets and closes it.
+    trace: CompactTrace,
     /// The first blocking outcome; `None` while every gate passed.
     outcome: Option<Outcome>,
     /// Whether the throttle gate runs (its trace step is added by `finish`).
     throttle_runs: bool,
-    throttle_steps: Vec<TraceStep>,
+    /// Whether a bucket key could not be computed.
+    key_error: bool,
     demands: Vec<BucketDemand>,
     /// Reason codes of matching allow rules, reported on a permit.
     allow_codes: Vec<String>,
     /// The history event this request becomes if it is permitted in enforce mode.
-    pending_event: Option<HistoryEvent>,
+    pending_event: Option<Box<HistoryEvent>>,
 }
 
 /// [`decide`] with a history, which it extends with the decision's event.
@@ -163,6 +168,7 @@ pub fn decide_with_history(
 }
 
 /// Runs the whole pipeline with bucket state in `buckets`, applying the state changes.
+#[inline]
 pub fn decide(
     input: &DecideInput<'_>,
     buckets: &mut MemoryBuckets,
@@ -176,6 +182,7 @@ pub fn decide(
 
 /// Validates the request and runs every gate before the throttle, with no history
 /// (velocity conditions see an empty one).
+#[inline]
 pub fn evaluate(input: &DecideInput<'_>) -> Result<Evaluation, InvalidRequest> {
     evaluate_with_history(input, &[])
 }
@@ -195,25 +202,26 @@ pub fn evaluate_with_history(
         request.mode
     };
     let stop_early = mode.is_enforce();
+    let mut stamps = Vec::with_capacity(input.policies.len());
+    let mut compiled = PolicyList::default();
+    for b in input.policies {
+        if let PolicyBinding::Found(p) = b {
+            stamps.push(p.stamp.clone());
+            compiled.push(Arc::clone(p));
+        }
+    }
     let mut ev = Evaluation {
         now: input.now,
         mode,
-        policies: input
-            .policies
-            .iter()
-            .filter_map(|b| match b {
-                PolicyBinding::Found(p) => Some(p.stamp.clone()),
-                PolicyBinding::NotFound(_) => None,
-            })
-            .collect(),
+        policies: stamps,
         adaptive_bias: None,
-        trace: Vec::with_capacity(5),
+        trace: CompactTrace::new(compiled),
         outcome: None,
         throttle_runs: false,
-        throttle_steps: Vec::new(),
+        key_error: false,
         demands: Vec::new(),
         allow_codes: Vec::new(),
-        pending_event: pending_event(input),
+        pending_event: pending_event(input).map(Box::new),
     };
 
     // 1. Override: the emergency stop.
@@ -224,14 +232,11 @@ pub fn evaluate_with_history(
 
     // A human approval for this exact request: ALLOW at gate review.
     if let Some(approval) = input.approval {
-        ev.trace.push(GateTrace {
-            gate: Gate::Review,
-            result: GateResult::Allow,
-            steps: vec![TraceStep::Approval {
-                review_id: approval.review_id.clone(),
-                approvers: approval.approvers.clone(),
-            }],
+        ev.trace.full(TraceStep::Approval {
+            review_id: approval.review_id.clone(),
+            approvers: approval.approvers.clone(),
         });
+        ev.trace.close(Gate::Review, GateResult::Allow);
         if ev.outcome.is_none() {
             ev.outcome = Some(Outcome {
                 status: Status::Allow,
@@ -287,6 +292,7 @@ impl Evaluation {
 
     /// Finishes the pipeline with the current TAT of every demanded bucket (same
     /// order as [`Evaluation::demands`]; `None` = never used).
+    #[inline]
     pub fn finish(self, tats: &[Option<i64>]) -> Decision {
         let (checks, updates) = throttle::check_all(&self.demands, tats, self.now, self.consumes());
         self.finish_with_checks(&checks, updates)
@@ -295,29 +301,27 @@ impl Evaluation {
     /// Finishes the pipeline with bucket checks made elsewhere with the same GCRA
     /// (for example by an atomic script in Redis): `checks` in demand order, and the
     /// updates that were applied.
+    #[inline]
     pub fn finish_with_checks(mut self, checks: &[GcraCheck], updates: Vec<TatUpdate>) -> Decision {
         if self.throttle_runs {
             let consumed = !updates.is_empty();
-            let mut steps = std::mem::take(&mut self.throttle_steps);
             let mut retry: Option<u64> = None;
-            for (d, c) in self.demands.iter().zip(checks) {
+            for (i, c) in checks.iter().take(self.demands.len()).enumerate() {
                 if !c.allowed {
                     retry = Some(retry.map_or(c.retry_after_ms, |r| r.max(c.retry_after_ms)));
                 }
-                steps.push(TraceStep::Bucket {
-                    key: Arc::clone(&d.key),
-                    capacity: d.gcra.capacity,
-                    refill_every_ms: d.gcra.interval_ms,
+                self.trace.push(Step::Bucket {
+                    demand: index_u32(i),
                     available: c.available,
                     allowed: c.allowed,
                     consumed,
                     retry_after_ms: (!c.allowed).then_some(c.retry_after_ms),
                 });
             }
-            let key_error = steps
-                .iter()
-                .any(|s| matches!(s, TraceStep::BucketKeyError { .. }));
+            let key_error = self.key_error;
             let missing = checks.len() < self.demands.len();
+            // The bucket steps name their demand; the trace keeps the demands.
+            self.trace.set_demands(std::mem::take(&mut self.demands));
             let blocked = retry.is_some() || key_error || missing;
             if blocked && self.outcome.is_none() {
                 self.outcome = Some(if key_error || missing {
@@ -344,24 +348,19 @@ impl Evaluation {
                     }
                 });
             }
-            self.trace.push(GateTrace {
-                gate: Gate::Throttle,
-                result: if blocked {
+            self.trace.close(
+                Gate::Throttle,
+                if blocked {
                     GateResult::Block
                 } else {
                     GateResult::Pass
                 },
-                steps,
-            });
+            );
         }
         let outcome = match self.outcome {
             Some(o) => o,
             None => {
-                self.trace.push(GateTrace {
-                    gate: Gate::Permit,
-                    result: GateResult::Allow,
-                    steps: Vec::new(),
-                });
+                self.trace.close(Gate::Permit, GateResult::Allow);
                 Outcome {
                     status: Status::Allow,
                     gate: Gate::Permit,
@@ -384,7 +383,7 @@ impl Evaluation {
                 would_be: None,
                 policies: self.policies,
                 adaptive_bias: self.adaptive_bias,
-                trace: self.trace,
+                trace: Trace::compact(self.trace),
             }
         } else {
             Verdict {
@@ -403,14 +402,14 @@ impl Evaluation {
                 retry_after_ms: None,
                 review: None,
                 mode: self.mode,
-                would_be: Some(outcome),
+                would_be: Some(Box::new(outcome)),
                 policies: self.policies,
                 adaptive_bias: self.adaptive_bias,
-                trace: self.trace,
+                trace: Trace::compact(self.trace),
             }
         };
         let history_event = match (verdict.status, verdict.mode) {
-            (Status::Allow, Mode::Enforce) => self.pending_event,
+            (Status::Allow, Mode::Enforce) => self.pending_event.map(|e| *e),
             _ => None,
         };
         Decision {
@@ -526,18 +525,22 @@ fn validate(input: &DecideInput<'_>) -> Result<(), InvalidRequest> {
             );
             continue;
         }
-        let mut ranges = input.policies.iter().filter_map(|b| match b {
-            PolicyBinding::Found(p) => p.signals.iter().find(|(n, _)| n == name).map(|(_, r)| *r),
-            PolicyBinding::NotFound(_) => None,
-        });
-        let first = ranges.next();
-        let all: Vec<_> = first.into_iter().chain(ranges).collect();
-        let all = if all.is_empty() {
-            vec![Default::default()]
-        } else {
-            all
-        };
-        for range in all {
+        let mut ranges = input
+            .policies
+            .iter()
+            .filter_map(|b| match b {
+                PolicyBinding::Found(p) => {
+                    p.signals.iter().find(|(n, _)| n == name).map(|(_, r)| *r)
+                }
+                PolicyBinding::NotFound(_) => None,
+            })
+            .peekable();
+        // A signal no policy declares is checked against the default range.
+        let default = ranges
+            .peek()
+            .is_none()
+            .then(crate::policy::SignalRange::default);
+        for range in default.into_iter().chain(ranges) {
             let crate::policy::SignalRange { min, max, .. } = range;
             if *value < min || *value > max {
                 err(
@@ -557,14 +560,13 @@ fn validate(input: &DecideInput<'_>) -> Result<(), InvalidRequest> {
 }
 
 fn override_gate(input: &DecideInput<'_>, ev: &mut Evaluation) {
-    let mut steps = Vec::with_capacity(input.overrides.len());
     let mut engaged: Option<&crate::engine::Override> = None;
     for o in input.overrides {
         let hit = o.scope.matches(input.request);
         if hit && engaged.is_none() {
             engaged = Some(o);
         }
-        steps.push(TraceStep::Override {
+        ev.trace.full(TraceStep::Override {
             id: o.id.clone(),
             scope: o.scope.describe(),
             engaged: hit,
@@ -575,11 +577,7 @@ fn override_gate(input: &DecideInput<'_>, ev: &mut Evaluation) {
     } else {
         GateResult::Pass
     };
-    ev.trace.push(GateTrace {
-        gate: Gate::Override,
-        result,
-        steps,
-    });
+    ev.trace.close(Gate::Override, result);
     if let Some(o) = engaged {
         ev.outcome = Some(Outcome {
             status: Status::Block,
@@ -598,11 +596,51 @@ fn override_gate(input: &DecideInput<'_>, ev: &mut Evaluation) {
 }
 
 /// One contribution to the policy gate's verdict.
-struct Candidate {
+struct Candidate<'p> {
     status: Status,
-    code: String,
-    explanation: String,
-    review: Option<ReviewRequest>,
+    code: Cow<'p, str>,
+    explanation: Cow<'p, str>,
+    review: Option<Box<ReviewRequest>>,
+}
+
+/// The policy gate's candidates, in the order they arose. Most decisions have at most
+/// one, kept inline: a list is allocated only for a second.
+#[derive(Default)]
+struct CandidateList<'p> {
+    first: Option<Candidate<'p>>,
+    more: Vec<Candidate<'p>>,
+}
+
+impl<'p> CandidateList<'p> {
+    fn push(&mut self, c: Candidate<'p>) {
+        if self.first.is_none() {
+            self.first = Some(c);
+        } else {
+            self.more.push(c);
+        }
+    }
+
+    fn iter(&self) -> impl Iterator<Item = &Candidate<'p>> {
+        self.first.iter().chain(&self.more)
+    }
+
+    fn is_empty(&self) -> bool {
+        self.first.is_none()
+    }
+
+    /// Most restrictive first, rule order within a level (a stable sort).
+    fn sort(&mut self) {
+        if self.more.is_empty() {
+            return;
+        }
+        let mut all = Vec::with_capacity(1 + self.more.len());
+        all.extend(self.first.take());
+        all.append(&mut self.more);
+        all.sort_by_key(|c| std::cmp::Reverse(c.status.severity()));
+        let mut all = all.into_iter();
+        self.first = all.next();
+        self.more = all.collect();
+    }
 }
 
 fn effect_status(effect: Effect) -> Status {
@@ -704,26 +742,31 @@ impl<'a> Evaluator<'a> {
     }
 }
 
-fn policy_gate(input: &DecideInput<'_>, events: &[HistoryEvent], ev: &mut Evaluation) {
+fn policy_gate<'a>(input: &DecideInput<'a>, events: &[HistoryEvent], ev: &mut Evaluation) {
     let request = input.request;
-    let mut steps = Vec::new();
-    let mut candidates: Vec<Candidate> = Vec::new();
+    let mut candidates = CandidateList::default();
+    // The position of each found policy in the trace's policy list.
+    let mut found: u32 = 0;
     for binding in input.policies {
         let p = match binding {
             PolicyBinding::NotFound(reference) => {
-                steps.push(TraceStep::PolicyNotFound {
+                ev.trace.full(TraceStep::PolicyNotFound {
                     reference: reference.clone(),
                 });
                 candidates.push(Candidate {
                     status: Status::Block,
-                    code: "POLICY_NOT_FOUND".to_owned(),
-                    explanation: format!("policy '{reference}' not found; failing closed"),
+                    code: Cow::Borrowed("POLICY_NOT_FOUND"),
+                    explanation: Cow::Owned(format!(
+                        "policy '{reference}' not found; failing closed"
+                    )),
                     review: None,
                 });
                 continue;
             }
             PolicyBinding::Found(p) => p,
         };
+        let k = found;
+        found = found.saturating_add(1);
         let signals = effective_signals(request, p);
         let history: Vec<(crate::history::HistoryCall, f64)> = p
             .history_calls
@@ -731,46 +774,42 @@ fn policy_gate(input: &DecideInput<'_>, events: &[HistoryEvent], ev: &mut Evalua
             .map(|c| (c.clone(), c.compute(request, events, input.now)))
             .collect();
         if !history.is_empty() {
-            steps.push(TraceStep::History {
+            ev.trace.full(TraceStep::History {
                 policy: Arc::clone(&p.stamp.id),
                 values: history.iter().map(|(c, v)| (c.describe(), *v)).collect(),
             });
         }
         let mut ctx = Evaluator::new(request, &signals, input.now, p.needed, &history);
         if !p.rule_paths.is_empty() {
-            let values = p
-                .rule_paths
-                .iter()
-                .map(|(path, dotted)| {
-                    let value = expr::read_path(request, path).map_or(Json::Null, |v| v.to_json());
-                    (Arc::clone(dotted), value)
-                })
-                .collect();
-            steps.push(TraceStep::Inputs {
-                policy: Arc::clone(&p.stamp.id),
-                values,
+            ev.trace.push(Step::Inputs {
+                policy: k,
+                count: index_u32(p.rule_paths.len()),
             });
+            for (path, _) in &p.rule_paths {
+                ev.trace
+                    .push(Step::Input(InputValue::of(expr::read_path(request, path))));
+            }
         }
         // The rule index narrows the rules to those whose guard can be true.
-        let selected: Option<Vec<usize>> = p.index.as_ref().and_then(|index| {
+        let chosen = p.index.as_ref().and_then(|index| {
             let value = match expr::read_path(request, &index.path) {
                 Some(expr::PathValue::Str(s)) => Some(s),
                 Some(expr::PathValue::Json(Json::String(s))) => Some(s.as_str()),
                 _ => None,
             }?;
-            let chosen = index.candidates(value);
-            steps.push(TraceStep::RuleIndex {
-                policy: Arc::clone(&p.stamp.id),
-                path: Arc::clone(&index.dotted),
-                evaluated: chosen.len(),
-                skipped: p.rules.len().saturating_sub(chosen.len()),
-            });
-            Some(chosen)
+            Some(index.candidates(value))
         });
+        if let Some(chosen) = &chosen {
+            ev.trace.push(Step::RuleIndex {
+                policy: k,
+                evaluated: index_u32(chosen.clone().count()),
+            });
+        }
         let mut any = false;
-        let mut run_rule = |rule: &crate::policy::compile::Rule,
-                            steps: &mut Vec<TraceStep>,
-                            candidates: &mut Vec<Candidate>,
+        let mut run_rule = |i: usize,
+                            rule: &'a crate::policy::compile::Rule,
+                            trace: &mut CompactTrace,
+                            candidates: &mut CandidateList<'a>,
                             ctx: &mut Evaluator<'_>| {
             let (matched, error) = match ctx.eval_bool(&rule.cond) {
                 Ok(m) => (m, None),
@@ -781,12 +820,12 @@ fn policy_gate(input: &DecideInput<'_>, events: &[HistoryEvent], ev: &mut Evalua
                 any = true;
                 candidates.push(Candidate {
                     status: Status::Block,
-                    code: "RULE_EVALUATION_ERROR".to_owned(),
-                    explanation: format!(
+                    code: Cow::Borrowed("RULE_EVALUATION_ERROR"),
+                    explanation: Cow::Owned(format!(
                         "rule '{}' could not be evaluated and fails closed: {}",
                         rule.name,
                         error.as_deref().unwrap_or_default()
-                    ),
+                    )),
                     review: None,
                 });
             } else if matched {
@@ -794,58 +833,61 @@ fn policy_gate(input: &DecideInput<'_>, events: &[HistoryEvent], ev: &mut Evalua
                 let status = effect_status(rule.effect);
                 let review =
                     matches!(status, Status::Escalate | Status::ReviewRequired).then(|| {
-                        ReviewRequest {
+                        Box::new(ReviewRequest {
                             rule: rule.name.to_string(),
                             policy_id: p.stamp.id.to_string(),
                             approvers: rule.approvers.clone(),
                             min_approvals: rule.min_approvals,
                             expires_in_ms: rule.review_expires_ms,
-                        }
+                        })
                     });
                 candidates.push(Candidate {
                     status,
-                    code: rule.reason_code.clone(),
-                    explanation: rule
-                        .explanation
-                        .clone()
-                        .unwrap_or_else(|| format!("rule '{}' matched", rule.name)),
+                    code: Cow::Borrowed(&rule.reason_code),
+                    explanation: Cow::Borrowed(&rule.matched_explanation),
                     review,
                 });
             }
-            steps.push(TraceStep::Rule {
-                policy: Arc::clone(&p.stamp.id),
-                rule: Arc::clone(&rule.name),
-                matched,
-                effect: rule.effect,
-                error,
-                failed_closed,
-            });
+            match error {
+                None => trace.push(Step::Rule {
+                    policy: k,
+                    rule: index_u32(i),
+                    matched,
+                }),
+                Some(error) => trace.full(TraceStep::Rule {
+                    policy: Arc::clone(&p.stamp.id),
+                    rule: Arc::clone(&rule.name),
+                    matched,
+                    effect: rule.effect,
+                    error: Some(error),
+                    failed_closed,
+                }),
+            }
         };
-        match &selected {
+        match chosen {
             Some(chosen) => {
-                for rule in chosen.iter().filter_map(|i| p.rules.get(*i)) {
-                    run_rule(rule, &mut steps, &mut candidates, &mut ctx);
+                for i in chosen {
+                    if let Some(rule) = p.rules.get(i) {
+                        run_rule(i, rule, &mut ev.trace, &mut candidates, &mut ctx);
+                    }
                 }
             }
             None => {
-                for rule in &p.rules {
-                    run_rule(rule, &mut steps, &mut candidates, &mut ctx);
+                for (i, rule) in p.rules.iter().enumerate() {
+                    run_rule(i, rule, &mut ev.trace, &mut candidates, &mut ctx);
                 }
             }
         }
         if !any {
-            steps.push(TraceStep::DefaultEffect {
-                policy: Arc::clone(&p.stamp.id),
-                effect: p.default_effect,
-            });
+            ev.trace.push(Step::DefaultEffect { policy: k });
             if p.default_effect == DefaultEffect::Block {
                 candidates.push(Candidate {
                     status: Status::Block,
-                    code: "NO_RULE_MATCHED".to_owned(),
-                    explanation: format!(
+                    code: Cow::Borrowed("NO_RULE_MATCHED"),
+                    explanation: Cow::Owned(format!(
                         "no rule of policy '{}' allows this action and its default is block",
                         p.stamp.id
-                    ),
+                    )),
                     review: None,
                 });
             }
@@ -867,20 +909,17 @@ fn policy_gate(input: &DecideInput<'_>, events: &[HistoryEvent], ev: &mut Evalua
                         survival.threshold,
                         may_tighten,
                     );
-                    steps.push(TraceStep::Survival {
-                        policy: Arc::clone(&p.stamp.id),
-                        score: Some(score),
+                    ev.trace.push(Step::Survival {
+                        policy: k,
+                        score,
                         bias,
-                        biased_score: bias.map(|b| score + b),
-                        threshold: survival.threshold,
                         passed,
-                        error: None,
                     });
                     if !passed {
                         candidates.push(Candidate {
                             status: Status::Block,
-                            code: "SURVIVAL_SCORE_LOW".to_owned(),
-                            explanation: match bias {
+                            code: Cow::Borrowed("SURVIVAL_SCORE_LOW"),
+                            explanation: Cow::Owned(match bias {
                                 Some(b) if score >= survival.threshold => format!(
                                     "survival score {score} with adaptive bias {b} is below the policy threshold {}",
                                     survival.threshold
@@ -889,7 +928,7 @@ fn policy_gate(input: &DecideInput<'_>, events: &[HistoryEvent], ev: &mut Evalua
                                     "survival score {score} is below the policy threshold {}",
                                     survival.threshold
                                 ),
-                            },
+                            }),
                             review: None,
                         });
                     }
@@ -897,13 +936,13 @@ fn policy_gate(input: &DecideInput<'_>, events: &[HistoryEvent], ev: &mut Evalua
                 Err(e) => {
                     candidates.push(Candidate {
                         status: Status::Block,
-                        code: "SURVIVAL_SCORE_ERROR".to_owned(),
-                        explanation: format!(
+                        code: Cow::Borrowed("SURVIVAL_SCORE_ERROR"),
+                        explanation: Cow::Owned(format!(
                             "survival score could not be computed; failing closed: {e}"
-                        ),
+                        )),
                         review: None,
                     });
-                    steps.push(TraceStep::Survival {
+                    ev.trace.full(TraceStep::Survival {
                         policy: Arc::clone(&p.stamp.id),
                         score: None,
                         bias,
@@ -923,25 +962,22 @@ fn policy_gate(input: &DecideInput<'_>, events: &[HistoryEvent], ev: &mut Evalua
         .max_by_key(|s| s.severity())
         .unwrap_or(Status::Allow);
     // Most restrictive first, rule order within a level.
-    candidates.sort_by_key(|c| std::cmp::Reverse(c.status.severity()));
+    candidates.sort();
     let result = match worst {
         Status::Allow => GateResult::Pass,
         Status::Block | Status::Unknown => GateResult::Block,
         Status::Escalate => GateResult::Escalate,
         Status::ReviewRequired => GateResult::Review,
     };
-    ev.trace.push(GateTrace {
-        gate: Gate::Policy,
-        result,
-        steps,
-    });
+    ev.trace.close(Gate::Policy, result);
     if worst != Status::Allow && ev.outcome.is_none() {
-        let explanation = candidates
-            .iter()
-            .filter(|c| c.status == worst)
-            .map(|c| c.explanation.as_str())
-            .collect::<Vec<_>>()
-            .join("; ");
+        let mut explanation = String::new();
+        for (n, c) in candidates.iter().filter(|c| c.status == worst).enumerate() {
+            if n > 0 {
+                explanation.push_str("; ");
+            }
+            explanation.push_str(&c.explanation);
+        }
         let review = candidates
             .iter()
             .find(|c| c.status == worst)
@@ -949,22 +985,27 @@ fn policy_gate(input: &DecideInput<'_>, events: &[HistoryEvent], ev: &mut Evalua
         ev.outcome = Some(Outcome {
             status: worst,
             gate: Gate::Policy,
-            reason_codes: dedup(candidates.iter().map(|c| c.code.clone())),
+            reason_codes: dedup(candidates.iter().map(|c| &*c.code)),
             explanation,
             retry_after_ms: None,
             review,
         });
     } else if worst == Status::Allow && !candidates.is_empty() {
         // Allow rules matched: their reason codes travel with the final verdict.
-        ev.allow_codes = dedup(candidates.iter().map(|c| c.code.clone()));
+        ev.allow_codes = dedup(candidates.iter().map(|c| &*c.code));
     }
 }
 
-fn dedup(codes: impl Iterator<Item = String>) -> Vec<String> {
+/// A rule, band or policy position as stored in the compact trace.
+fn index_u32(i: usize) -> u32 {
+    u32::try_from(i).unwrap_or(u32::MAX)
+}
+
+fn dedup<'s>(codes: impl Iterator<Item = &'s str>) -> Vec<String> {
     let mut out: Vec<String> = Vec::new();
     for c in codes {
-        if !out.contains(&c) {
-            out.push(c);
+        if !out.iter().any(|o| o == c) {
+            out.push(c.to_owned());
         }
     }
     out
@@ -973,13 +1014,13 @@ fn dedup(codes: impl Iterator<Item = String>) -> Vec<String> {
 fn reality_gate(input: &DecideInput<'_>, ev: &mut Evaluation) {
     let request = input.request;
     let action_type = request.action_type();
-    let mut steps = Vec::new();
-    let mut failures: Vec<(String, String)> = Vec::new();
-    for binding in input.policies {
-        let PolicyBinding::Found(p) = binding else {
-            continue;
-        };
-        for band in &p.bands {
+    let mut failures: Vec<(&'static str, String)> = Vec::new();
+    let found = input.policies.iter().filter_map(|b| match b {
+        PolicyBinding::Found(p) => Some(p),
+        PolicyBinding::NotFound(_) => None,
+    });
+    for (k, p) in found.enumerate() {
+        for (j, band) in p.bands.iter().enumerate() {
             let in_scope = band
                 .action_types
                 .as_ref()
@@ -991,7 +1032,7 @@ fn reality_gate(input: &DecideInput<'_>, ev: &mut Evaluation) {
                 (true, Some(v)) => (band.cmp.holds(v, band.bound), false),
             };
             if !passed {
-                let (code, why) = match value {
+                failures.push(match value {
                     Some(v) => (
                         "REALITY_OUT_OF_BAND",
                         format!(
@@ -1003,34 +1044,31 @@ fn reality_gate(input: &DecideInput<'_>, ev: &mut Evaluation) {
                         "REALITY_SIGNAL_MISSING",
                         format!("reality band: required signal {} is missing", band.signal),
                     ),
-                };
-                failures.push((code.to_owned(), why));
+                });
             }
-            steps.push(TraceStep::Band {
-                policy: Arc::clone(&p.stamp.id),
-                signal: Arc::clone(&band.signal),
+            ev.trace.push(Step::Band {
+                policy: index_u32(k),
+                band: index_u32(j),
                 value,
-                bound: Arc::clone(&band.bound_text),
                 passed,
                 skipped,
             });
         }
     }
     let blocked = !failures.is_empty();
-    ev.trace.push(GateTrace {
-        gate: Gate::Reality,
-        result: if blocked {
+    ev.trace.close(
+        Gate::Reality,
+        if blocked {
             GateResult::Block
         } else {
             GateResult::Pass
         },
-        steps,
-    });
+    );
     if blocked && ev.outcome.is_none() {
         ev.outcome = Some(Outcome {
             status: Status::Block,
             gate: Gate::Reality,
-            reason_codes: dedup(failures.iter().map(|(c, _)| c.clone())),
+            reason_codes: dedup(failures.iter().map(|(c, _)| *c)),
             explanation: failures
                 .iter()
                 .map(|(_, w)| w.as_str())
@@ -1080,7 +1118,8 @@ fn throttle_demands(input: &DecideInput<'_>, ev: &mut Evaluation) {
             let key = match (error, String::from_utf8(key)) {
                 (None, Ok(key)) => key,
                 (Some(e), _) => {
-                    ev.throttle_steps.push(TraceStep::BucketKeyError {
+                    ev.key_error = true;
+                    ev.trace.full(TraceStep::BucketKeyError {
                         policy: Arc::clone(&p.stamp.id),
                         index: ti,
                         error: e,
@@ -1088,7 +1127,8 @@ fn throttle_demands(input: &DecideInput<'_>, ev: &mut Evaluation) {
                     continue;
                 }
                 (None, Err(e)) => {
-                    ev.throttle_steps.push(TraceStep::BucketKeyError {
+                    ev.key_error = true;
+                    ev.trace.full(TraceStep::BucketKeyError {
                         policy: Arc::clone(&p.stamp.id),
                         index: ti,
                         error: e.to_string(),

@@ -45,6 +45,7 @@ pub mod policy;
 pub mod request;
 pub mod throttle;
 pub mod time;
+mod trace;
 mod vars;
 pub mod verdict;
 
@@ -62,5 +63,6 @@ pub use request::{DecisionRequest, FieldError, InvalidRequest, Mode};
 pub use throttle::{BucketDemand, Gcra, GcraCheck, MemoryBuckets, TatUpdate};
 pub use time::UnixMillis;
 pub use verdict::{
-    Gate, GateResult, GateTrace, Outcome, PolicyStamp, ReviewRequest, Status, TraceStep, Verdict,
+    Gate, GateResult, GateTrace, Outcome, PolicyStamp, ReviewRequest, Status, Trace, TraceStep,
+    Verdict,
 };

@@ -44,7 +44,7 @@ pub struct Outcome {
     pub retry_after_ms: Option<u64>,
     /// For ESCALATE / REVIEW_REQUIRED: the review to open.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub review: Option<ReviewRequest>,
+    pub review: Option<Box<ReviewRequest>>,
 }
 
 /// The engine's answer: the verdict that applies, the would-be outcome in shadow
@@ -64,19 +64,100 @@ pub struct Verdict {
     pub retry_after_ms: Option<u64>,
     /// For ESCALATE / REVIEW_REQUIRED in enforce mode: the review to open.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub review: Option<ReviewRequest>,
+    pub review: Option<Box<ReviewRequest>>,
     /// The mode the request ran in (after a tenant-wide shadow switch is applied).
     pub mode: Mode,
     /// In shadow and dry-run modes: what would have applied in enforce mode.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub would_be: Option<Outcome>,
+    pub would_be: Option<Box<Outcome>>,
     /// The policies that were evaluated, in request order.
     pub policies: Vec<PolicyStamp>,
     /// The adaptive bias added to the survival score, when the adaptive layer ran.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub adaptive_bias: Option<f64>,
-    /// Every gate that ran, in order.
-    pub trace: Vec<GateTrace>,
+    /// Every gate that ran, in order (compact; [`Trace::gates`] gives the full list).
+    pub trace: Trace,
+}
+
+/// The trace of a verdict: every gate that ran, in order.
+///
+/// The engine records it compactly (indices into the compiled policies and the values
+/// only the decision knows; see the crate's `trace` module) and materialises the full
+/// [`GateTrace`] list only when it is read: [`Trace::gates`], serialisation (the
+/// ledger), comparison and `Debug`. Serialised, it is exactly that list, so the bytes
+/// written for a verdict are the same as when the list was built eagerly. A trace
+/// deserialised (from a ledger entry) or built [`From`] a list holds the list itself.
+#[derive(Clone, Default)]
+pub struct Trace {
+    repr: TraceRepr,
+}
+
+#[derive(Clone)]
+enum TraceRepr {
+    Full(Vec<GateTrace>),
+    Compact(crate::trace::CompactTrace),
+}
+
+impl Default for TraceRepr {
+    fn default() -> Self {
+        TraceRepr::Full(Vec::new())
+    }
+}
+
+impl Trace {
+    pub(crate) fn compact(trace: crate::trace::CompactTrace) -> Self {
+        Self {
+            repr: TraceRepr::Compact(trace),
+        }
+    }
+
+    /// The full trace, materialised when the verdict holds the compact form.
+    pub fn gates(&self) -> std::borrow::Cow<'_, [GateTrace]> {
+        match &self.repr {
+            TraceRepr::Full(gates) => std::borrow::Cow::Borrowed(gates),
+            TraceRepr::Compact(c) => std::borrow::Cow::Owned(c.materialise()),
+        }
+    }
+
+    /// The full trace, owned.
+    pub fn into_gates(self) -> Vec<GateTrace> {
+        match self.repr {
+            TraceRepr::Full(gates) => gates,
+            TraceRepr::Compact(c) => c.materialise(),
+        }
+    }
+}
+
+impl From<Vec<GateTrace>> for Trace {
+    fn from(gates: Vec<GateTrace>) -> Self {
+        Self {
+            repr: TraceRepr::Full(gates),
+        }
+    }
+}
+
+impl PartialEq for Trace {
+    fn eq(&self, other: &Self) -> bool {
+        *self.gates() == *other.gates()
+    }
+}
+
+impl std::fmt::Debug for Trace {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.gates().fmt(f)
+    }
+}
+
+impl Serialize for Trace {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        self.gates().serialize(serializer)
+    }
+}
+
+impl<'de> Deserialize<'de> for Trace {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        Vec::<GateTrace>::deserialize(deserializer).map(Trace::from)
+    }
 }
 
 /// One gate in the trace.

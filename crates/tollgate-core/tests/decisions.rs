@@ -250,3 +250,68 @@ fn decision_cases() {
         insta::assert_yaml_snapshot!(name, verdicts);
     }
 }
+
+/// A verdict's trace is recorded compactly; serialised, read back (which holds the
+/// full list) and serialised again, it gives the same bytes and compares equal.
+#[test]
+fn a_compact_trace_serialises_as_the_full_list_it_stands_for() {
+    use tollgate_core::{
+        DecideInput, DecisionRequest, MemoryBuckets, PolicyBinding, PolicyFormat, UnixMillis,
+        Verdict, compile_policy, csc_default, decide,
+    };
+    let mut text = String::from("id: types\ndefault_effect: block\nrules:\n");
+    for i in 0..5 {
+        text.push_str(&format!(
+            "  - {{name: deny-{i}, when: 'action.type.startsWith(\"tool_{i}_\")', effect: block, reason_code: DENY_{i}}}\n"
+        ));
+    }
+    text.push_str("  - {name: read, when: 'action.type == \"read_file\" && action.size < 10', effect: allow, reason_code: READ}\n");
+    let types = compile_policy(&text, PolicyFormat::Yaml).unwrap_or_else(|e| panic!("{e}"));
+    let csc = csc_default().unwrap_or_else(|e| panic!("{e}"));
+    let policies = [
+        PolicyBinding::Found(std::sync::Arc::new(types)),
+        PolicyBinding::Found(csc),
+        PolicyBinding::NotFound("missing".into()),
+    ];
+    for (action, mode) in [
+        ("read_file", tollgate_core::Mode::Enforce),
+        ("tool_3_rm", tollgate_core::Mode::Shadow),
+        (
+            "a_type_longer_than_twenty_two_bytes",
+            tollgate_core::Mode::DryRun,
+        ),
+    ] {
+        let mut request = DecisionRequest {
+            tenant: "t".into(),
+            mode,
+            ..Default::default()
+        };
+        request.action.insert("type".into(), action.into());
+        request.action.insert("size".into(), 3.into());
+        request.signals.insert("volatility".into(), 0.5);
+        let input = DecideInput {
+            request: &request,
+            policies: &policies,
+            now: UnixMillis(1_767_225_600_000),
+            overrides: &[],
+            outcomes: &[],
+            approval: None,
+            tenant_shadow: false,
+        };
+        let verdict =
+            decide(&input, &mut MemoryBuckets::new()).unwrap_or_else(|e| panic!("{action}: {e:?}"));
+        let gates = verdict.trace.gates().into_owned();
+        assert!(gates.len() >= 2, "{action}: {gates:?}");
+        let bytes = serde_json::to_vec(&verdict).unwrap_or_else(|e| panic!("{e}"));
+        let back: Verdict = serde_json::from_slice(&bytes).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(back, verdict, "{action}");
+        assert_eq!(back.trace.gates().into_owned(), gates, "{action}");
+        let again = serde_json::to_vec(&back).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(again, bytes, "{action}");
+        assert_eq!(
+            serde_json::to_value(&verdict.trace).unwrap_or_else(|e| panic!("{e}")),
+            serde_json::to_value(&gates).unwrap_or_else(|e| panic!("{e}")),
+            "{action}"
+        );
+    }
+}

@@ -1,6 +1,6 @@
 //! Compilation: a validated document turned into the immutable form the engine runs.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -45,42 +45,176 @@ pub struct CompiledPolicy {
 /// Rules indexed by a guard on one request path: a top-level conjunct
 /// `PATH == "lit"`, `PATH.startsWith("lit")` or `PATH in ["a", "b"]`. A rule whose
 /// guard is false cannot match, whatever else its condition says.
+///
+/// Lookup allocates nothing and does not depend on the number of rules:
+///
+/// - exact literals are sorted, and a value finds its rules by binary search;
+/// - prefix literals are a byte trie. The value walks down from the root one byte at
+///   a time until no child matches; the last node on the way that ends a prefix is
+///   the longest prefix of the value in the set. Each such node holds the rules of
+///   its own prefix merged with those of every shorter prefix of it, so that one node
+///   gives every prefix rule that can match.
+///
+/// The rules to evaluate are then the merge, in rule order and without repeats, of
+/// three sorted lists: the rules without a guard on the path, the exact hit and the
+/// prefix hit ([`Candidates`]).
 #[derive(Debug)]
 pub(crate) struct RuleIndex {
     pub(crate) path: Vec<String>,
     pub(crate) dotted: Arc<str>,
-    pub(crate) exact: HashMap<String, Vec<usize>>,
-    /// Prefix guards by prefix; a value is looked up once per distinct prefix length.
-    pub(crate) prefixes: HashMap<String, Vec<usize>>,
-    /// The distinct prefix lengths, in bytes.
-    pub(crate) prefix_lens: Vec<usize>,
+    /// Exact guards, sorted by literal; each with its rules in rule order.
+    exact: Vec<(Box<str>, Box<[usize]>)>,
+    /// The prefix trie; node 0 is the root (the empty prefix).
+    trie: Vec<TrieNode>,
     /// Rules without a guard on this path: always evaluated.
-    pub(crate) always: Vec<usize>,
+    always: Box<[usize]>,
+}
+
+/// A node of the prefix trie of a [`RuleIndex`].
+#[derive(Debug, Default)]
+struct TrieNode {
+    /// Children by their byte, sorted by byte.
+    children: Box<[(u8, u32)]>,
+    /// When a prefix literal ends here: its rules and those of every shorter prefix
+    /// literal of it, in rule order.
+    rules: Option<Box<[usize]>>,
 }
 
 impl RuleIndex {
-    /// Rule indexes to evaluate for `value`, in rule order.
-    pub(crate) fn candidates(&self, value: &str) -> Vec<usize> {
-        let mut out = Vec::with_capacity(self.always.len() + 4);
-        out.extend_from_slice(&self.always);
-        let mut sources = usize::from(!self.always.is_empty());
-        if let Some(hits) = self.exact.get(value) {
-            out.extend_from_slice(hits);
-            sources += 1;
+    /// Rule indexes to evaluate for `value`, in rule order, without repeats.
+    pub(crate) fn candidates(&self, value: &str) -> Candidates<'_> {
+        let exact = self
+            .exact
+            .binary_search_by(|(k, _)| (**k).cmp(value))
+            .ok()
+            .and_then(|i| self.exact.get(i))
+            .map_or(&[][..], |(_, rules)| &rules[..]);
+        Candidates {
+            lists: [&self.always, exact, self.longest_prefix(value)],
         }
-        for len in &self.prefix_lens {
-            if let Some(hits) = value.get(..*len).and_then(|p| self.prefixes.get(p)) {
-                out.extend_from_slice(hits);
-                sources += 1;
+    }
+
+    /// The rules of the longest prefix literal of `value` (and of its prefixes).
+    fn longest_prefix(&self, value: &str) -> &[usize] {
+        let Some(mut node) = self.trie.first() else {
+            return &[];
+        };
+        let mut hit = node.rules.as_deref();
+        for byte in value.bytes() {
+            let next = node
+                .children
+                .binary_search_by_key(&byte, |(b, _)| *b)
+                .ok()
+                .and_then(|i| node.children.get(i))
+                .and_then(|(_, child)| self.trie.get(usize::try_from(*child).ok()?));
+            match next {
+                Some(child) => node = child,
+                None => break,
+            }
+            if node.rules.is_some() {
+                hit = node.rules.as_deref();
             }
         }
-        // Each source is in rule order already; merge only when several contributed.
-        if sources > 1 {
-            out.sort_unstable();
-            out.dedup();
-        }
-        out
+        hit.unwrap_or_default()
     }
+}
+
+/// Builds the prefix trie of [`RuleIndex`] from each prefix literal's own rules.
+fn build_trie(prefixes: &BTreeMap<&str, Vec<usize>>) -> Vec<TrieNode> {
+    if prefixes.is_empty() {
+        return Vec::new();
+    }
+    // Children as maps while building; a node's parent always has a smaller index.
+    let mut children: Vec<BTreeMap<u8, usize>> = vec![BTreeMap::new()];
+    let mut own: Vec<Option<&[usize]>> = vec![None];
+    let mut parent: Vec<usize> = vec![0];
+    for (prefix, rules) in prefixes {
+        let mut at = 0;
+        for byte in prefix.bytes() {
+            let fresh = children.len();
+            let next = match children.get_mut(at) {
+                Some(map) => *map.entry(byte).or_insert(fresh),
+                None => break,
+            };
+            if next == fresh {
+                children.push(BTreeMap::new());
+                own.push(None);
+                parent.push(at);
+            }
+            at = next;
+        }
+        if let Some(slot) = own.get_mut(at) {
+            *slot = Some(rules);
+        }
+    }
+    // In index order every parent comes first: each node inherits the closed rule
+    // list of its nearest ancestor that ends a prefix (itself included).
+    let mut closed: Vec<Option<Box<[usize]>>> = Vec::with_capacity(own.len());
+    let mut nearest: Vec<Option<usize>> = Vec::with_capacity(own.len());
+    for (i, own_rules) in own.iter().enumerate() {
+        let inherited = match i {
+            0 => None,
+            _ => parent
+                .get(i)
+                .and_then(|p| nearest.get(*p).copied().flatten()),
+        };
+        match own_rules {
+            Some(rules) => {
+                let base = inherited
+                    .and_then(|a| closed.get(a))
+                    .and_then(Option::as_deref)
+                    .unwrap_or_default();
+                closed.push(Some(merge_sorted(base, rules).into_boxed_slice()));
+                nearest.push(Some(i));
+            }
+            None => {
+                closed.push(None);
+                nearest.push(inherited);
+            }
+        }
+    }
+    children
+        .into_iter()
+        .zip(closed)
+        .map(|(map, rules)| TrieNode {
+            children: map
+                .into_iter()
+                .map(|(b, c)| (b, u32::try_from(c).unwrap_or(u32::MAX)))
+                .collect(),
+            rules,
+        })
+        .collect()
+}
+
+/// The rules a [`RuleIndex`] selects: a merge of sorted lists, in rule order, each
+/// rule once.
+#[derive(Clone, Debug)]
+pub(crate) struct Candidates<'i> {
+    lists: [&'i [usize]; 3],
+}
+
+impl Iterator for Candidates<'_> {
+    type Item = usize;
+
+    fn next(&mut self) -> Option<usize> {
+        let next = self.lists.iter().filter_map(|l| l.first()).min().copied()?;
+        for list in &mut self.lists {
+            if let Some((first, rest)) = list.split_first()
+                && *first == next
+            {
+                *list = rest;
+            }
+        }
+        Some(next)
+    }
+}
+
+/// Sorted, deduplicated union of two sorted lists.
+fn merge_sorted(a: &[usize], b: &[usize]) -> Vec<usize> {
+    let mut out: Vec<usize> = a.iter().chain(b).copied().collect();
+    out.sort_unstable();
+    out.dedup();
+    out
 }
 
 /// A guard: request path, literal values, and whether the values are prefixes.
@@ -183,39 +317,37 @@ fn build_index(rules: &[Rule]) -> Option<RuleIndex> {
         return None;
     }
     let path = (*best.0).clone();
-    let mut index = RuleIndex {
-        dotted: Arc::from(path.join(".")),
-        path,
-        exact: HashMap::new(),
-        prefixes: HashMap::new(),
-        prefix_lens: Vec::new(),
-        always: Vec::new(),
-    };
+    let mut exact: BTreeMap<&str, Vec<usize>> = BTreeMap::new();
+    let mut prefixes: BTreeMap<&str, Vec<usize>> = BTreeMap::new();
+    let mut always = Vec::new();
     for (i, g) in per_rule.iter().enumerate() {
-        match g.iter().find(|(p, _, _)| *p == index.path) {
-            Some((_, lits, true)) => {
+        match g.iter().find(|(p, _, _)| *p == path) {
+            Some((_, lits, is_prefix)) => {
+                let map = if *is_prefix {
+                    &mut prefixes
+                } else {
+                    &mut exact
+                };
                 for l in lits {
-                    let rules = index.prefixes.entry(l.clone()).or_default();
-                    if rules.last() != Some(&i) {
-                        rules.push(i);
-                    }
-                    if !index.prefix_lens.contains(&l.len()) {
-                        index.prefix_lens.push(l.len());
-                    }
-                }
-            }
-            Some((_, lits, false)) => {
-                for l in lits {
-                    let rules = index.exact.entry(l.clone()).or_default();
+                    let rules = map.entry(l.as_str()).or_default();
                     if rules.last() != Some(&i) {
                         rules.push(i);
                     }
                 }
             }
-            None => index.always.push(i),
+            None => always.push(i),
         }
     }
-    Some(index)
+    Some(RuleIndex {
+        dotted: Arc::from(path.join(".")),
+        path,
+        exact: exact
+            .into_iter()
+            .map(|(k, v)| (Box::from(k), v.into_boxed_slice()))
+            .collect(),
+        trie: build_trie(&prefixes),
+        always: always.into_boxed_slice(),
+    })
 }
 
 /// The declared range and default of a signal.
@@ -260,7 +392,9 @@ pub(crate) struct Rule {
     pub(crate) cond: CompiledExpr,
     pub(crate) effect: Effect,
     pub(crate) reason_code: String,
-    pub(crate) explanation: Option<String>,
+    /// The explanation a match reports: the rule's `explanation`, or
+    /// `rule 'NAME' matched`.
+    pub(crate) matched_explanation: String,
     pub(crate) on_error: OnError,
     pub(crate) approvers: Vec<String>,
     pub(crate) min_approvals: u32,
@@ -669,7 +803,10 @@ impl Compiler {
                     cond,
                     effect: r.effect,
                     reason_code: r.reason_code.clone(),
-                    explanation: r.explanation.clone(),
+                    matched_explanation: r
+                        .explanation
+                        .clone()
+                        .unwrap_or_else(|| format!("rule '{}' matched", r.name)),
                     on_error: r.on_error,
                     approvers,
                     min_approvals,
@@ -821,4 +958,116 @@ fn duration_to_ms(d: Duration) -> Option<i64> {
         return None;
     }
     i64::try_from(nanos / 1_000_000).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    use crate::policy::{PolicyFormat, compile_policy};
+
+    /// A rule of the generated policies, and whether it admits an `action.type`.
+    #[derive(Clone, Debug)]
+    enum Spec {
+        Exact(String),
+        Prefix(String),
+        In(Vec<String>),
+        /// Two prefix guards on the path: the first one is the one indexed.
+        TwoPrefixes(String, String),
+        Unguarded,
+    }
+
+    impl Spec {
+        fn when(&self) -> String {
+            match self {
+                Spec::Exact(l) => format!("action.type == \"{l}\""),
+                Spec::Prefix(l) => format!("action.type.startsWith(\"{l}\")"),
+                Spec::In(ls) => {
+                    let items: Vec<String> = ls.iter().map(|l| format!("\"{l}\"")).collect();
+                    format!("action.type in [{}]", items.join(", "))
+                }
+                Spec::TwoPrefixes(a, b) => {
+                    format!("action.type.startsWith(\"{a}\") && action.type.startsWith(\"{b}\")")
+                }
+                Spec::Unguarded => "action.amount > 1".to_owned(),
+            }
+        }
+
+        fn admits(&self, value: &str) -> bool {
+            match self {
+                Spec::Exact(l) => value == l,
+                Spec::Prefix(l) | Spec::TwoPrefixes(l, _) => value.starts_with(l.as_str()),
+                Spec::In(ls) => ls.iter().any(|l| l == value),
+                Spec::Unguarded => true,
+            }
+        }
+    }
+
+    fn spec() -> impl Strategy<Value = Spec> {
+        let lit = "[ab]{0,3}";
+        prop_oneof![
+            lit.prop_map(Spec::Exact),
+            lit.prop_map(Spec::Prefix),
+            prop::collection::vec(lit, 1..4).prop_map(Spec::In),
+            (lit, lit).prop_map(|(a, b)| Spec::TwoPrefixes(a, b)),
+            Just(Spec::Unguarded),
+        ]
+    }
+
+    proptest! {
+        /// The index selects exactly the rules whose indexed guard admits the value
+        /// (and every rule without one), in rule order, each once.
+        #[test]
+        fn candidates_are_the_rules_whose_guard_admits_the_value(
+            specs in prop::collection::vec(spec(), 1..16),
+            values in prop::collection::vec("[ab]{0,4}", 1..8),
+        ) {
+            let mut text = String::from("id: idx\ndefault_effect: allow\nrules:\n");
+            for (i, s) in specs.iter().enumerate() {
+                text.push_str(&format!(
+                    "  - {{name: r{i}, when: '{}', effect: block, reason_code: R{i}}}\n",
+                    s.when()
+                ));
+            }
+            let policy = compile_policy(&text, PolicyFormat::Yaml)
+                .map_err(|e| TestCaseError::fail(e.to_string()))?;
+            let guarded = specs.iter().filter(|s| !matches!(s, Spec::Unguarded)).count();
+            match &policy.index {
+                None => prop_assert!(guarded < 2, "no index for {guarded} guarded rules"),
+                Some(index) => {
+                    prop_assert_eq!(&index.path, &vec!["action".to_owned(), "type".to_owned()]);
+                    for value in &values {
+                        let got: Vec<usize> = index.candidates(value).collect();
+                        let expected: Vec<usize> = specs
+                            .iter()
+                            .enumerate()
+                            .filter(|(_, s)| s.admits(value))
+                            .map(|(i, _)| i)
+                            .collect();
+                        prop_assert_eq!(got, expected, "value {:?}", value);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Nested and sibling prefixes: the longest matching prefix is found when a longer
+    /// literal shares the value's first bytes but does not match, and its rules come
+    /// with those of the shorter prefixes.
+    #[test]
+    fn the_longest_matching_prefix_brings_the_shorter_ones() {
+        let text = "id: idx\ndefault_effect: allow\nrules:\n\
+            - {name: a, when: 'action.type.startsWith(\"a\")', effect: block, reason_code: A}\n\
+            - {name: ab, when: 'action.type.startsWith(\"ab\")', effect: block, reason_code: AB}\n\
+            - {name: abb, when: 'action.type.startsWith(\"abb\")', effect: block, reason_code: ABB}\n\
+            - {name: b, when: 'action.type == \"abc\"', effect: block, reason_code: B}\n";
+        let policy = compile_policy(text, PolicyFormat::Yaml).unwrap_or_else(|e| panic!("{e}"));
+        let index = policy.index.as_ref().unwrap_or_else(|| panic!("indexed"));
+        let of = |v: &str| index.candidates(v).collect::<Vec<_>>();
+        assert_eq!(of("abc"), vec![0, 1, 3]);
+        assert_eq!(of("abbz"), vec![0, 1, 2]);
+        assert_eq!(of("ac"), vec![0]);
+        assert_eq!(of("b"), Vec::<usize>::new());
+        assert_eq!(of(""), Vec::<usize>::new());
+    }
 }

@@ -557,6 +557,7 @@ pub(crate) async fn decision(
     let decisive_gate = v.gate;
     let gates = v
         .trace
+        .gates()
         .iter()
         .map(|g| {
             let steps = serde_json::to_value(&g.steps)
