@@ -253,6 +253,35 @@ fn ledger(data: &Path) -> Vec<(u64, String, String)> {
         .collect()
 }
 
+/// The nice value of the thread of process `pid` named `name` (/proc), once it runs.
+#[cfg(target_os = "linux")]
+fn thread_nice(pid: u32, name: &str) -> Option<i64> {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        for task in std::fs::read_dir(format!("/proc/{pid}/task"))
+            .ok()?
+            .flatten()
+        {
+            let comm = std::fs::read_to_string(task.path().join("comm")).unwrap_or_default();
+            if comm.trim_end() != name {
+                continue;
+            }
+            let stat = std::fs::read_to_string(task.path().join("stat")).ok()?;
+            // Fields after the command name (which ends with the last `)`): state is
+            // field 3 of stat(5), nice is field 19.
+            let rest = &stat[stat.rfind(')')? + 2..];
+            let nice = rest.split(' ').nth(19 - 3)?.parse().ok()?;
+            if nice != 0 || Instant::now() > deadline {
+                return Some(nice);
+            }
+        }
+        if Instant::now() > deadline {
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
 fn webhook_id(sink: &str, hash: &str) -> String {
     let d = Sha256::digest(format!("{sink}:{hash}").as_bytes());
     format!("msg_{}", hex::encode(&d[..16]))
@@ -847,6 +876,13 @@ fn a_sink_failing_forever_is_dead_lettered_visible_and_redeliverable() {
     let mut env = FAST_RETRIES.to_vec();
     env.push(("TOLLGATE_NOTIFY_MAX_ATTEMPTS", "3"));
     let node = Node::start(tmp.path(), 1, &env);
+    // Delivery is background work: its thread runs at nice 19 (Linux), so a sink
+    // failing forever does not take the cores from the decision path.
+    #[cfg(target_os = "linux")]
+    assert_eq!(
+        thread_nice(node.child.as_ref().unwrap().id(), "tollgate-notify"),
+        Some(19)
+    );
     let admin = node.admin.clone();
     let hook = node.json(
         &admin,

@@ -282,6 +282,7 @@ pub fn spawn(service: Arc<DecisionService>) -> std::io::Result<Worker> {
     std::thread::Builder::new()
         .name("tollgate-notify".into())
         .spawn(move || {
+            lower_priority();
             runtime.block_on(async move {
                 let every = Duration::from_millis(service.config().notify.poll_ms.max(10));
                 let mut interval = tokio::time::interval(every);
@@ -301,6 +302,26 @@ pub fn spawn(service: Arc<DecisionService>) -> std::io::Result<Worker> {
             });
         })?;
     Ok(Worker { stop: Some(stop) })
+}
+
+/// The niceness of the delivery thread: the lowest priority short of `SCHED_IDLE`.
+/// The thread still gets a share of a busy machine (it never starves while holding a
+/// database lock the indexer waits for) and every idle cycle.
+pub const DELIVERY_NICE: i32 = 19;
+
+/// Delivery is background work: on Linux its thread runs at [`DELIVERY_NICE`], so that
+/// when the cores are contended the scheduler runs the threads that answer decisions
+/// first (measured: `bench/integrations.sh`, "dead sinks"). Elsewhere, or if the
+/// system refuses, it runs at normal priority and says so.
+fn lower_priority() {
+    #[cfg(target_os = "linux")]
+    {
+        // On Linux a thread id names one thread for setpriority(2).
+        let tid = rustix::thread::gettid();
+        if let Err(e) = rustix::process::setpriority_process(Some(tid), DELIVERY_NICE) {
+            tracing::warn!(error = %e, "notify: the delivery thread keeps normal priority");
+        }
+    }
 }
 
 /// One round over every sink of every tenant.
