@@ -11,9 +11,10 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
     hex::encode(Sha256::digest(bytes))
 }
 
-/// RFC 8785 canonical bytes of any serialisable value.
+/// RFC 8785 canonical bytes of any serialisable value (written by
+/// [`crate::canonical`], held to `serde_json_canonicalizer` by property tests).
 pub fn canonical_bytes<T: Serialize>(value: &T) -> Result<Vec<u8>, CanonicalError> {
-    serde_json_canonicalizer::to_vec(value).map_err(|e| CanonicalError(e.to_string()))
+    crate::canonical::to_vec(value).map_err(|e| CanonicalError(e.to_string()))
 }
 
 /// A value that cannot be canonicalised (for example a non-finite number).

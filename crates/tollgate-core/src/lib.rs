@@ -36,6 +36,7 @@
 )]
 
 pub mod adaptive;
+pub mod canonical;
 pub mod digest;
 pub mod engine;
 mod expr;

@@ -251,6 +251,40 @@ pub struct EntryDraft {
     pub body: serde_json::Value,
 }
 
+/// A draft whose body the appender has already written as RFC 8785 bytes, from its
+/// typed record (no `serde_json::Value` on the way): the decision path's form.
+///
+/// INVARIANT: `body` is the RFC 8785 form of a JSON object, and `decision_id` is the
+/// body's `decision_id` member for a decision entry (else `None`). The appender
+/// vouches for both; [`CanonicalDraft::to_draft`] is the checked way back.
+#[derive(Clone, Debug, PartialEq)]
+pub struct CanonicalDraft {
+    /// The tenant whose ledger receives the entry.
+    pub tenant: String,
+    /// Entry time, RFC 3339 in UTC.
+    pub time: String,
+    /// What the entry records.
+    pub kind: EntryKind,
+    /// The RFC 8785 bytes of the recorded data.
+    pub body: Vec<u8>,
+    /// The decision id of a decision entry (unique per tenant).
+    pub decision_id: Option<String>,
+}
+
+impl CanonicalDraft {
+    /// The same draft with its body parsed back (for stores that take values).
+    pub fn to_draft(&self) -> Result<EntryDraft, LedgerError> {
+        let body: serde_json::Value =
+            serde_json::from_slice(&self.body).map_err(|e| LedgerError::Decode(e.to_string()))?;
+        Ok(EntryDraft {
+            tenant: self.tenant.clone(),
+            time: self.time.clone(),
+            kind: self.kind,
+            body,
+        })
+    }
+}
+
 /// A draft whose variable-free parts are already canonicalised, so that a sequencer
 /// can seal it with a few byte copies and one hash.
 ///
@@ -270,6 +304,24 @@ impl PreparedDraft {
     /// Canonicalises a draft.
     pub fn new(draft: &EntryDraft) -> Result<PreparedDraft, LedgerError> {
         PreparedDraft::from_parts(&draft.tenant, &draft.time, draft.kind, &draft.body)
+    }
+
+    /// Takes a draft whose body is canonical already (see [`CanonicalDraft`]'s
+    /// invariant): only the tenant and time are encoded here.
+    pub fn from_canonical(draft: CanonicalDraft) -> Result<PreparedDraft, LedgerError> {
+        debug_assert!(
+            serde_json::from_slice::<serde_json::Value>(&draft.body)
+                .ok()
+                .and_then(|v| canonical_json(&v).ok())
+                .is_some_and(|c| c == draft.body),
+            "a CanonicalDraft's body is not canonical"
+        );
+        Ok(PreparedDraft {
+            tenant: jcs(&draft.tenant)?,
+            time: jcs(&draft.time)?,
+            kind: draft.kind,
+            body: draft.body,
+        })
     }
 
     fn from_parts(
@@ -321,6 +373,12 @@ impl PreparedDraft {
         let bytes = self.canonical(seq, prev_hash)?;
         let hash = Hash::digest(&bytes);
         Ok((bytes, hash))
+    }
+
+    /// About how long the entry's canonical bytes are (within the length of `seq`'s
+    /// decimal digits), without writing them.
+    pub fn approx_len(&self) -> usize {
+        self.body.len() + self.tenant.len() + self.time.len() + 140
     }
 
     /// The kind of the entry.

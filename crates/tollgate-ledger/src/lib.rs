@@ -24,8 +24,8 @@ pub use checkpoint::{
 pub use dossier::{Dossier, DossierFailure, verify_dossier};
 pub use ed25519_dalek::{SigningKey, VerifyingKey};
 pub use entry::{
-    Entry, EntryDraft, EntryHeader, EntryKind, MAX_SEQ, PreparedDraft, canonical_json,
-    line_from_canonical,
+    CanonicalDraft, Entry, EntryDraft, EntryHeader, EntryKind, MAX_SEQ, PreparedDraft,
+    canonical_json, line_from_canonical,
 };
 pub use hash::Hash;
 pub use keys::{Jwk, Jwks, public_key_from_pem, public_key_pem, thumbprint};

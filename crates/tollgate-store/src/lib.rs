@@ -23,7 +23,8 @@ pub use sqlite::{SqliteConfig, SqliteStore};
 pub const MAX_BATCH: usize = sqlite::MAX_BATCH;
 pub use tollgate_ledger as ledger;
 use tollgate_ledger::{
-    Entry, EntryDraft, Hash, NoteVerifier, SignedCheckpoint, Verified, VerifyFailure,
+    CanonicalDraft, Entry, EntryDraft, Hash, NoteVerifier, SignedCheckpoint, Verified,
+    VerifyFailure,
 };
 
 /// Errors of a store.
@@ -175,6 +176,17 @@ pub trait LedgerStore: Send + Sync + Debug {
     /// (committed and flushed) with its sequence number and hash, or with an error;
     /// a caller must not answer a verdict before it resolves `Ok`.
     fn submit(&self, draft: EntryDraft) -> Ack<Appended>;
+
+    /// [`LedgerStore::submit`] for a draft whose body is RFC 8785 bytes already (the
+    /// decision path writes them from typed records). Same durability contract. The
+    /// default parses the body back and submits it; the SQLite store takes the bytes
+    /// as they are.
+    fn submit_canonical(&self, draft: CanonicalDraft) -> Ack<Appended> {
+        match draft.to_draft() {
+            Ok(d) => self.submit(d),
+            Err(e) => Ack::ready(Err(e.into())),
+        }
+    }
 
     /// [`LedgerStore::submit`] and wait.
     fn append(&self, draft: EntryDraft) -> Result<Appended, StoreError> {

@@ -10,7 +10,7 @@ use tollgate_core::{
     DecideInput, DecisionRequest, Mode, OutcomeRecord, PolicyBinding, Verdict, digest,
     evaluate_with_history,
 };
-use tollgate_ledger::{EntryDraft, EntryKind};
+use tollgate_ledger::{CanonicalDraft, EntryKind};
 use tracing::Instrument as _;
 
 use crate::clock::{month, next_month_start, rfc3339};
@@ -293,13 +293,14 @@ impl DecisionService {
             idempotency_key: call.idempotency_key,
             correlation_id: call.correlation_id,
         };
-        let draft = EntryDraft {
+        let draft = CanonicalDraft {
             tenant: tenant.clone(),
             time: decided_at.clone(),
             kind: EntryKind::Decision,
-            body: body.to_value()?,
+            body: body.canonical()?,
+            decision_id: Some(decision_id.clone()),
         };
-        let appended = match self.try_append(draft).await {
+        let appended = match self.try_append_canonical(draft).await {
             Ok(a) => a,
             Err(failure) => match self.find_decision(&tenant, &decision_id) {
                 // The store reported a failure but holds the entry (the acknowledgement

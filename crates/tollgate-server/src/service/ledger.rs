@@ -37,8 +37,27 @@ impl DecisionService {
         draft: EntryDraft,
     ) -> Result<tollgate_store::Appended, AppendFailure> {
         let tenant = draft.tenant.clone();
-        let started = Instant::now();
         let ack = self.store().submit(draft);
+        self.await_append(&tenant, ack).await
+    }
+
+    /// [`DecisionService::try_append`] for a body written as RFC 8785 bytes from its
+    /// typed record (the decision path).
+    pub(crate) async fn try_append_canonical(
+        &self,
+        draft: tollgate_ledger::CanonicalDraft,
+    ) -> Result<tollgate_store::Appended, AppendFailure> {
+        let tenant = draft.tenant.clone();
+        let ack = self.store().submit_canonical(draft);
+        self.await_append(&tenant, ack).await
+    }
+
+    async fn await_append(
+        &self,
+        tenant: &str,
+        ack: tollgate_store::Ack<tollgate_store::Appended>,
+    ) -> Result<tollgate_store::Appended, AppendFailure> {
+        let started = Instant::now();
         let timeout = Duration::from_millis(self.config().ledger_timeout_ms);
         let ack = tracing::Instrument::instrument(ack, crate::otel::append_span());
         let appended = match tokio::time::timeout(timeout, ack).await {
@@ -58,7 +77,7 @@ impl DecisionService {
         // A pending entry (cluster mode) is checkpointed by the sequencer that
         // integrates it; a sequenced one by this node's ticker.
         if appended.is_sequenced() {
-            self.mark_dirty(&tenant);
+            self.mark_dirty(tenant);
         }
         Ok(appended)
     }

@@ -61,6 +61,12 @@ impl DecisionEntryBody {
         serde_json::to_value(self).map_err(Error::internal)
     }
 
+    /// The body's RFC 8785 bytes, written from the typed record: the same bytes as
+    /// canonicalising [`DecisionEntryBody::to_value`] (a test holds them equal).
+    pub fn canonical(&self) -> Result<Vec<u8>, Error> {
+        tollgate_core::canonical::to_vec(self).map_err(Error::internal)
+    }
+
     /// Reads a stored body back.
     pub fn from_value(body: &Value) -> Result<Self, Error> {
         Self::deserialize(body)
@@ -170,5 +176,68 @@ impl PolicyActivatedBody {
     /// The body as the ledger stores it.
     pub fn to_value(&self) -> Result<Value, Error> {
         serde_json::to_value(self).map_err(Error::internal)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+    use tollgate_core::{
+        DecideInput, MemoryBuckets, PolicyBinding, UnixMillis, csc_default, decide,
+    };
+
+    use super::*;
+
+    /// The decision path writes the entry body from the typed record; the bytes must
+    /// be those of the value form that readers and verifiers canonicalise.
+    #[test]
+    fn typed_canonical_bytes_equal_the_value_form() {
+        let policy = csc_default().expect("the built-in policy compiles");
+        for (volatility, text) in [(0.05, "plain"), (0.9, "é \u{1f600} \"q\" \n"), (0.0, "")] {
+            let mut request = DecisionRequest {
+                tenant: "default".into(),
+                ..Default::default()
+            };
+            request.action.insert("type".into(), "OPEN_POSITION".into());
+            request.action.insert("note".into(), json!(text));
+            request.action.insert(
+                "nested".into(),
+                json!({"z": [1, 2.5, 1e21], "\u{e000}": null, "a": {"b": true}}),
+            );
+            request.context.insert("\u{ff61}".into(), json!(-0.0));
+            request.signals.insert("volatility".into(), volatility);
+            request.signals.insert("confidence".into(), 0.95);
+            let policies = [PolicyBinding::Found(policy.clone())];
+            let input = DecideInput {
+                request: &request,
+                policies: &policies,
+                now: UnixMillis(1_700_000_000_000),
+                overrides: &[],
+                outcomes: &[],
+                approval: None,
+                tenant_shadow: false,
+            };
+            let verdict = decide(&input, &mut MemoryBuckets::new()).expect("decides");
+            let body = DecisionEntryBody {
+                decision_id: "dec_1".into(),
+                family: "native".into(),
+                received: json!({"raw": text, "n": 3, "f": 0.1}),
+                request,
+                policy_refs: vec!["csc-default".into()],
+                verdict,
+                candidates: Vec::new(),
+                environment: "test".into(),
+                api_key_id: "key_1".into(),
+                request_digest: "ab".repeat(32),
+                review_id: None,
+                grant_id: Some("g".into()),
+                action_digest: "cd".repeat(32),
+                idempotency_key: Some(text.into()),
+                correlation_id: None,
+            };
+            let value = body.to_value().expect("a value");
+            let from_value = tollgate_ledger::canonical_json(&value).expect("canonical");
+            assert_eq!(body.canonical().expect("canonical"), from_value);
+        }
     }
 }

@@ -4,7 +4,8 @@
 
 use rusqlite::{OptionalExtension as _, params};
 use tollgate_ledger::{
-    Entry, EntryDraft, Hash, NoteVerifier, PreparedDraft, SignedCheckpoint, Verified, VerifyFailure,
+    CanonicalDraft, Entry, EntryDraft, Hash, NoteVerifier, PreparedDraft, SignedCheckpoint,
+    Verified, VerifyFailure,
 };
 
 use super::writer::{Job, head_from_state, load_state};
@@ -57,23 +58,23 @@ impl LedgerStore for SqliteStore {
                 .map(str::to_owned),
             _ => None,
         };
-        // The canonical bytes at seq 0 are within 16 bytes of the sealed entry's.
-        let approx_bytes = match prepared.canonical(0, Hash::ZERO) {
-            Ok(b) => b.len(),
-            Err(e) => return Ack::ready(Err(e.into())),
-        } + draft.tenant.len()
-            + decision_id.as_ref().map_or(0, String::len)
-            + 64;
-        let (tx, rx) = ack::channel();
-        self.send(Job::Append {
-            tenant: draft.tenant,
-            time: draft.time,
-            prepared,
-            decision_id,
-            approx_bytes,
-            ack: tx,
-        });
-        rx
+        self.send_append(draft.tenant, draft.time, prepared, decision_id)
+    }
+
+    fn submit_canonical(&self, draft: CanonicalDraft) -> Ack<Appended> {
+        if let Err(e) = check_tenant(&draft.tenant) {
+            return Ack::ready(Err(e));
+        }
+        let tenant = draft.tenant.clone();
+        let time = draft.time.clone();
+        let decision_id = match draft.kind {
+            tollgate_ledger::EntryKind::Decision => draft.decision_id.clone(),
+            _ => None,
+        };
+        match PreparedDraft::from_canonical(draft) {
+            Ok(prepared) => self.send_append(tenant, time, prepared, decision_id),
+            Err(e) => Ack::ready(Err(e.into())),
+        }
     }
 
     fn ledger_tenants(&self) -> Result<Vec<String>, StoreError> {
@@ -270,5 +271,30 @@ impl LedgerRead for SqliteStore {
             }
             Ok(())
         })
+    }
+}
+
+impl SqliteStore {
+    /// Queues a prepared draft for the writer.
+    fn send_append(
+        &self,
+        tenant: String,
+        time: String,
+        prepared: PreparedDraft,
+        decision_id: Option<String>,
+    ) -> Ack<Appended> {
+        // The canonical bytes at seq 0 are within 16 bytes of the sealed entry's.
+        let approx_bytes =
+            prepared.approx_len() + tenant.len() + decision_id.as_ref().map_or(0, String::len) + 64;
+        let (tx, rx) = ack::channel();
+        self.send(Job::Append {
+            tenant,
+            time,
+            prepared,
+            decision_id,
+            approx_bytes,
+            ack: tx,
+        });
+        rx
     }
 }
