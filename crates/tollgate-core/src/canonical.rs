@@ -294,10 +294,13 @@ impl ser::SerializeTupleVariant for Seq<'_> {
     }
 }
 
-/// An object being written. Member values are written to `out` as they come, after
-/// `start`, and their keys and spans remembered; `end` moves them into key order.
+/// An object being written. Members are written to `out` as they come (`"key":value`,
+/// comma-separated) and their spans remembered; `close` leaves them in place when they
+/// came in key order (serde_json maps, structs whose fields are declared sorted) and
+/// rewrites them sorted otherwise.
 struct Object<'a> {
     out: &'a mut Vec<u8>,
+    /// Where the first member starts (just after `{`).
     start: usize,
     members: Vec<(Cow<'static, str>, usize, usize)>,
     /// The key given by `serialize_key`, waiting for its value.
@@ -305,8 +308,13 @@ struct Object<'a> {
     wrapped: bool,
 }
 
+fn utf16_order(a: &str, b: &str) -> std::cmp::Ordering {
+    a.encode_utf16().cmp(b.encode_utf16())
+}
+
 impl<'a> Object<'a> {
     fn open(out: &'a mut Vec<u8>, len: usize, wrapped: bool) -> Object<'a> {
+        out.push(b'{');
         let start = out.len();
         Object {
             out,
@@ -322,7 +330,12 @@ impl<'a> Object<'a> {
         key: Cow<'static, str>,
         value: &T,
     ) -> Result<(), Error> {
+        if !self.members.is_empty() {
+            self.out.push(b',');
+        }
         let from = self.out.len();
+        string(&key, self.out)?;
+        self.out.push(b':');
         value.serialize(Canon {
             out: &mut *self.out,
         })?;
@@ -331,37 +344,40 @@ impl<'a> Object<'a> {
     }
 
     fn close(mut self) -> Result<(), Error> {
-        let values = self.out.split_off(self.start);
         let wide = self
             .members
             .iter()
             .any(|(k, _, _)| k.chars().any(|c| u32::from(c) > 0xFFFF));
-        if wide {
-            self.members
-                .sort_by(|a, b| a.0.encode_utf16().cmp(b.0.encode_utf16()));
-        } else {
-            self.members
-                .sort_by(|a, b| a.0.as_bytes().cmp(b.0.as_bytes()));
-        }
-        if let Some(pair) = self.members.windows(2).find(|w| match w {
-            [a, b] => a.0 == b.0,
-            _ => false,
-        }) && let Some((key, _, _)) = pair.first()
-        {
-            return Err(Error(format!("duplicate object key `{key}`")));
-        }
-        self.out.reserve(values.len() + self.members.len() * 16 + 2);
-        self.out.push(b'{');
-        for (i, (key, from, to)) in self.members.iter().enumerate() {
-            if i > 0 {
-                self.out.push(b',');
+        let order = |a: &str, b: &str| {
+            if wide {
+                utf16_order(a, b)
+            } else {
+                a.as_bytes().cmp(b.as_bytes())
             }
-            string(key, self.out)?;
-            self.out.push(b':');
-            let span = values
-                .get(from - self.start..to - self.start)
-                .ok_or_else(|| Error("a member's span is out of range".into()))?;
-            self.out.extend_from_slice(span);
+        };
+        let sorted = self.members.windows(2).all(|w| match w {
+            [a, b] => order(&a.0, &b.0).is_lt(),
+            _ => true,
+        });
+        if !sorted {
+            self.members.sort_by(|a, b| order(&a.0, &b.0));
+            if let Some(pair) = self.members.windows(2).find(|w| match w {
+                [a, b] => a.0 == b.0,
+                _ => false,
+            }) && let Some((key, _, _)) = pair.first()
+            {
+                return Err(Error(format!("duplicate object key `{key}`")));
+            }
+            let written = self.out.split_off(self.start);
+            for (i, (_, from, to)) in self.members.iter().enumerate() {
+                if i > 0 {
+                    self.out.push(b',');
+                }
+                let span = written
+                    .get(from - self.start..to - self.start)
+                    .ok_or_else(|| Error("a member's span is out of range".into()))?;
+                self.out.extend_from_slice(span);
+            }
         }
         self.out.push(b'}');
         if self.wrapped {
