@@ -250,49 +250,28 @@ impl<'a> Seq<'a> {
     }
 }
 
-impl ser::SerializeSeq for Seq<'_> {
-    type Ok = ();
-    type Error = Error;
-    fn serialize_element<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<(), Error> {
-        self.element(value)
-    }
-    fn end(self) -> Result<(), Error> {
-        self.close()
-    }
+/// The four array-shaped serde traits, all `Seq::element` then `Seq::close`.
+macro_rules! seq_traits {
+    ($($trait:ident :: $method:ident),*) => {$(
+        impl ser::$trait for Seq<'_> {
+            type Ok = ();
+            type Error = Error;
+            fn $method<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<(), Error> {
+                self.element(value)
+            }
+            fn end(self) -> Result<(), Error> {
+                self.close()
+            }
+        }
+    )*};
 }
 
-impl ser::SerializeTuple for Seq<'_> {
-    type Ok = ();
-    type Error = Error;
-    fn serialize_element<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<(), Error> {
-        self.element(value)
-    }
-    fn end(self) -> Result<(), Error> {
-        self.close()
-    }
-}
-
-impl ser::SerializeTupleStruct for Seq<'_> {
-    type Ok = ();
-    type Error = Error;
-    fn serialize_field<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<(), Error> {
-        self.element(value)
-    }
-    fn end(self) -> Result<(), Error> {
-        self.close()
-    }
-}
-
-impl ser::SerializeTupleVariant for Seq<'_> {
-    type Ok = ();
-    type Error = Error;
-    fn serialize_field<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<(), Error> {
-        self.element(value)
-    }
-    fn end(self) -> Result<(), Error> {
-        self.close()
-    }
-}
+seq_traits!(
+    SerializeSeq::serialize_element,
+    SerializeTuple::serialize_element,
+    SerializeTupleStruct::serialize_field,
+    SerializeTupleVariant::serialize_field
+);
 
 /// An object being written. Members are written to `out` as they come (`"key":value`,
 /// comma-separated) and their spans remembered; `close` leaves them in place when they
@@ -406,35 +385,27 @@ impl ser::SerializeMap for Object<'_> {
     }
 }
 
-impl ser::SerializeStruct for Object<'_> {
-    type Ok = ();
-    type Error = Error;
-    fn serialize_field<T: Serialize + ?Sized>(
-        &mut self,
-        key: &'static str,
-        value: &T,
-    ) -> Result<(), Error> {
-        self.member(Cow::Borrowed(key), value)
-    }
-    fn end(self) -> Result<(), Error> {
-        self.close()
-    }
+/// The two struct-shaped serde traits, both `Object::member` then `Object::close`.
+macro_rules! struct_traits {
+    ($($trait:ident),*) => {$(
+        impl ser::$trait for Object<'_> {
+            type Ok = ();
+            type Error = Error;
+            fn serialize_field<T: Serialize + ?Sized>(
+                &mut self,
+                key: &'static str,
+                value: &T,
+            ) -> Result<(), Error> {
+                self.member(Cow::Borrowed(key), value)
+            }
+            fn end(self) -> Result<(), Error> {
+                self.close()
+            }
+        }
+    )*};
 }
 
-impl ser::SerializeStructVariant for Object<'_> {
-    type Ok = ();
-    type Error = Error;
-    fn serialize_field<T: Serialize + ?Sized>(
-        &mut self,
-        key: &'static str,
-        value: &T,
-    ) -> Result<(), Error> {
-        self.member(Cow::Borrowed(key), value)
-    }
-    fn end(self) -> Result<(), Error> {
-        self.close()
-    }
-}
+struct_traits!(SerializeStruct, SerializeStructVariant);
 
 /// A map key: a string, an integer (written in decimal, as serde_json writes it) or a
 /// unit variant's name; anything else is refused.
@@ -442,6 +413,15 @@ struct KeyName;
 
 fn not_a_string() -> Error {
     Error("a map key must be a string".into())
+}
+
+/// Key serializer methods for scalars that are not keys.
+macro_rules! refuse_scalars {
+    ($($method:ident($ty:ty)),*) => {$(
+        fn $method(self, _v: $ty) -> Result<String, Error> {
+            Err(not_a_string())
+        }
+    )*};
 }
 
 impl ser::Serializer for KeyName {
@@ -454,6 +434,13 @@ impl ser::Serializer for KeyName {
     type SerializeMap = Impossible<String, Error>;
     type SerializeStruct = Impossible<String, Error>;
     type SerializeStructVariant = Impossible<String, Error>;
+
+    refuse_scalars!(
+        serialize_bool(bool),
+        serialize_f32(f32),
+        serialize_f64(f64),
+        serialize_bytes(&[u8])
+    );
 
     fn serialize_str(self, v: &str) -> Result<String, Error> {
         Ok(v.to_owned())
@@ -475,9 +462,6 @@ impl ser::Serializer for KeyName {
         value: &T,
     ) -> Result<String, Error> {
         value.serialize(self)
-    }
-    fn serialize_bool(self, _v: bool) -> Result<String, Error> {
-        Err(not_a_string())
     }
     fn serialize_i8(self, v: i8) -> Result<String, Error> {
         Ok(v.to_string())
@@ -502,15 +486,6 @@ impl ser::Serializer for KeyName {
     }
     fn serialize_u64(self, v: u64) -> Result<String, Error> {
         Ok(v.to_string())
-    }
-    fn serialize_f32(self, _v: f32) -> Result<String, Error> {
-        Err(not_a_string())
-    }
-    fn serialize_f64(self, _v: f64) -> Result<String, Error> {
-        Err(not_a_string())
-    }
-    fn serialize_bytes(self, _v: &[u8]) -> Result<String, Error> {
-        Err(not_a_string())
     }
     fn serialize_none(self) -> Result<String, Error> {
         Err(not_a_string())
